@@ -1,0 +1,42 @@
+"""Build script: the compiled fast path (Cython) is declared here; metadata lives in pyproject.toml.
+
+``SGDP_CYTHON_DEBUG=1`` rebuilds every extension with bounds and wraparound checks on.
+"""
+
+import glob
+import os
+
+from setuptools import setup
+
+DEBUG = os.environ.get("SGDP_CYTHON_DEBUG") == "1"
+
+
+def extensions():
+    sources = sorted(glob.glob(os.path.join("sgdp", "_*.pyx")))
+    if not sources:
+        return []
+    import numpy
+    from Cython.Build import cythonize
+    from setuptools import Extension
+
+    exts = [
+        Extension(
+            "sgdp." + os.path.splitext(os.path.basename(src))[0],
+            [src],
+            include_dirs=[numpy.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=["-O3"] if not DEBUG else ["-O0", "-g"],
+        )
+        for src in sources
+    ]
+    directives = {
+        "language_level": 3,
+        "boundscheck": DEBUG,
+        "wraparound": DEBUG,
+        "cdivision": not DEBUG,
+        "initializedcheck": DEBUG,
+    }
+    return cythonize(exts, compiler_directives=directives)
+
+
+setup(ext_modules=extensions())

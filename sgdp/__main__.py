@@ -1,0 +1,5 @@
+import sys
+
+from sgdp.cli import main
+
+sys.exit(main())

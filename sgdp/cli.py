@@ -1,0 +1,235 @@
+"""The command line: argument parsing and output formatting only. ``main(argv) -> int``.
+
+Exit codes (SPEC §5): 0 success; 1 expectations not met; 2 usage, config or input error, printed as
+one line ``sgdp: error: …`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import xml.etree.ElementTree as ET
+from typing import Any, Sequence
+
+from sgdp import __version__
+from sgdp.addr import parse_endpoint
+from sgdp.errors import SgdpError, UsageError
+from sgdp.packet import Packet
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one ``sgdp: error:`` line (exit 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message}" if self.prog != "sgdp" else message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sgdp", description="Huawei Cloud VPC security-group dataplane emulator.")
+    parser.add_argument("--version", action="version", version=f"sgdp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("check", help="validate a topology and report findings")
+    p.add_argument("topology")
+    p.add_argument("--json", action="store_true", help="print findings as JSON")
+    p.add_argument("--strict", action="store_true", help="exit 1 when there are findings")
+
+    p = sub.add_parser("explain", help="the verdict for one new packet, step by step")
+    p.add_argument("topology")
+    p.add_argument("--src", required=True, metavar="IP[:PORT]")
+    p.add_argument("--dst", required=True, metavar="IP[:PORT]")
+    p.add_argument("--proto", default="tcp", help="tcp (default), udp, icmp, icmpv6, gre or a number")
+    p.add_argument("--icmp-type", type=int)
+    p.add_argument("--icmp-code", type=int)
+    p.add_argument("--tcp-flags", default="S", help="TCP flags as letters (default S)")
+    p.add_argument("--json", action="store_true")
+    _engine_arg(p)
+
+    p = sub.add_parser("test", help="run scenario files")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="scenario files, or directories searched for *.sgdp.yaml")
+    p.add_argument("--junit-xml", metavar="FILE")
+    _engine_arg(p)
+    return parser
+
+
+def _engine_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=("fast", "reference"), default=None,
+                   help="dataplane engine (default: $SGDP_ENGINE or fast)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if not args.command:
+            parser.print_help(sys.stderr)
+            return 2
+        return COMMANDS[args.command](args)
+    except SgdpError as exc:
+        print(f"sgdp: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+# ------------------------------------------------------------------------------------------- check
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from sgdp.check import check
+    from sgdp.model import load_topology
+
+    topo = load_topology(args.topology)
+    findings = check(topo)
+    if args.json:
+        print(json.dumps({"findings": [f.as_dict() for f in findings]}, indent=2))
+    else:
+        counts = (f"{len(topo.vpcs)} VPC(s), {len(topo.security_groups)} security group(s), "
+                  f"{len(topo.instances)} instance(s), {len(topo.load_balancers)} load balancer(s)")
+        print(f"{args.topology}: valid ({counts})")
+        for f in findings:
+            print(f"{f.kind}: {f.message}")
+        print(f"{len(findings)} finding(s)")
+    return 1 if findings and args.strict else 0
+
+
+# ----------------------------------------------------------------------------------------- explain
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from sgdp.engine import make_engine
+    from sgdp.model import load_topology
+    from sgdp.reference import ReferenceEngine, Trace
+    from sgdp.scenario import describe_packet, format_trace, packet_from_spec
+
+    topo = load_topology(args.topology)
+    pkt = _explain_packet(args, packet_from_spec)
+    engine = make_engine(topo, args.engine)
+    reference = engine if isinstance(engine, ReferenceEngine) else ReferenceEngine(topo)
+    trace = Trace()
+    verdict = reference.step(pkt, trace)
+    if engine is not reference:
+        from sgdp.packet import PacketBatch
+
+        verdict = engine.names.decode(engine.process(PacketBatch.from_packets([pkt])), 0)
+    not_effective = []
+    for step in trace.steps:
+        for r in step.get("rules", ()):
+            if "not_effective" in r:
+                nic_instance = step["nic"].split("#", 1)[0]
+                item = {"security_group": r["security_group"], "rule": r["rule"], "instance": nic_instance, "why": r["not_effective"]}
+                if item not in not_effective:
+                    not_effective.append(item)
+    if args.json:
+        out: dict[str, Any] = {
+            "verdict": verdict.verdict, "reason": verdict.reason, "instance": verdict.instance or None,
+            "direction": verdict.direction or None, "security_group": verdict.security_group or None,
+            "rule": verdict.rule or None, "steps": trace.steps, "not_effective": not_effective,
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"packet   {describe_packet(pkt)}")
+        for line in format_trace(trace):
+            print(line)
+        where = " ".join(x for x in (verdict.instance, verdict.direction) if x)
+        by = "/".join(x for x in (verdict.security_group, verdict.rule) if x)
+        print(f"verdict  {verdict.verdict.upper()} ({verdict.reason}{', ' + where if where else ''}{', ' + by if by else ''})")
+    return 0
+
+
+def _explain_packet(args: argparse.Namespace, packet_from_spec) -> Packet:
+    try:
+        (src, sport), (dst, dport) = parse_endpoint(args.src), parse_endpoint(args.dst)
+    except ValueError as exc:
+        raise UsageError(f"--src/--dst: {exc}") from None
+    from sgdp.addr import format_ip
+
+    spec: dict[str, Any] = {"src": format_ip(*src), "dst": format_ip(*dst), "proto": args.proto, "flags": args.tcp_flags}
+    if sport is not None:
+        spec["sport"] = sport
+    if dport is not None:
+        spec["dport"] = dport
+    if args.icmp_type is not None:
+        spec["icmp_type"] = args.icmp_type
+    if args.icmp_code is not None:
+        spec["icmp_code"] = args.icmp_code
+    try:
+        return packet_from_spec(spec, "", "command line")
+    except SgdpError as exc:
+        text = str(exc).replace("command line: .", "--").replace("dport: is required", "--dst needs a port (IP:PORT)")
+        raise UsageError(text) from None
+
+
+# -------------------------------------------------------------------------------------------- test
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    from sgdp.engine import resolve_engine
+    from sgdp.scenario import load_scenario, run_scenario
+
+    files = find_scenarios(args.paths)
+    engine = resolve_engine(args.engine)
+    passed = failed = errors = 0
+    cases = []
+    for path in files:
+        try:
+            scenario = load_scenario(path)
+        except SgdpError as exc:
+            print(f"sgdp: error: {exc}", file=sys.stderr)
+            errors += 1
+            cases.append((path, os.path.basename(path), "error", str(exc)))
+            continue
+        result = run_scenario(scenario, engine)
+        if result.passed:
+            passed += 1
+            print(f"PASS {path}: {scenario.name} ({len(scenario.steps)} steps)")
+            cases.append((path, scenario.name, "pass", ""))
+        else:
+            failed += 1
+            print(f"FAIL {path}: {scenario.name}")
+            text = "\n".join(f.describe() for f in result.failures)
+            for line in text.splitlines():
+                print("  " + line)
+            cases.append((path, scenario.name, "fail", text))
+    print(f"{passed} passed, {failed} failed" + (f", {errors} errors" if errors else ""))
+    if args.junit_xml:
+        write_junit(args.junit_xml, cases, engine)
+    if errors:
+        return 2
+    return 1 if failed else 0
+
+
+def find_scenarios(paths: Sequence[str]) -> list[str]:
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = []
+            for root, _, names in os.walk(path):
+                found.extend(os.path.join(root, n) for n in names if n.endswith((".sgdp.yaml", ".sgdp.yml")))
+            files.extend(sorted(found))
+        elif os.path.exists(path):
+            files.append(path)
+        else:
+            raise UsageError(f"{path}: no such file or directory")
+    if not files:
+        raise UsageError(f"no scenario files (*.sgdp.yaml) under {' '.join(paths)}")
+    return files
+
+
+def write_junit(path: str, cases: list[tuple[str, str, str, str]], engine: str) -> None:
+    suite = ET.Element("testsuite", name="sgdp", tests=str(len(cases)),
+                       failures=str(sum(c[2] == "fail" for c in cases)), errors=str(sum(c[2] == "error" for c in cases)))
+    for file, name, status, text in cases:
+        case = ET.SubElement(suite, "testcase", classname=file, name=f"{name} [{engine}]")
+        if status != "pass":
+            node = ET.SubElement(case, "failure" if status == "fail" else "error", message=text.splitlines()[0] if text else status)
+            node.text = text
+    try:
+        ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+    except OSError as exc:
+        raise UsageError(f"--junit-xml {path}: {exc.strerror}") from None
+
+
+COMMANDS = {"check": cmd_check, "explain": cmd_explain, "test": cmd_test}

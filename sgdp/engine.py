@@ -1,0 +1,65 @@
+"""Choose an engine: ``fast`` (the compiled path) or ``reference`` (plain Python).
+
+The compiled engine is not built yet in this version: ``fast`` falls back to the reference engine
+with a warning, and ``SGDP_REQUIRE_EXTENSION=1`` turns that fallback into an error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from sgdp.errors import UsageError
+from sgdp.model import Topology
+from sgdp.reference import ReferenceEngine
+
+ENGINES = ("fast", "reference")
+
+
+def default_engine() -> str:
+    name = os.environ.get("SGDP_ENGINE", "fast")
+    if name not in ENGINES:
+        raise UsageError(f"SGDP_ENGINE={name!r} is not an engine (choose fast or reference)")
+    return name
+
+
+def fast_available() -> bool:
+    try:
+        import sgdp._fastmatch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_warned = False
+
+
+def resolve_engine(name: str | None) -> str:
+    """The engine that will actually run for a requested name (None = the default)."""
+    global _warned
+    name = name or default_engine()
+    if name not in ENGINES:
+        raise UsageError(f"{name!r} is not an engine (choose fast or reference)")
+    if name == "fast" and not fast_available():
+        if os.environ.get("SGDP_REQUIRE_EXTENSION") == "1":
+            raise UsageError("the compiled engine is not available and SGDP_REQUIRE_EXTENSION=1")
+        if not _warned:
+            print("sgdp: warning: the compiled engine is not available; using the reference engine", file=sys.stderr)
+            _warned = True
+        return "reference"
+    return name
+
+
+def make_engine(topo: Topology, name: str | None = None) -> ReferenceEngine:
+    """A fresh stateful dataplane over ``topo``."""
+    resolved = resolve_engine(name)
+    if resolved == "fast":  # pragma: no cover - arrives with the compiled module
+        from sgdp.fast import FastEngine
+
+        return FastEngine(topo)
+    return ReferenceEngine(topo)
+
+
+def available_engines() -> list[str]:
+    """Engines that really run here (for tests that run on every engine)."""
+    return ["reference", "fast"] if fast_available() else ["reference"]

@@ -1,0 +1,29 @@
+"""Error types. Every error a user can cause is an ``SgdpError``; the CLI prints it as one line."""
+
+from __future__ import annotations
+
+
+class SgdpError(Exception):
+    """Root of every error sgdp reports to a user (exit code 2)."""
+
+
+class ConfigError(SgdpError, ValueError):
+    """An invalid topology, timeline or scenario file.
+
+    The message names the file, the path to the field and the offending value.
+    """
+
+    def __init__(self, file: str, path: str, message: str):
+        self.file = file
+        self.path = path
+        self.detail = message
+        where = f"{file}: {path}: " if path else f"{file}: "
+        super().__init__(where + message)
+
+
+class InputError(SgdpError, ValueError):
+    """Bad input that is not a topology: a capture, a packet description, a command-line value."""
+
+
+class UsageError(SgdpError):
+    """A command-line usage error."""
