@@ -24,8 +24,9 @@ def default_engine() -> str:
 
 
 def fast_available() -> bool:
+    """True when the compiled dataplane engine (``sgdp.fast`` over ``sgdp._fastmatch``) imports."""
     try:
-        import sgdp._fastmatch  # noqa: F401
+        import sgdp.fast  # noqa: F401
     except ImportError:
         return False
     return True
