@@ -993,8 +993,12 @@ def parse_multiport(value: Any) -> Ports:
     ordered = sorted(segments)
     for (alo, ahi), (blo, bhi) in zip(ordered, ordered[1:]):
         if blo <= ahi:
-            raise ValueError(f"{text!r}: segments {alo}-{ahi} and {blo}-{bhi} overlap")
+            raise ValueError(f"{text!r}: segments {_seg(alo, ahi)} and {_seg(blo, bhi)} overlap")
     return tuple(ordered)
+
+
+def _seg(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
 def default_group() -> SecurityGroup:
