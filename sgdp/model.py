@@ -841,6 +841,8 @@ class _Loader:
             subnet = self.ref(self.subnets, self.subnet_ids, raw["subnet"], f"{p}.subnet", "subnet")
             vpc = self.subnets[subnet].vpc
             vip = self.parse(parse_ip, raw["vip"], f"{p}.vip")
+            if vip[0] != 4:
+                raise self.err(f"{p}.vip", f"{raw['vip']!r} is not an IPv4 address (sgdp models IPv4 load balancers)")
             if not self.subnets[subnet].contains(*vip) and not (vip[0] == 4 and self.vpcs[vpc].cidr.contains(*vip)):
                 raise self.err(f"{p}.vip", f"{raw['vip']!r} is not inside VPC {vpc!r}")
             eip = None

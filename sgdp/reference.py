@@ -140,6 +140,7 @@ class ReferenceEngine:
         self.acl_conntrack: dict[int, dict[tuple, Conn]] = {}
         self.fragments: dict[tuple, tuple[float, Verdict]] = {}
         self.hits: dict[tuple[str, str, str], int] = {}
+        self.now = float("-inf")  # the dataplane clock: the latest capture timestamp seen (never goes back)
         self._index_addresses()
 
     # -- public API ---------------------------------------------------------------------------
@@ -159,6 +160,7 @@ class ReferenceEngine:
 
     def step(self, pkt: Packet, trace: Trace | None = None) -> Verdict:
         """The verdict for one packet (S5–S15), updating state."""
+        self.now = max(self.now, pkt.ts)
         if pkt.status == NON_IP or pkt.l3 not in (4, 6):
             return Verdict("unmodelled", "unmodelled")
         if pkt.status == MALFORMED:
@@ -166,7 +168,7 @@ class ReferenceEngine:
         frag_key = (pkt.l3, pkt.src, pkt.dst, pkt.proto, pkt.frag_id)
         if pkt.frag_offset > 0:
             seen = self.fragments.get(frag_key)
-            if seen is not None and pkt.ts - seen[0] <= FRAGMENT_TIMEOUT:
+            if seen is not None and self.now - seen[0] <= FRAGMENT_TIMEOUT:
                 if trace:
                     trace.add(step="fragment", detail="non-first fragment: the verdict of its first fragment")
                 return seen[1]
@@ -174,7 +176,7 @@ class ReferenceEngine:
                 trace.add(step="fragment", detail="non-first fragment without its first: evaluated without ports")
         verdict = self._evaluate(pkt, trace)
         if pkt.frag_offset == 0 and pkt.more_fragments:
-            self.fragments[frag_key] = (pkt.ts, verdict)
+            self.fragments[frag_key] = (self.now, verdict)
         return verdict
 
     # -- endpoints (S5) -------------------------------------------------------------------------
@@ -346,11 +348,7 @@ class ReferenceEngine:
         backends = listener.backends
         backend = backends[lb_hash(pkt.l3, pkt.src, pkt.dst, pkt.proto, pkt.sport, pkt.dport) % len(backends)]
         bnic = self.topo.nics[backend.nic]
-        baddr = bnic.ip if pkt.l3 == 4 else bnic.ipv6
-        if baddr is None:
-            if trace:
-                trace.add(step="load_balancer", lb=lb.name, detail=f"backend {backend.instance} has no IPv6 address")
-            return Verdict("deny", "no_route")
+        baddr = bnic.ip  # load balancers are IPv4 (model.py)
         bypass = lb.bypasses(listener)
         if trace:
             trace.add(step="load_balancer", lb=lb.name, listener=f"{listener.protocol}/{listener.port}",
@@ -530,7 +528,7 @@ class ReferenceEngine:
             if key is None:
                 return None
             conn = table.get(key)
-            if conn is not None and not _expired(conn, key[1], pkt.ts):
+            if conn is not None and not _expired(conn, key[1], self.now):
                 return "related"
             return None
         key, orig = self._packet_key(nic, view)
@@ -539,10 +537,10 @@ class ReferenceEngine:
         conn = table.get(key)
         if conn is None:
             return None
-        if _expired(conn, key[1], pkt.ts):
+        if _expired(conn, key[1], self.now):
             del table[key]
             return None
-        _advance(conn, key[1], pkt, reply=orig != conn.orig)
+        _advance(conn, key[1], pkt, self.now, reply=orig != conn.orig)
         return "established"
 
     def _open(self, table: dict, nic: Nic, view: View, inbound: bool) -> None:
@@ -552,7 +550,7 @@ class ReferenceEngine:
         key, orig = self._packet_key(nic, view)
         if key is None:
             return
-        table[key] = Conn(_initial_state(pkt), pkt.ts, orig, inbound)
+        table[key] = Conn(_initial_state(pkt), self.now, orig, inbound)
 
     def _touch(self, nic: Nic, pkt: Packet, fwd: tuple[int, int, int, int], inbound: bool) -> None:
         """Open or refresh the backend's entry for a client-IP-transfer flow (S14)."""
@@ -560,10 +558,10 @@ class ReferenceEngine:
         key, orig = self._key(nic, pkt.l3, pkt.proto, src, sport, dst, dport, pkt.icmp_type, pkt.icmp_id)
         table = self.conntrack.setdefault(nic.index, {})
         conn = table.get(key)
-        if conn is not None and not _expired(conn, key[1], pkt.ts):
-            _advance(conn, key[1], pkt, reply=orig != conn.orig)
+        if conn is not None and not _expired(conn, key[1], self.now):
+            _advance(conn, key[1], pkt, self.now, reply=orig != conn.orig)
         else:
-            table[key] = Conn(_initial_state(pkt), pkt.ts, orig, inbound)
+            table[key] = Conn(_initial_state(pkt), self.now, orig, inbound)
 
     def drop_inbound_entries(self, nic_indexes: set[int]) -> None:
         """S12: forget entries opened by inbound traffic at these NICs (after a rule change)."""
@@ -597,9 +595,9 @@ def _expired(conn: Conn, proto: int, ts: float) -> bool:
     return ts - conn.last > _timeout(conn, proto)
 
 
-def _advance(conn: Conn, proto: int, pkt: Packet, reply: bool) -> None:
+def _advance(conn: Conn, proto: int, pkt: Packet, now: float, reply: bool) -> None:
     """A packet of a live connection: refresh it and move its state (S11)."""
-    conn.last = max(conn.last, pkt.ts)
+    conn.last = now
     if proto == TCP:
         if pkt.tcp_flags & (FIN | RST):
             conn.state = TCP_CLOSING

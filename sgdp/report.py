@@ -1,0 +1,173 @@
+"""Outputs of a replay (SPEC §5): verdict files (csv, jsonl, parquet), the summary, verdict-file reading
+for ``--expect``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from sgdp.errors import InputError, UsageError
+from sgdp.packet import DIRECTIONS, REASONS, VERDICTS, Names, Verdict, VerdictBatch
+
+VERDICT_COLUMNS = ("index", "ts", "verdict", "reason", "instance", "direction", "security_group", "rule")
+FORMATS = ("csv", "jsonl", "parquet", "none")
+
+
+def _table(values: list[str]) -> np.ndarray:
+    """Names with '' appended, so index -1 maps to the empty string."""
+    return np.array(list(values) + [""], dtype=object)
+
+
+class VerdictWriter:
+    """Writes verdict rows batch by batch in one of ``FORMATS``."""
+
+    def __init__(self, directory: str, fmt: str, names: Names):
+        if fmt not in FORMATS:
+            raise UsageError(f"--verdicts: {fmt!r} is not a format ({', '.join(FORMATS)})")
+        self.fmt = fmt
+        self.path = os.path.join(directory, f"verdicts.{fmt}") if fmt != "none" else None
+        self.instances = _table(names.instances)
+        self.groups = _table(names.groups)
+        self.rules = _table(names.rules)
+        self._fh = None
+        self._parquet = None
+        self._index = 0
+        if fmt == "parquet":
+            try:
+                import pyarrow  # noqa: F401
+                import pyarrow.parquet  # noqa: F401
+            except ImportError:
+                raise UsageError("--verdicts parquet needs pyarrow: pip install 'sgdp[parquet]'") from None
+        if self.path is not None and fmt != "parquet":
+            self._fh = open(self.path, "w", encoding="utf-8", newline="")
+            if fmt == "csv":
+                self._fh.write(",".join(VERDICT_COLUMNS) + "\n")
+
+    def columns(self, ts: np.ndarray, vb: VerdictBatch) -> dict[str, Any]:
+        n = len(vb)
+        return {
+            "index": np.arange(self._index, self._index + n, dtype=np.int64),
+            "ts": ts,
+            "verdict": np.array(VERDICTS, dtype=object)[vb.verdict],
+            "reason": np.array(REASONS, dtype=object)[vb.reason],
+            "instance": self.instances[vb.instance],
+            "direction": np.array(DIRECTIONS, dtype=object)[vb.direction],
+            "security_group": self.groups[vb.group],
+            "rule": self.rules[vb.rule],
+        }
+
+    def write(self, ts: np.ndarray, vb: VerdictBatch) -> None:
+        if self.fmt == "none" or len(vb) == 0:
+            self._index += len(vb)
+            return
+        cols = self.columns(ts, vb)
+        self._index += len(vb)
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.table({k: (v if k in ("index", "ts") else v.astype(str)) for k, v in cols.items()})
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema)
+            self._parquet.write_table(table)
+            return
+        lists = [cols[k].tolist() for k in VERDICT_COLUMNS]
+        assert self._fh is not None
+        if self.fmt == "csv":
+            self._fh.writelines(
+                f"{i},{t!r},{v},{r},{_csv(inst)},{d},{_csv(g)},{_csv(rule)}\n"
+                for i, t, v, r, inst, d, g, rule in zip(*lists)
+            )
+        else:
+            self._fh.writelines(
+                json.dumps(dict(zip(VERDICT_COLUMNS, row)), separators=(",", ":")) + "\n" for row in zip(*lists)
+            )
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        if self._parquet is not None:
+            self._parquet.close()
+
+
+def _csv(text: str) -> str:
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+@dataclass
+class Summary:
+    """Running counts for summary.json."""
+
+    engine: str
+    packets: int = 0
+    by_verdict: dict[str, int] = field(default_factory=lambda: {v: 0 for v in VERDICTS})
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+    def add(self, vb: VerdictBatch) -> None:
+        self.packets += len(vb)
+        for code, n in zip(*np.unique(vb.verdict, return_counts=True)):
+            self.by_verdict[VERDICTS[code]] += int(n)
+        for code, n in zip(*np.unique(vb.reason, return_counts=True)):
+            self.by_reason[REASONS[code]] = self.by_reason.get(REASONS[code], 0) + int(n)
+
+    def as_dict(self, rule_hits: list[dict], elapsed: float) -> dict[str, Any]:
+        return {
+            "packets": self.packets,
+            "allowed": self.by_verdict["allow"],
+            "denied": self.by_verdict["deny"],
+            "unmodelled": self.by_verdict["unmodelled"],
+            "malformed": self.by_verdict["malformed"],
+            "by_reason": dict(sorted(self.by_reason.items())),
+            "rule_hits": rule_hits,
+            "elapsed_s": round(elapsed, 6),
+            "packets_per_s": round(self.packets / elapsed, 1) if elapsed > 0 else None,
+            "engine": self.engine,
+        }
+
+
+def read_verdict_file(path: str) -> Iterator[tuple[int, Verdict]]:
+    """Rows of a saved verdict file (csv, jsonl or parquet, by extension) as (index, Verdict)."""
+    def row_of(raw: dict, where: str) -> tuple[int, Verdict]:
+        try:
+            index = int(raw["index"])
+            v = Verdict(*(str(raw.get(k) or "") for k in VERDICT_COLUMNS[2:]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InputError(f"{path}: {where}: not a verdict row ({exc})") from None
+        if v.verdict not in VERDICTS:
+            raise InputError(f"{path}: {where}: verdict {v.verdict!r} is not one of {', '.join(VERDICTS)}")
+        return index, v
+
+    try:
+        if path.endswith(".parquet"):
+            try:
+                import pyarrow.parquet as pq
+            except ImportError:
+                raise UsageError(f"{path}: reading parquet needs pyarrow: pip install 'sgdp[parquet]'") from None
+            for k, raw in enumerate(pq.read_table(path).to_pylist()):
+                yield row_of(raw, f"row {k}")
+        elif path.endswith(".jsonl"):
+            with open(path, encoding="utf-8") as fh:
+                for line_no, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            raw = json.loads(line)
+                        except json.JSONDecodeError as exc:
+                            raise InputError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from None
+                        yield row_of(raw, f"line {line_no}")
+        else:
+            with open(path, encoding="utf-8", newline="") as fh:
+                reader = csv.DictReader(fh)
+                missing = set(VERDICT_COLUMNS) - set(reader.fieldnames or ())
+                if missing:
+                    raise InputError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))}")
+                for raw in reader:
+                    yield row_of(raw, f"line {reader.line_num}")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read verdict file: {exc.strerror}") from None
