@@ -84,6 +84,7 @@ class Conn:
     last: float
     orig: tuple  # the originator side (address, port) of the normalised key
     inbound: bool  # opened by inbound traffic (ingress stage): dropped on a rule change (S12)
+    lb: bool = False  # opened by a load balancer's client-IP-transfer forwarding (S14)
 
 
 @dataclass(slots=True)
@@ -294,6 +295,14 @@ class ReferenceEngine:
         if r.kind == "lb":
             return self._via_lb(pkt, s, r.lb, trace)  # type: ignore[arg-type]
         if not self._path(s, r, pkt.l3):
+            if snic is not None and self._lb_reply(snic, pkt):
+                # A backend's reply to a client that reached it with client-IP transfer goes back
+                # through the load balancer: load-balancer traffic always has its path (S6, S14).
+                if trace:
+                    trace.add(step="path", exists=True, detail="reply of a load-balancer flow with client-IP transfer")
+                view = View(pkt, pkt.src, pkt.dst, *_ports(pkt), peer=pkt.dst, genuine=False,
+                            acl_src=pkt.src, acl_dst=pkt.dst, acl_exempt=True)
+                return self._stage(snic, "egress", view, trace)
             if trace:
                 trace.add(step="path", exists=False, detail="no path between sender and receiver (S6)")
             inst = snic.instance if snic else rnic.instance  # type: ignore[union-attr]
@@ -552,6 +561,15 @@ class ReferenceEngine:
             return
         table[key] = Conn(_initial_state(pkt), self.now, orig, inbound)
 
+    def _lb_reply(self, nic: Nic, pkt: Packet) -> bool:
+        """Is this packet from a backend part of a live client-IP-transfer flow (S14)?"""
+        if pkt.frag_offset > 0:
+            return False
+        sport, dport = _ports(pkt)
+        key, _ = self._key(nic, pkt.l3, pkt.proto, pkt.src, sport or 0, pkt.dst, dport or 0, pkt.icmp_type, pkt.icmp_id)
+        conn = self.conntrack.get(nic.index, {}).get(key) if key is not None else None
+        return conn is not None and conn.lb and not _expired(conn, key[1], self.now)
+
     def _touch(self, nic: Nic, pkt: Packet, fwd: tuple[int, int, int, int], inbound: bool) -> None:
         """Open or refresh the backend's entry for a client-IP-transfer flow (S14)."""
         src, sport, dst, dport = fwd
@@ -560,8 +578,9 @@ class ReferenceEngine:
         conn = table.get(key)
         if conn is not None and not _expired(conn, key[1], self.now):
             _advance(conn, key[1], pkt, self.now, reply=orig != conn.orig)
+            conn.lb = True
         else:
-            table[key] = Conn(_initial_state(pkt), self.now, orig, inbound)
+            table[key] = Conn(_initial_state(pkt), self.now, orig, inbound, lb=True)
 
     def drop_inbound_entries(self, nic_indexes: set[int]) -> None:
         """S12: forget entries opened by inbound traffic at these NICs (after a rule change)."""

@@ -1,0 +1,57 @@
+# The compiled dataplane's C structures (see _dataplane.pyx and sgdp/fast.py).
+#
+# Addresses are 128-bit values split in (hi, lo) uint64 halves exactly as in sgdp.packet
+# (IPv4 in the low half, high half 0). NIC, VPC, LB... indexes are positions in the plan arrays
+# built by sgdp/fast.py from the topology (the same order as Topology.nics etc.).
+
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+
+# One endpoint candidate (reference.Endpoint): kind (K_*), how (H_*) and the index of the NIC,
+# load balancer, VPC or private network it denotes (-1 for service/external).
+cdef struct Endpoint:
+    uint8_t kind
+    uint8_t how
+    int32_t idx
+
+# Connection-tracking key, normalised: side a <= side b as (hi, lo, port) triples.
+# table: 0 security groups, 1 network ACL; nic: NIC index the table belongs to.
+cdef struct CtKey:
+    uint64_t a_hi
+    uint64_t a_lo
+    uint64_t b_hi
+    uint64_t b_lo
+    uint32_t nic
+    uint16_t a_port
+    uint16_t b_port
+    uint8_t l3
+    uint8_t proto
+    uint8_t table
+
+# One slot of the open-addressing table. used: 0 empty, 1 occupied.
+# state: TCP 0 not yet established, 1 established, 2 closing; others 0 unreplied, 1 replied.
+# orig_low: 1 when the opener was side a of the key. inbound: opened at an ingress stage.
+cdef struct CtSlot:
+    CtKey key
+    double last
+    uint8_t used
+    uint8_t state
+    uint8_t orig_low
+    uint8_t inbound
+
+# Remembered first fragment (S15): key and the verdict row it got.
+cdef struct FragSlot:
+    uint64_t src_hi
+    uint64_t src_lo
+    uint64_t dst_hi
+    uint64_t dst_lo
+    uint32_t frag_id
+    uint8_t l3
+    uint8_t proto
+    uint8_t used
+    double time
+    uint8_t verdict
+    uint8_t reason
+    uint8_t direction
+    int32_t instance
+    int32_t group
+    int32_t rule
