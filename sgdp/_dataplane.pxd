@@ -4,7 +4,7 @@
 # (IPv4 in the low half, high half 0). NIC, VPC, LB... indexes are positions in the plan arrays
 # built by sgdp/fast.py from the topology (the same order as Topology.nics etc.).
 
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 # One endpoint candidate (reference.Endpoint): kind (K_*), how (H_*) and the index of the NIC,
 # load balancer, VPC or private network it denotes (-1 for service/external).
@@ -27,7 +27,7 @@ cdef struct CtKey:
     uint8_t proto
     uint8_t table
 
-# One slot of the open-addressing table. used: 0 empty, 1 occupied.
+# One slot of the open-addressing table. lb: opened by a load balancer's client-IP-transfer forwarding. used: 0 empty, 1 occupied.
 # state: TCP 0 not yet established, 1 established, 2 closing; others 0 unreplied, 1 replied.
 # orig_low: 1 when the opener was side a of the key. inbound: opened at an ingress stage.
 cdef struct CtSlot:
@@ -37,6 +37,7 @@ cdef struct CtSlot:
     uint8_t state
     uint8_t orig_low
     uint8_t inbound
+    uint8_t lb
 
 # Remembered first fragment (S15): key and the verdict row it got.
 cdef struct FragSlot:
@@ -55,3 +56,35 @@ cdef struct FragSlot:
     int32_t instance
     int32_t group
     int32_t rule
+
+# One verdict row being built (codes of sgdp.packet; -1 = empty).
+cdef struct Row:
+    uint8_t verdict
+    uint8_t reason
+    uint8_t direction
+    int32_t instance
+    int32_t group
+    int32_t rule
+
+# The packet fields the sequential pass needs (one row of the packet columns).
+cdef struct Pkt:
+    uint64_t src_hi
+    uint64_t src_lo
+    uint64_t dst_hi
+    uint64_t dst_lo
+    uint64_t inner_src_hi
+    uint64_t inner_src_lo
+    uint64_t inner_dst_hi
+    uint64_t inner_dst_lo
+    uint16_t sport
+    uint16_t dport
+    uint16_t flags
+    uint16_t icmp_id
+    uint16_t inner_sport
+    uint16_t inner_dport
+    int16_t icmp_type
+    uint8_t l3
+    uint8_t proto
+    uint8_t frag
+    uint8_t inner_l3
+    uint8_t inner_proto

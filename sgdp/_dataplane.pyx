@@ -42,6 +42,7 @@ DEF M_EARLY = 0
 DEF M_NORMAL = 1
 DEF M_BYPASS = 2
 DEF M_FORWARD = 3
+DEF M_LBREPLY = 4
 
 # verdict, reason and direction codes (sgdp.packet.VERDICTS / REASONS / DIRECTIONS)
 DEF V_ALLOW = 0
@@ -79,6 +80,14 @@ DEF RST = 0x04
 DEF ACK = 0x10
 
 DEF SWEEP = 4  # slots examined for expiry per insertion
+
+# S13 addresses (reference.BROADCAST, LINK_MULTICAST, METADATA, CLOUD_SERVICES)
+cdef uint64_t BROADCAST = 0xFFFFFFFFULL
+cdef uint64_t LINK_MCAST_LO = 0xE0000000ULL
+cdef uint64_t LINK_MCAST_HI = 0xE00000FFULL
+cdef uint64_t METADATA = 0xA9FEA9FEULL
+cdef uint64_t CLOUD_LO = 0x647D0000ULL
+cdef uint64_t CLOUD_HI = 0x647DFFFFULL
 
 
 cdef class Plan:
@@ -297,14 +306,14 @@ cdef int32_t subnet_of(Plan p, Endpoint e, uint8_t l3, uint64_t hi, uint64_t lo)
 cdef inline uint64_t fnv_u64(uint64_t h, uint64_t v, int nbytes) noexcept nogil:
     cdef int k
     for k in range(nbytes - 1, -1, -1):
-        h = (h ^ ((v >> (8 * k)) & 0xFF)) * <uint64_t>0x100000001B3
+        h = (h ^ ((v >> (8 * k)) & 0xFF)) * <uint64_t>0x100000001B3ULL
     return h
 
 
 cdef inline uint64_t lb_hash(uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl, uint8_t proto,
                              uint16_t sport, uint16_t dport) noexcept nogil:
     """reference.lb_hash: FNV-1a 64 over src(16) dst(16) proto(1) sport(2) dport(2), big-endian."""
-    cdef uint64_t h = <uint64_t>0xCBF29CE484222325
+    cdef uint64_t h = <uint64_t>0xCBF29CE484222325ULL
     h = fnv_u64(h, sh, 8); h = fnv_u64(h, sl, 8)
     h = fnv_u64(h, dh, 8); h = fnv_u64(h, dl, 8)
     h = fnv_u64(h, proto, 1)
@@ -315,8 +324,6 @@ cdef inline uint64_t lb_hash(uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl,
 
 # ---------------------------------------------------------------------------------- pass 1
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 def resolve(Plan p, dict c, dict o):
     """Fill the view columns ``o`` (allocated by fast.py, length n) from the packet columns ``c``."""
     cdef const uint8_t[::1] status = c["status"]
@@ -476,6 +483,13 @@ cdef void resolve_one(Plan p, Py_ssize_t i, uint8_t status, uint8_t l3, uint64_t
     if not has_path(p, s, r, l3):
         ev[0] = V_DENY; er[0] = R_NO_ROUTE
         einst[0] = p.nic_inst[snic] if snic >= 0 else p.nic_inst[rnic]
+        if snic >= 0 and frag_offset == 0:
+            # perhaps a backend's reply in a client-IP-transfer flow: the sequential pass decides
+            mode[0] = M_LBREPLY
+            e_nic[0] = snic
+            e_peer_hi[0] = dh; e_peer_lo[0] = dl; e_gen[0] = 0
+            e_asrc_hi[0] = sh; e_asrc_lo[0] = sl
+            exempt[0] = 1
         return
     mode[0] = M_NORMAL
     internet = s.how == H_EIP or r.how == H_EIP
@@ -512,11 +526,11 @@ cdef bint acl_exempt(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, 
     """reference._acl_exempt (S13)."""
     cdef int32_t a, b
     if l3 == 4:
-        if dl == 0xFFFFFFFF or (dl >= 0xE0000000 and dl <= 0xE00000FF):
+        if dl == BROADCAST or (dl >= LINK_MCAST_LO and dl <= LINK_MCAST_HI):
             return True
-        if dl == 0xA9FEA9FE and proto == TCP and dport == 80:
+        if dl == METADATA and proto == TCP and dport == 80:
             return True
-        if (sl >= 0x647D0000 and sl <= 0x647DFFFF) or (dl >= 0x647D0000 and dl <= 0x647DFFFF):
+        if (sl >= CLOUD_LO and sl <= CLOUD_HI) or (dl >= CLOUD_LO and dl <= CLOUD_HI):
             return True
     if s.kind == K_LB or r.kind == K_LB:
         return True
@@ -540,7 +554,7 @@ cdef inline double ct_timeout(uint8_t proto, uint8_t state) noexcept nogil:
 
 
 cdef inline uint64_t mix(uint64_t h, uint64_t v) noexcept nogil:
-    h ^= v + <uint64_t>0x9E3779B97F4A7C15 + (h << 6) + (h >> 2)
+    h ^= v + <uint64_t>0x9E3779B97F4A7C15ULL + (h << 6) + (h >> 2)
     return h
 
 
@@ -550,7 +564,7 @@ cdef inline uint64_t ct_hash(const CtKey* k) noexcept nogil:
     h = mix(h, (<uint64_t>k.nic << 32) | (<uint64_t>k.a_port << 16) | k.b_port)
     h = mix(h, (<uint64_t>k.l3 << 16) | (<uint64_t>k.proto << 8) | k.table)
     h ^= h >> 33
-    h *= <uint64_t>0xFF51AFD7ED558CCD
+    h *= <uint64_t>0xFF51AFD7ED558CCDULL
     h ^= h >> 33
     return h
 
@@ -566,7 +580,7 @@ cdef inline uint64_t frag_hash(const FragSlot* f) noexcept nogil:
     h = mix(h, f.src_hi); h = mix(h, f.src_lo); h = mix(h, f.dst_hi); h = mix(h, f.dst_lo)
     h = mix(h, (<uint64_t>f.frag_id << 16) | (<uint64_t>f.l3 << 8) | f.proto)
     h ^= h >> 33
-    h *= <uint64_t>0xC4CEB9FE1A85EC53
+    h *= <uint64_t>0xC4CEB9FE1A85EC53ULL
     h ^= h >> 33
     return h
 
@@ -674,7 +688,7 @@ cdef class Conntrack:
             else:
                 self.cursor = (self.cursor + 1) & (self.cap - 1)
 
-    cdef int ct_insert(self, const CtKey* k, uint8_t state, uint8_t orig_low, uint8_t inbound) except -1 nogil:
+    cdef int ct_insert(self, const CtKey* k, uint8_t state, uint8_t orig_low, uint8_t inbound, uint8_t lb) except -1 nogil:
         cdef Py_ssize_t j, mask
         self.ct_sweep()
         if (self.count + 1) * 2 > self.cap:
@@ -688,6 +702,7 @@ cdef class Conntrack:
         self.slots[j].state = state
         self.slots[j].orig_low = orig_low
         self.slots[j].inbound = inbound
+        self.slots[j].lb = lb
         self.slots[j].last = self.now
         self.count += 1
         return 0
@@ -776,8 +791,6 @@ cdef class Conntrack:
 
     # -- pass 2 ---------------------------------------------------------------------------
 
-    @cython.boundscheck(False)
-    @cython.wraparound(False)
     def run(self, Plan p, dict c, dict o, dict r, dict out, const int32_t[::1] rule_group,
             const int32_t[::1] acl_group, int32_t n_rules):
         """The sequential pass over one batch.
@@ -903,6 +916,14 @@ cdef class Conntrack:
         cdef CtKey k
         cdef uint8_t orig_low
         cdef Py_ssize_t j
+        if mode == M_LBREPLY:
+            # reference._lb_reply: a backend's reply in a live client-IP-transfer flow has its path
+            j = -1
+            if make_key(&k, p, e_nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, port_or_0(pk, pk.sport),
+                        pk.dst_hi, pk.dst_lo, port_or_0(pk, pk.dport), pk.icmp_type, pk.icmp_id, &orig_low):
+                j = self.ct_find(&k)
+            if j < 0 or not self.slots[j].lb or self.now - self.slots[j].last > ct_timeout(k.proto, self.slots[j].state):
+                mode = M_EARLY
         if mode == M_EARLY:
             row.verdict = ev; row.reason = er; row.instance = einst
             return 0
@@ -910,19 +931,20 @@ cdef class Conntrack:
             self.stage(p, pk, row, e_nic, D_EGRESS, pk.src_hi, pk.src_lo, pk.dst_hi, pk.dst_lo,
                        pk.sport, pk.dport, exempt, e_sg_rule, e_sg_allow, e_acl_rule, e_acl_allow,
                        rule_group, acl_group, hits)
-            if row.verdict == V_DENY:
+            if row.verdict == V_DENY or mode == M_LBREPLY:
                 return 0
         if mode == M_BYPASS:
             # reference._touch: open or refresh the backend's entry for the client's flow
-            orig_low = make_key(&k, p, b_nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, pk.sport,
-                                0, p.nic_ip[b_nic], b_port, pk.icmp_type, pk.icmp_id)
+            make_key(&k, p, b_nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, pk.sport,
+                     0, p.nic_ip[b_nic], b_port, pk.icmp_type, pk.icmp_id, &orig_low)
             j = self.ct_find(&k)
             if j >= 0 and not (self.now - self.slots[j].last > ct_timeout(k.proto, self.slots[j].state)):
                 advance(&self.slots[j], k.proto, pk.flags, self.now, orig_low != self.slots[j].orig_low)
+                self.slots[j].lb = 1
             else:
                 if j >= 0:
                     self.ct_delete(j)
-                self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, 1)
+                self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, 1, 1)
             row.verdict = V_ALLOW; row.reason = R_LB_BYPASS; row.instance = p.nic_inst[b_nic]
             row.direction = D_INGRESS; row.group = -1; row.rule = -1
             return 0
@@ -938,61 +960,58 @@ cdef class Conntrack:
                    int32_t sg_rule, uint8_t sg_allow, int32_t acl_rule, uint8_t acl_allow,
                    const int32_t[::1] rule_group, const int32_t[::1] acl_group,
                    int64_t[:, ::1] hits) except -1 nogil:
-        """reference._stage: one NIC, one direction."""
+        """reference._stage: one NIC, one direction (ACL in, groups, ACL out)."""
         cdef int32_t acl = p.nic_acl[nic]
         cdef bint use_acl = acl >= 0 and not exempt
-        cdef uint8_t reason
+        cdef uint8_t reason = R_RULE
         row.instance = p.nic_inst[nic]
         row.direction = direction
         if direction == D_INGRESS and use_acl:
-            if not self.filter(pk, nic, 1, direction, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
+            if not self.filter(p, pk, nic, 1, direction, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
                                acl_rule, acl_allow, hits, &reason):
                 row.verdict = V_DENY; row.reason = R_ACL; row.group = acl_group[acl]; row.rule = acl_rule
                 return 0
-        if not self.filter(pk, nic, 0, direction, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
+        if not self.filter(p, pk, nic, 0, direction, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
                            sg_rule, sg_allow, hits, &reason):
             row.verdict = V_DENY; row.reason = reason
             row.group = rule_group[sg_rule] if reason == R_RULE else -1
             row.rule = sg_rule if reason == R_RULE else -1
             return 0
+        cdef uint8_t sg_reason = reason
         if direction == D_EGRESS and use_acl:
-            if not self.filter(pk, nic, 1, direction, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
+            if not self.filter(p, pk, nic, 1, direction, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
                                acl_rule, acl_allow, hits, &reason):
                 row.verdict = V_DENY; row.reason = R_ACL; row.group = acl_group[acl]; row.rule = acl_rule
                 return 0
         row.verdict = V_ALLOW
-        row.reason = reason
-        row.group = rule_group[sg_rule] if reason == R_RULE else -1
-        row.rule = sg_rule if reason == R_RULE else -1
+        row.reason = sg_reason
+        row.group = rule_group[sg_rule] if sg_reason == R_RULE else -1
+        row.rule = sg_rule if sg_reason == R_RULE else -1
         return 0
 
-    cdef bint filter(self, Pkt* pk, int32_t nic, uint8_t table, uint8_t direction,
+    cdef bint filter(self, Plan p, Pkt* pk, int32_t nic, uint8_t table, uint8_t direction,
                      uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi, uint64_t dst_lo,
                      uint16_t sport, uint16_t dport, int32_t rule, uint8_t allow,
                      int64_t[:, ::1] hits, uint8_t* reason) except -1 nogil:
         """reference._groups / _acl: connection tracking first, then the classified rule.
-        Returns whether the packet passes; ``reason`` is established/related/rule/default."""
+        Returns whether the packet passes; ``reason`` becomes established, related, rule, default
+        (security groups) or acl (ACL implicit deny)."""
         cdef CtKey k
         cdef uint8_t orig_low
         cdef Py_ssize_t j
         cdef bint error = is_icmp_error(pk.proto, pk.icmp_type)
-        cdef bint keyed
-        # tracked? (reference._tracked)
         if error and not pk.frag:
-            if pk.inner_l3 != 0:
-                keyed = make_key_checked(&k, p_dummy, nic, table, pk.inner_l3, pk.inner_proto, pk.inner_src_hi,
-                                         pk.inner_src_lo, pk.inner_sport, pk.inner_dst_hi, pk.inner_dst_lo,
-                                         pk.inner_dport, echo_request(pk.inner_proto), pk.inner_sport, self.eips, &orig_low)
-                if keyed:
-                    j = self.ct_find(&k)
-                    if j >= 0 and not (self.now - self.slots[j].last > ct_timeout(k.proto, self.slots[j].state)):
-                        reason[0] = R_RELATED
-                        return True
+            # reference._tracked, ICMP error: related when the embedded header's flow is live
+            if pk.inner_l3 != 0 and make_key(&k, p, nic, table, pk.inner_l3, pk.inner_proto, pk.inner_src_hi,
+                                              pk.inner_src_lo, pk.inner_sport, pk.inner_dst_hi, pk.inner_dst_lo,
+                                              pk.inner_dport, echo_request(pk.inner_proto), pk.inner_sport, &orig_low):
+                j = self.ct_find(&k)
+                if j >= 0 and not (self.now - self.slots[j].last > ct_timeout(k.proto, self.slots[j].state)):
+                    reason[0] = R_RELATED
+                    return True
         elif not pk.frag:
-            keyed = make_key_checked(&k, p_dummy, nic, table, pk.l3, pk.proto, src_hi, src_lo, sport if is_port(pk.proto) else 0,
-                                     dst_hi, dst_lo, dport if is_port(pk.proto) else 0, pk.icmp_type, pk.icmp_id,
-                                     self.eips, &orig_low)
-            if keyed:
+            if make_key(&k, p, nic, table, pk.l3, pk.proto, src_hi, src_lo, port_or_0(pk, sport),
+                        dst_hi, dst_lo, port_or_0(pk, dport), pk.icmp_type, pk.icmp_id, &orig_low):
                 j = self.ct_find(&k)
                 if j >= 0:
                     if self.now - self.slots[j].last > ct_timeout(k.proto, self.slots[j].state):
@@ -1001,7 +1020,6 @@ cdef class Conntrack:
                         advance(&self.slots[j], k.proto, pk.flags, self.now, orig_low != self.slots[j].orig_low)
                         reason[0] = R_ESTABLISHED
                         return True
-        # the rules
         if rule >= 0:
             hits[rule, direction] += 1
             reason[0] = R_RULE
@@ -1009,11 +1027,93 @@ cdef class Conntrack:
             reason[0] = R_DEFAULT if table == 0 else R_ACL
         if not allow:
             return False
-        # open (reference._open)
+        # reference._open: errors and fragments open nothing
         if not error and not pk.frag:
-            keyed = make_key_checked(&k, p_dummy, nic, table, pk.l3, pk.proto, src_hi, src_lo, sport if is_port(pk.proto) else 0,
-                                     dst_hi, dst_lo, dport if is_port(pk.proto) else 0, pk.icmp_type, pk.icmp_id,
-                                     self.eips, &orig_low)
-            if keyed:
-                self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, direction == D_INGRESS)
+            if make_key(&k, p, nic, table, pk.l3, pk.proto, src_hi, src_lo, port_or_0(pk, sport),
+                        dst_hi, dst_lo, port_or_0(pk, dport), pk.icmp_type, pk.icmp_id, &orig_low):
+                self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, direction == D_INGRESS, 0)
         return True
+
+
+# ------------------------------------------------------------------------ connection keys and states
+
+cdef inline bint is_port(uint8_t proto) noexcept nogil:
+    return proto == TCP or proto == UDP
+
+
+cdef inline uint16_t port_or_0(Pkt* pk, uint16_t port) noexcept nogil:
+    return port if is_port(pk.proto) else 0
+
+
+cdef inline bint is_icmp_error(uint8_t proto, int16_t t) noexcept nogil:
+    if proto == ICMP:
+        return t == 3 or t == 4 or t == 5 or t == 11 or t == 12
+    if proto == ICMPV6:
+        return t >= 1 and t <= 4
+    return False
+
+
+cdef inline int16_t echo_request(uint8_t proto) noexcept nogil:
+    if proto == ICMP:
+        return 8
+    if proto == ICMPV6:
+        return 128
+    return -1
+
+
+cdef bint make_key(CtKey* k, Plan p, int32_t nic, uint8_t table, uint8_t l3, uint8_t proto,
+                   uint64_t sh, uint64_t sl, uint16_t sport, uint64_t dh, uint64_t dl, uint16_t dport,
+                   int16_t icmp_type, uint16_t icmp_id, uint8_t* orig_low) noexcept nogil:
+    """reference._key: the normalised key at a NIC (its EIP replaced by its private IP) and whether
+    the packet's source side is the key's side a. False when the packet opens no entry."""
+    cdef uint16_t ap, bp
+    cdef bint a_low
+    if l3 == 4 and p.nic_has_eip[nic]:
+        if sh == 0 and sl == p.nic_eip[nic]:
+            sl = p.nic_ip[nic]
+        if dh == 0 and dl == p.nic_eip[nic]:
+            dl = p.nic_ip[nic]
+    if is_port(proto):
+        ap = sport; bp = dport
+    elif proto == ICMP or proto == ICMPV6:
+        if proto == ICMP and icmp_type != 8 and icmp_type != 0:
+            return False
+        if proto == ICMPV6 and icmp_type != 128 and icmp_type != 129:
+            return False
+        ap = icmp_id; bp = icmp_id
+    else:
+        ap = 0; bp = 0
+    a_low = sh < dh or (sh == dh and (sl < dl or (sl == dl and ap <= bp)))
+    if a_low:
+        k.a_hi = sh; k.a_lo = sl; k.a_port = ap; k.b_hi = dh; k.b_lo = dl; k.b_port = bp
+    else:
+        k.a_hi = dh; k.a_lo = dl; k.a_port = bp; k.b_hi = sh; k.b_lo = sl; k.b_port = ap
+    k.nic = <uint32_t>nic
+    k.l3 = l3
+    k.proto = proto
+    k.table = table
+    orig_low[0] = a_low
+    return True
+
+
+cdef inline uint8_t initial_state(uint8_t proto, uint16_t flags) noexcept nogil:
+    """reference._initial_state."""
+    if proto == TCP:
+        if flags & (FIN | RST):
+            return 2
+        if (flags & SYN) and not (flags & ACK):
+            return 0
+        return 1
+    return 0
+
+
+cdef inline void advance(CtSlot* s, uint8_t proto, uint16_t flags, double now, bint reply) noexcept nogil:
+    """reference._advance."""
+    s.last = now
+    if proto == TCP:
+        if flags & (FIN | RST):
+            s.state = 2
+        elif s.state == 0 and reply:
+            s.state = 1
+    elif proto != ICMP and proto != ICMPV6 and reply:
+        s.state = 1

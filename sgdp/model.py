@@ -520,6 +520,10 @@ class _Loader:
                     v6 = self.parse(parse_cidr, sraw["ipv6_cidr"], f"{sp}.ipv6_cidr")
                     if v6.version != 6:
                         raise self.err(f"{sp}.ipv6_cidr", f"{sraw['ipv6_cidr']!r} is not an IPv6 CIDR")
+                    for other in names:
+                        o6 = subnets[other].ipv6_cidr
+                        if o6 is not None and o6.lo <= v6.hi and v6.lo <= o6.hi:
+                            raise self.err(f"{sp}.ipv6_cidr", f"{sraw['ipv6_cidr']!r} overlaps subnet {other!r}")
                 acl = None
                 if sraw.get("network_acl") is not None:
                     acl = self.ident(sraw["network_acl"], f"{sp}.network_acl")

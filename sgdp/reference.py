@@ -58,6 +58,16 @@ def lb_hash(l3: int, src: int, dst: int, proto: int, sport: int, dport: int) -> 
     return h
 
 
+def lb_source(topo: Topology, lb: LoadBalancer) -> int:
+    """The IPv4 address a load balancer forwards from when the client IP is not passed on (S14)."""
+    if lb.type == "shared":
+        return SHARED_LB_SOURCE
+    subnet = topo.subnets[lb.subnet]
+    if subnet.contains(*lb.vip):
+        return lb.vip[1]
+    return subnet.cidr.lo + 2
+
+
 # ------------------------------------------------------------------------------------------ endpoints
 
 
@@ -370,20 +380,11 @@ class ReferenceEngine:
             if trace:
                 trace.add(step="lb_bypass", instance=bnic.instance, detail="client IP transfer: security groups and ACLs do not apply")
             return Verdict("allow", "lb_bypass", bnic.instance, "ingress")
-        source = self._lb_source(lb)
+        source = lb_source(self.topo, lb)
         fwd_pkt = Packet(**{**_asdict(pkt), "src": source, "dst": baddr, "dport": backend.port})
         view = View(fwd_pkt, source, baddr, pkt.sport, backend.port, peer=source, genuine=False,
                     acl_src=source, acl_dst=baddr, acl_exempt=True)
         return self._stage(bnic, "ingress", view, trace)
-
-    def _lb_source(self, lb: LoadBalancer) -> int:
-        """The address a load balancer forwards from when the client IP is not passed on (S14)."""
-        if lb.type == "shared":
-            return SHARED_LB_SOURCE
-        subnet = self.topo.subnets[lb.subnet]
-        if subnet.contains(*lb.vip):
-            return lb.vip[1]
-        return subnet.cidr.lo + 2
 
     def _acl_exempt(self, pkt: Packet, s: Endpoint, r: Endpoint) -> bool:
         """S13: traffic a network ACL never filters."""

@@ -1,0 +1,455 @@
+"""The fast engine: the reference semantics over packet batches with compiled code.
+
+Per batch, three steps with only per-batch Python between them:
+
+1. ``_dataplane.resolve`` (compiled, stateless): endpoints, paths, load balancers, ACL exemptions
+   and, for each packet, the view its egress and ingress stages see.
+2. Classification: each stage's view goes through the first-match classifier of the table of its
+   NIC's effective policy (NICs with the same groups and flavor kind share one table) or of its
+   subnet's ACL. Security-group rules compile to the generic 5-field tables of
+   :mod:`sgdp.compiler` as: source = peer address, destination = "genuine member" flag (0/1; a
+   remote-group rule's rows require 1), source port = ICMP type, destination port = destination
+   port or ICMP code (256 stands for "no ports": a non-first fragment matches no port or ICMP-type
+   rule), protocol = protocol.
+3. ``_dataplane.Conntrack.run`` (compiled, sequential): fragment memory, connection tracking and the
+   verdict row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sgdp import _dataplane
+from sgdp.addr import Net
+from sgdp.compiler import RULE_COLUMNS, Headers, Rule as Box, RuleTable
+from sgdp.model import ICMP, ICMPV6, PORT_PROTOS, Rule, Topology
+from sgdp.packet import PacketBatch, VerdictBatch
+from sgdp.policy import Policy
+from sgdp.reference import SERVICE_V4, SERVICE_V6, lb_source, names_for
+
+MAXC = 256
+TOP = {4: (1 << 32) - 1, 6: (1 << 128) - 1}
+MASK64 = (1 << 64) - 1
+FULL = (0, 65535)
+NO_L4 = 256  # the "port" of a header without ports or ICMP type (non-first fragments)
+
+K_EXTERNAL, K_SERVICE, K_VPC, K_PRIVATE, K_NIC, K_LB = range(6)
+H_NONE, H_FIXED, H_EIP, H_VIP, H_FORWARDED = range(5)
+INGRESS, EGRESS = 1, 2
+
+VIEW_COLUMNS = {
+    "mode": np.uint8, "early_verdict": np.uint8, "early_reason": np.uint8, "early_inst": np.int32,
+    "e_nic": np.int32, "e_peer_hi": np.uint64, "e_peer_lo": np.uint64, "e_gen": np.uint8,
+    "e_asrc_hi": np.uint64, "e_asrc_lo": np.uint64,
+    "i_nic": np.int32, "i_peer_hi": np.uint64, "i_peer_lo": np.uint64, "i_gen": np.uint8,
+    "i_src_hi": np.uint64, "i_src_lo": np.uint64, "i_dst_hi": np.uint64, "i_dst_lo": np.uint64,
+    "i_dport": np.uint16, "i_adst_hi": np.uint64, "i_adst_lo": np.uint64,
+    "exempt": np.uint8, "b_nic": np.int32, "b_port": np.uint16,
+}
+
+
+class Unsupported(Exception):
+    """The topology exceeds a limit of the compiled engine (the reference engine still handles it)."""
+
+
+def _classifier(table: RuleTable):
+    """A compiled classifier for ``table`` (sgdp.compiler.Classifier)."""
+    try:
+        from sgdp.compiler import Classifier
+    except ImportError:  # while the compiled classifier is being built: brute force
+        from sgdp.compiler import first_match_reference
+
+        class Classifier:  # type: ignore[no-redef]
+            nbytes = 0
+
+            def __init__(self, t):
+                self.t = t
+
+            def classify(self, h):
+                return first_match_reference(self.t, h)
+
+    return Classifier(table)
+
+
+def _table_from_boxes(boxes: list[Box]) -> RuleTable:
+    cols = {
+        "l3": [b.l3 for b in boxes],
+        "src_min_hi": [b.src[0] >> 64 for b in boxes], "src_min_lo": [b.src[0] & MASK64 for b in boxes],
+        "src_max_hi": [b.src[1] >> 64 for b in boxes], "src_max_lo": [b.src[1] & MASK64 for b in boxes],
+        "dst_min_hi": [b.dst[0] >> 64 for b in boxes], "dst_min_lo": [b.dst[0] & MASK64 for b in boxes],
+        "dst_max_hi": [b.dst[1] >> 64 for b in boxes], "dst_max_lo": [b.dst[1] & MASK64 for b in boxes],
+        "sport_min": [b.sport[0] for b in boxes], "sport_max": [b.sport[1] for b in boxes],
+        "dport_min": [b.dport[0] for b in boxes], "dport_max": [b.dport[1] for b in boxes],
+        "proto_value": [b.proto[0] for b in boxes], "proto_mask": [b.proto[1] for b in boxes],
+    }
+    return RuleTable(**{k: np.array(v, dtype=RULE_COLUMNS[k]) for k, v in cols.items()})
+
+
+class _Table:
+    """One compiled first-match table and what its rows mean."""
+
+    __slots__ = ("table", "row_rule", "row_allow", "classifier")
+
+    def __init__(self, boxes: list[Box], row_rule: list[int], row_allow: list[int]):
+        self.table = _table_from_boxes(boxes)
+        self.row_rule = np.array(row_rule + [-1], np.int32)  # index -1 (no match) maps to -1
+        self.row_allow = np.array(row_allow + [0], np.uint8)
+        self.classifier = _classifier(self.table)
+
+    def classify(self, headers: Headers) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.classifier.classify(headers)
+        return self.row_rule[rows], self.row_allow[rows]
+
+
+class FastEngine:
+    """The compiled dataplane; same interface and results as :class:`sgdp.reference.ReferenceEngine`."""
+
+    name = "fast"
+
+    def __init__(self, topo: Topology, policy: Policy | None = None):
+        self.topo = topo
+        self.policy = policy or Policy(topo)
+        self.names = names_for(topo)
+        self.rule_index = {r: i for i, r in enumerate(self.names.rules)}
+        n_sg = len(topo.security_groups)
+        group_of_rule = [i for i, sg in enumerate(topo.security_groups.values()) for _ in sg.rules]
+        for j, acl in enumerate(topo.network_acls.values()):
+            group_of_rule.extend([n_sg + j] * (len(acl.inbound) + len(acl.outbound)))
+        self.rule_group = np.array(group_of_rule + [-1], np.int32)
+        self.acl_group = np.array([n_sg + j for j in range(len(topo.network_acls))] + [-1], np.int32)
+        self.rule_direction_names = ("", "ingress", "egress")
+        self.plan = _build_plan(topo)
+        self._compile_tables()
+        self.ct = _dataplane.Conntrack(len(self.names.rules))
+
+    # -- compile --------------------------------------------------------------------------------
+
+    def _compile_tables(self) -> None:
+        topo, policy = self.topo, self.policy
+        self.sg_tables: list[_Table] = []
+        shared: dict[tuple, int] = {}
+        nic_table = np.zeros((len(topo.nics), 3), np.int32)
+        for nic in topo.nics:
+            for direction, code in (("ingress", INGRESS), ("egress", EGRESS)):
+                key = (nic.security_groups, policy.nic_kind(nic), direction)
+                if key not in shared:
+                    shared[key] = len(self.sg_tables)
+                    self.sg_tables.append(self._sg_table(nic, direction))
+                nic_table[nic.index, code] = shared[key]
+        self.nic_table = nic_table
+        self.acl_tables: list[_Table] = []
+        acl_ids = {name: j for j, name in enumerate(topo.network_acls)}
+        acl_table = np.zeros((max(len(acl_ids), 1), 3), np.int32)
+        for name, acl in topo.network_acls.items():
+            for rules, code in ((acl.inbound, INGRESS), (acl.outbound, EGRESS)):
+                acl_table[acl_ids[name], code] = len(self.acl_tables)
+                self.acl_tables.append(self._acl_table(rules))
+        self.acl_table = acl_table
+
+    def _sg_table(self, nic, direction: str) -> _Table:
+        boxes, row_rule, row_allow = [], [], []
+        for version in (4, 6):
+            for rule in self.policy.effective(nic, direction, version):
+                for box in self._rule_boxes(rule, version):
+                    boxes.append(box)
+                    row_rule.append(self.rule_index[rule.id])
+                    row_allow.append(rule.action == "allow")
+        return _Table(boxes, row_rule, row_allow)
+
+    def _rule_boxes(self, rule: Rule, version: int) -> list[Box]:
+        proto = (0, 0) if rule.protocol is None else (rule.protocol, 0xFF)
+        if rule.ports is not None:
+            l4 = [(FULL, seg) for seg in rule.ports]
+        elif rule.icmp_type is not None and rule.protocol in (ICMP, ICMPV6):
+            code = FULL if rule.icmp_code is None else (rule.icmp_code, rule.icmp_code)
+            l4 = [((rule.icmp_type, rule.icmp_type), code)]
+        else:
+            l4 = [(FULL, FULL)]
+        genuine = (0, 1)
+        if rule.remote_kind == "any":
+            peers = [(0, TOP[version])]
+        elif rule.remote_kind == "prefix":
+            assert isinstance(rule.remote, Net)
+            peers = [(rule.remote.lo, rule.remote.hi)]
+        elif rule.remote_kind == "address_group":
+            peers = [(n.lo, n.hi) for n in self.topo.address_groups[rule.remote].entries]  # type: ignore[index]
+        else:
+            peers = [(v, v) for ver, v in sorted(self.policy.group_members[rule.remote]) if ver == version]  # type: ignore[index]
+            genuine = (1, 1)
+        return [Box(version, peer, genuine, sp, dp, proto) for peer in peers for sp, dp in l4]
+
+    def _acl_table(self, rules) -> _Table:
+        boxes, row_rule, row_allow = [], [], []
+        for rule in rules:
+            if not rule.enabled:
+                continue
+            v = rule.ip_version
+            ends = []
+            for end in (rule.src, rule.dst):
+                if end is None:
+                    ends.append([(0, TOP[v])])
+                elif isinstance(end, Net):
+                    ends.append([(end.lo, end.hi)])
+                else:
+                    ends.append([(n.lo, n.hi) for n in self.topo.address_groups[end].entries])
+            proto = (0, 0) if rule.protocol is None else (rule.protocol, 0xFF)
+            for src in ends[0]:
+                for dst in ends[1]:
+                    for sp in rule.sports or (FULL,):
+                        for dp in rule.dports or (FULL,):
+                            boxes.append(Box(v, src, dst, sp, dp, proto))
+                            row_rule.append(self.rule_index[rule.id])
+                            row_allow.append(rule.action == "allow")
+        return _Table(boxes, row_rule, row_allow)
+
+    @property
+    def table_bytes(self) -> int:
+        tables = self.sg_tables + self.acl_tables
+        return sum(t.table.nbytes + getattr(t.classifier, "nbytes", 0) for t in tables)
+
+    # -- run ------------------------------------------------------------------------------------
+
+    def process(self, batch: PacketBatch) -> VerdictBatch:
+        """Verdict columns for a batch, continuing the state of earlier batches."""
+        c = batch.columns
+        n = len(batch)
+        o = {k: np.zeros(n, dt) for k, dt in VIEW_COLUMNS.items()}
+        _dataplane.resolve(self.plan, c, o)
+        r = self._classify(c, o, n)
+        out = VerdictBatch(n)
+        cols = {k: getattr(out, k) for k in ("verdict", "reason", "instance", "direction", "group", "rule")}
+        self.ct.run(self.plan, c, o, r, cols, self.rule_group, self.acl_group, len(self.names.rules))
+        return out
+
+    def _classify(self, c: dict, o: dict, n: int) -> dict[str, np.ndarray]:
+        r = {}
+        for side in ("e", "i"):
+            for what in ("sg", "acl"):
+                r[f"{side}_{what}_rule"] = np.full(n, -1, np.int32)
+                r[f"{side}_{what}_allow"] = np.zeros(n, np.uint8)
+        proto, l3 = c["proto"], c["l3"]
+        frag = c["frag_offset"] > 0
+        icmp = (proto == ICMP) | (proto == ICMPV6)
+        ports = np.isin(proto, PORT_PROTOS) & ~frag
+        itype = np.where(icmp & ~frag & (c["icmp_type"] >= 0), c["icmp_type"], NO_L4).astype(np.uint16)
+        icode = np.where(icmp & ~frag & (c["icmp_code"] >= 0), c["icmp_code"], NO_L4).astype(np.uint16)
+        zero16 = np.zeros(n, np.uint16)
+        sport = np.where(ports, c["sport"], 0).astype(np.uint16)
+        for side, code in (("e", EGRESS), ("i", INGRESS)):
+            nic = o[f"{side}_nic"]
+            dport = np.where(ports, c["dport"] if side == "e" else o["i_dport"], 0).astype(np.uint16)
+            sel = np.flatnonzero(nic >= 0)
+            if len(sel) == 0:
+                continue
+            gen = o[f"{side}_gen"].astype(np.uint64)
+            sg_headers = {
+                "l3": l3, "src_hi": o[f"{side}_peer_hi"], "src_lo": o[f"{side}_peer_lo"],
+                "dst_hi": np.zeros(n, np.uint64), "dst_lo": gen,
+                "sport": np.where(icmp, itype, zero16).astype(np.uint16),
+                "dport": np.where(icmp, icode, dport).astype(np.uint16), "proto": proto,
+            }
+            self._run_tables(self.sg_tables, self.nic_table[nic[sel], code], sel, sg_headers,
+                             r[f"{side}_sg_rule"], r[f"{side}_sg_allow"])
+            acl = self.plan.arrays["nic_acl"][nic[sel]]
+            asel = sel[acl >= 0]
+            if len(asel):
+                if side == "e":
+                    src_hi, src_lo, dst_hi, dst_lo = o["e_asrc_hi"], o["e_asrc_lo"], o["e_peer_hi"], o["e_peer_lo"]
+                else:
+                    src_hi, src_lo, dst_hi, dst_lo = o["i_peer_hi"], o["i_peer_lo"], o["i_adst_hi"], o["i_adst_lo"]
+                acl_headers = {"l3": l3, "src_hi": src_hi, "src_lo": src_lo, "dst_hi": dst_hi, "dst_lo": dst_lo,
+                               "sport": sport, "dport": dport, "proto": proto}
+                self._run_tables(self.acl_tables, self.acl_table[acl[acl >= 0], code], asel, acl_headers,
+                                 r[f"{side}_acl_rule"], r[f"{side}_acl_allow"])
+        return r
+
+    @staticmethod
+    def _run_tables(tables: list[_Table], tid: np.ndarray, sel: np.ndarray, headers: dict[str, np.ndarray],
+                    rule_out: np.ndarray, allow_out: np.ndarray) -> None:
+        order = np.argsort(tid, kind="stable")
+        tid_sorted = tid[order]
+        cuts = np.flatnonzero(np.diff(tid_sorted)) + 1
+        for part in np.split(order, cuts):
+            if len(part) == 0:
+                continue
+            rows = sel[part]
+            h = Headers(**{k: np.ascontiguousarray(v[rows]) for k, v in headers.items()})
+            rule, allow = tables[int(tid[part[0]])].classify(h)
+            rule_out[rows] = rule
+            allow_out[rows] = allow
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def rule_hits(self) -> list[dict[str, Any]]:
+        hits = self.ct.hits
+        out = []
+        rules = self.names.rules
+        for idx, d in zip(*np.nonzero(hits)):
+            group = self.names.groups[self.rule_group[idx]]
+            out.append({"security_group": group, "rule": rules[idx], "direction": self.rule_direction_names[d],
+                        "hits": int(hits[idx, d])})
+        out.sort(key=lambda h: (h["security_group"], h["rule"], h["direction"]))
+        return out
+
+    def drop_inbound_entries(self, nic_indexes: set[int]) -> None:
+        """S12: forget entries opened by inbound traffic at these NICs."""
+        self.ct.drop_inbound(sorted(nic_indexes))
+
+
+# ------------------------------------------------------------------------------------------- plan
+
+
+def _split(v: int) -> tuple[int, int]:
+    return v >> 64, v & MASK64
+
+
+def _ranges(items: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
+    """(l3, lo, hi) triples as the five range columns."""
+    return {
+        "l3": np.array([x[0] for x in items], np.uint8),
+        "lo_hi": np.array([x[1] >> 64 for x in items], np.uint64),
+        "lo_lo": np.array([x[1] & MASK64 for x in items], np.uint64),
+        "hi_hi": np.array([x[2] >> 64 for x in items], np.uint64),
+        "hi_lo": np.array([x[2] & MASK64 for x in items], np.uint64),
+    }
+
+
+def _build_plan(topo: Topology) -> "_dataplane.Plan":
+    """The topology as the flat arrays of ``_dataplane.Plan`` (same candidate order as
+    ReferenceEngine._candidates)."""
+    a: dict[str, np.ndarray] = {}
+    # exact addresses -> candidates, in the reference's order: fixed IPs, EIP, virtual IPs, LB
+    exact: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for nic in topo.nics:
+        for addr in nic.fixed_ips:
+            exact.setdefault(addr, []).append((K_NIC, H_FIXED, nic.index))
+    eips = {nic.eip: nic.index for nic in topo.nics if nic.eip is not None}
+    vips: dict[tuple[int, int], list[int]] = {}
+    for vip in topo.virtual_ips:
+        vips.setdefault(vip.ip, []).append(vip.holder_nic)
+    lbs: dict[tuple[int, int], int] = {}
+    for j, lb in enumerate(topo.load_balancers.values()):
+        lbs[lb.vip] = j
+        if lb.eip is not None:
+            lbs[(4, lb.eip)] = j
+    keys = set(exact) | {(4, e) for e in eips} | set(vips) | set(lbs)
+    cand: list[tuple[int, int, int]] = []
+    ak = []
+    for key in sorted(keys):
+        items = list(exact.get(key, ()))
+        if key[0] == 4 and key[1] in eips:
+            items.append((K_NIC, H_EIP, eips[key[1]]))
+        items.extend((K_NIC, H_VIP, k) for k in vips.get(key, ()))
+        if key in lbs:
+            items.append((K_LB, H_NONE, lbs[key]))
+        if len(items) > MAXC:
+            raise Unsupported(f"an address denotes {len(items)} endpoints (the compiled engine handles {MAXC})")
+        ak.append((key, len(cand), len(items)))
+        cand.extend(items)
+    a["ak_l3"] = np.array([k[0][0] for k in ak], np.uint8)
+    a["ak_hi"] = np.array([k[0][1] >> 64 for k in ak], np.uint64)
+    a["ak_lo"] = np.array([k[0][1] & MASK64 for k in ak], np.uint64)
+    a["ak_start"] = np.array([k[1] for k in ak], np.int32)
+    a["ak_count"] = np.array([k[2] for k in ak], np.int32)
+    a["c_kind"] = np.array([x[0] for x in cand], np.uint8)
+    a["c_how"] = np.array([x[1] for x in cand], np.uint8)
+    a["c_idx"] = np.array([x[2] for x in cand], np.int32)
+
+    for prefix, items in (("sv", [(n.version, n.lo, n.hi) for n in SERVICE_V4 + SERVICE_V6]),):
+        for k, v in _ranges(items).items():
+            a[f"{prefix}_{k}"] = v
+    vpc_ids = {name: i for i, name in enumerate(topo.vpcs)}
+    subnet_ids = {name: i for i, name in enumerate(topo.subnets)}
+    vr, vr_vpc, sr, sr_subnet, sr_vpc = [], [], [], [], []
+    for name, vpc in topo.vpcs.items():
+        vr.append((4, vpc.cidr.lo, vpc.cidr.hi))
+        vr_vpc.append(vpc_ids[name])
+        for sname in vpc.subnets:
+            sn = topo.subnets[sname]
+            if sn.ipv6_cidr is not None:
+                vr.append((6, sn.ipv6_cidr.lo, sn.ipv6_cidr.hi))
+                vr_vpc.append(vpc_ids[name])
+            for net in (sn.cidr, sn.ipv6_cidr):
+                if net is not None:
+                    sr.append((net.version, net.lo, net.hi))
+                    sr_subnet.append(subnet_ids[sname])
+                    sr_vpc.append(vpc_ids[name])
+    pr = [(pn.cidr.version, pn.cidr.lo, pn.cidr.hi) for pn in topo.private_networks]
+    if len(topo.vpcs) + len(pr) >= MAXC:
+        raise Unsupported(f"{len(topo.vpcs)} VPCs and {len(pr)} private networks (the compiled engine handles {MAXC - 1} together)")
+    for prefix, items in (("vr", vr), ("pr", pr), ("sr", sr)):
+        for k, v in _ranges(items).items():
+            a[f"{prefix}_{k}"] = v
+    a["vr_vpc"] = np.array(vr_vpc, np.int32)
+    a["sr_subnet"] = np.array(sr_subnet, np.int32)
+    a["sr_vpc"] = np.array(sr_vpc, np.int32)
+
+    macs = sorted((nic.mac, nic.index) for nic in topo.nics if nic.mac is not None)
+    a["mac_key"] = np.array([m for m, _ in macs], np.int64)
+    a["mac_nic"] = np.array([k for _, k in macs], np.int32)
+
+    inst_ids = {name: i for i, name in enumerate(topo.instances)}
+    acl_ids = {name: j for j, name in enumerate(topo.network_acls)}
+    nics = topo.nics
+    a["nic_vpc"] = np.array([vpc_ids[n.vpc] for n in nics], np.int32)
+    a["nic_subnet"] = np.array([subnet_ids[n.subnet] for n in nics], np.int32)
+    a["nic_ip"] = np.array([n.ip for n in nics], np.uint64)
+    a["nic_has_eip"] = np.array([n.eip is not None for n in nics], np.uint8)
+    a["nic_eip"] = np.array([n.eip or 0 for n in nics], np.uint64)
+    a["nic_v6inet"] = np.array([n.ipv6_internet for n in nics], np.uint8)
+    a["nic_sdc"] = np.array([n.source_dest_check for n in nics], np.uint8)
+    a["nic_inst"] = np.array([inst_ids[n.instance] for n in nics], np.int32)
+    acls = [topo.subnets[n.subnet].network_acl for n in nics]
+    a["nic_acl"] = np.array([-1 if name is None else acl_ids[name] for name in acls], np.int32)
+
+    nv = len(topo.vpcs)
+    names = list(topo.vpcs)
+    a["peered"] = np.array([topo.peered(x, y) for x in names for y in names], np.uint8)
+    a["pn_vpc"] = np.array([v in pn.vpcs for pn in topo.private_networks for v in names], np.uint8)
+
+    lb_list = list(topo.load_balancers.values())
+    a["lb_source"] = np.array([lb_source(topo, lb) for lb in lb_list], np.uint64)
+    lstart, lcount, ls, be = [], [], [], []
+    for lb in lb_list:
+        lstart.append(len(ls))
+        lcount.append(len(lb.listeners))
+        for listener in lb.listeners:
+            ls.append((listener.ip_protocol, listener.port, lb.bypasses(listener), len(be), len(listener.backends)))
+            be.extend((b.nic, b.port) for b in listener.backends)
+    a["lb_lstart"] = np.array(lstart, np.int32)
+    a["lb_lcount"] = np.array(lcount, np.int32)
+    a["ls_proto"] = np.array([x[0] for x in ls], np.uint8)
+    a["ls_port"] = np.array([x[1] for x in ls], np.uint16)
+    a["ls_bypass"] = np.array([x[2] for x in ls], np.uint8)
+    a["ls_bstart"] = np.array([x[3] for x in ls], np.int32)
+    a["ls_bcount"] = np.array([x[4] for x in ls], np.int32)
+    a["be_nic"] = np.array([x[0] for x in be], np.int32)
+    a["be_port"] = np.array([x[1] for x in be], np.uint16)
+    _check_plan(a, len(nics), nv)
+    return _dataplane.Plan(a, nv)
+
+
+def _check_plan(a: dict[str, np.ndarray], n_nic: int, n_vpc: int) -> None:
+    """Every index the compiled code follows is in range (its loops run without bounds checks)."""
+    def within(name: str, size: int, allow_negative: bool = False) -> None:
+        v = a[name]
+        lo = -1 if allow_negative else 0
+        if len(v) and (v.min() < lo or v.max() >= size):
+            raise AssertionError(f"plan: {name} out of range 0..{size - 1}")
+
+    within("c_idx", max(n_nic, len(a["lb_source"]), 1))
+    if len(a["ak_start"]) and (a["ak_start"] + a["ak_count"]).max() > len(a["c_kind"]):
+        raise AssertionError("plan: candidate ranges out of range")
+    within("vr_vpc", n_vpc)
+    within("sr_vpc", n_vpc)
+    within("mac_nic", n_nic)
+    within("nic_vpc", n_vpc)
+    within("be_nic", n_nic)
+    if len(a["ls_bcount"]) and (a["ls_bcount"].min() < 1 or (a["ls_bstart"] + a["ls_bcount"]).max() > len(a["be_nic"])):
+        raise AssertionError("plan: backend ranges out of range")
+    if len(a["lb_lstart"]) and (a["lb_lstart"] + a["lb_lcount"]).max() > len(a["ls_proto"]):
+        raise AssertionError("plan: listener ranges out of range")
+    for k, v in a.items():
+        a[k] = np.ascontiguousarray(v)
