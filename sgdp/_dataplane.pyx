@@ -493,7 +493,7 @@ cdef void resolve_one(Plan p, Py_ssize_t i, uint8_t status, uint8_t l3, uint64_t
         return
     mode[0] = M_NORMAL
     internet = s.how == H_EIP or r.how == H_EIP
-    exempt[0] = acl_exempt(p, l3, sh, sl, dh, dl, proto, dport, s, r)
+    exempt[0] = acl_exempt(p, l3, sh, sl, dh, dl, proto, sport, dport, s, r)
     if snic >= 0:
         e_nic[0] = snic
         if internet and rnic >= 0:
@@ -522,13 +522,15 @@ cdef void resolve_one(Plan p, Py_ssize_t i, uint8_t status, uint8_t l3, uint64_t
 
 
 cdef bint acl_exempt(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl, uint8_t proto,
-                     uint16_t dport, Endpoint s, Endpoint r) noexcept nogil:
+                     uint16_t sport, uint16_t dport, Endpoint s, Endpoint r) noexcept nogil:
     """reference._acl_exempt (S13)."""
     cdef int32_t a, b
     if l3 == 4:
         if dl == BROADCAST or (dl >= LINK_MCAST_LO and dl <= LINK_MCAST_HI):
             return True
         if dl == METADATA and proto == TCP and dport == 80:
+            return True
+        if sl == METADATA and proto == TCP and sport == 80:
             return True
         if (sl >= CLOUD_LO and sl <= CLOUD_HI) or (dl >= CLOUD_LO and dl <= CLOUD_HI):
             return True

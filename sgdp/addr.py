@@ -68,7 +68,10 @@ def parse_ip_set_entry(text: str) -> Net:
     """An address-group entry: an IP, a CIDR, or a range ``first-last``."""
     if isinstance(text, str) and "-" in text:
         first, _, last = text.partition("-")
-        a, b = parse_ip(first), parse_ip(last)
+        try:
+            a, b = parse_ip(first), parse_ip(last)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address, CIDR or range first-last") from None
         if a[0] != b[0]:
             raise ValueError(f"{text!r} mixes IPv4 and IPv6")
         if a[1] > b[1]:

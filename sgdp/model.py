@@ -386,6 +386,15 @@ class _Loader:
             raise self.err(path, f"duplicate {what} {key!r} (first at {seen[key]})")
         seen[key] = path
 
+    def register_id(self, ids: dict[str, str], raw_id: Any, name: str, path: str, what: str) -> None:
+        """Remember an object's id for references; ids are unique per kind."""
+        oid = self.ident(raw_id, path)
+        if oid is None:
+            return
+        if oid in ids:
+            raise self.err(path, f"duplicate {what} id {oid!r} (already the id of {ids[oid]!r})")
+        ids[oid] = name
+
     def ref(self, table: dict[str, Any], ids: dict[str, str], value: Any, path: str, what: str) -> str:
         key = self.ident(value, path)
         if key in table:
@@ -413,8 +422,7 @@ class _Loader:
             self.obj(raw, p, {"name", "id", "description", "inbound_rules", "outbound_rules"}, ("name",))
             name = self.text(raw["name"], f"{p}.name")
             self.unique(acl_names, name, f"{p}.name", "network ACL name")
-            if raw.get("id") is not None:
-                self.acl_ids[self.ident(raw["id"], f"{p}.id")] = name
+            self.register_id(self.acl_ids, raw.get("id"), name, f"{p}.id", "network ACL")
         self.vpcs, self.subnets, self.vpc_ids, self.subnet_ids = self.load_vpcs(top.get("vpcs"), acl_names)
         peerings = self.load_peerings(top.get("peerings"))
         private = self.load_private_networks(top.get("private_networks"))
@@ -430,14 +438,8 @@ class _Loader:
             if name in groups_by_name:
                 raise self.err(f"{p}.name", f"duplicate security group name {name!r} (first at security_groups[{groups_by_name[name]}])")
             groups_by_name[name] = i
-            if raw.get("id") is not None:
-                self.sg_ids[self.ident(raw["id"], f"{p}.id")] = name
-        needs_default = "default" not in groups_by_name and any(
-            isinstance(r, dict) and r.get("security_groups") is None and not any(
-                isinstance(n, dict) and n.get("security_groups") is not None for n in (r.get("nics") or [])
-            )
-            for r in instances_data
-        )
+            self.register_id(self.sg_ids, raw.get("id"), name, f"{p}.id", "security group")
+        needs_default = "default" not in groups_by_name and any(_lacks_groups(r) for r in instances_data)
         self.group_names = set(groups_by_name) | ({"default"} if needs_default else set())
         self.rule_ids: dict[str, str] = {}
         groups: dict[str, SecurityGroup] = {}
@@ -446,6 +448,9 @@ class _Loader:
             groups[sg.name] = sg
         if needs_default:
             groups["default"] = default_group()
+            for rule in groups["default"].rules:
+                if rule.id in self.rule_ids:
+                    raise self.err(f"{self.rule_ids[rule.id]}.id", f"rule id {rule.id!r} is taken by the created default group (S3)")
 
         acls = {}
         for i, raw in enumerate(acl_data):
@@ -482,8 +487,7 @@ class _Loader:
                     raise self.err(f"{p}.ip_set[{j}]", f"{entry!r} is IPv{net.version} but the group's ip_version is {version}")
                 entries.append(net)
             gid = self.ident(raw.get("id"), f"{p}.id")
-            if gid is not None:
-                ids[gid] = name
+            self.register_id(ids, gid, name, f"{p}.id", "address group")
             out[name] = AddressGroup(name, gid, version, tuple(entries))
         return out, ids
 
@@ -533,13 +537,11 @@ class _Loader:
                         else:
                             raise self.err(f"{sp}.network_acl", f"unknown network ACL {acl!r}")
                 sid = self.ident(sraw.get("id"), f"{sp}.id")
-                if sid is not None:
-                    subnet_ids[sid] = sname
+                self.register_id(subnet_ids, sid, sname, f"{sp}.id", "subnet")
                 subnets[sname] = Subnet(sname, sid, name, scidr, v6, acl)
                 names.append(sname)
             vid = self.ident(raw.get("id"), f"{p}.id")
-            if vid is not None:
-                vpc_ids[vid] = name
+            self.register_id(vpc_ids, vid, name, f"{p}.id", "VPC")
             vpcs[name] = Vpc(name, vid, cidr, tuple(names))
         return vpcs, subnets, vpc_ids, subnet_ids
 
@@ -637,7 +639,8 @@ class _Loader:
         has_mp = raw.get("multiport") is not None
         has_range = raw.get("port_range_min") is not None or raw.get("port_range_max") is not None
         if has_mp and has_range:
-            raise self.err(f"{p}.multiport", "give either multiport or port_range_min/port_range_max, not both")
+            rng = ", ".join(f"{k}={raw[k]!r}" for k in ("port_range_min", "port_range_max") if raw.get(k) is not None)
+            raise self.err(f"{p}.multiport", f"{raw['multiport']!r}: give either multiport or port_range_min/port_range_max ({rng}), not both")
         if has_mp:
             if proto not in PORT_PROTOS:
                 raise self.err(f"{p}.multiport", f"{raw['multiport']!r}: multiport is only for tcp and udp rules (protocol is {_proto_label(proto)})")
@@ -663,7 +666,7 @@ class _Loader:
 
         remotes = [k for k in ("remote_ip_prefix", "remote_group_id", "remote_address_group_id") if raw.get(k) is not None]
         if len(remotes) > 1:
-            raise self.err(f"{p}.{remotes[1]}", f"a rule has at most one remote; it already has {remotes[0]}")
+            raise self.err(f"{p}.{remotes[1]}", f"{raw[remotes[1]]!r}: a rule has at most one remote; it already has {remotes[0]} {raw[remotes[0]]!r}")
         kind, remote = "any", None
         if remotes == ["remote_ip_prefix"]:
             net = self.parse(parse_cidr, raw["remote_ip_prefix"], f"{p}.remote_ip_prefix")
@@ -737,6 +740,7 @@ class _Loader:
         instances: dict[str, Instance] = {}
         nics: list[Nic] = []
         self.instance_ids: dict[str, str] = {}
+        self.nic_paths: dict[int, str] = {}
         for i, raw in enumerate(data):
             p = f"instances[{i}]"
             self.obj(raw, p, {"name", "id", "description", "flavor", "nics"} | self.NIC_KEYS, ("name",))
@@ -759,13 +763,13 @@ class _Loader:
                 nics.append(nic)
                 indexes.append(nic.index)
             iid = self.ident(raw.get("id"), f"{p}.id")
-            if iid is not None:
-                self.instance_ids[iid] = name
+            self.register_id(self.instance_ids, iid, name, f"{p}.id", "instance")
             instances[name] = Instance(name, iid, flavor, tuple(indexes))
         return instances, tuple(nics)
 
     def load_nic(self, raw: Any, p: str, instance: str, slot: int, index: int, groups: dict[str, SecurityGroup]) -> Nic:
         self.obj(raw, p, self.NIC_KEYS, ("subnet", "ip"))
+        self.nic_paths[index] = p
         subnet = self.ref(self.subnets, self.subnet_ids, raw["subnet"], f"{p}.subnet", "subnet")
         sn = self.subnets[subnet]
         ip = self.address_in(raw["ip"], f"{p}.ip", sn, 4)
@@ -954,27 +958,24 @@ class _Loader:
                 raise self.err(path, f"{format_ip(*addr)} is already used in VPC {vpc!r} by {seen[key]}")
             seen[key] = owner
 
-        paths = self._nic_paths()
+        paths = self.nic_paths
         for nic in nics:
-            for addr in nic.fixed_ips:
-                claim(nic.vpc, addr, paths[nic.index], owners[nic.index])
+            p = paths[nic.index]
+            claim(nic.vpc, (4, nic.ip), f"{p}.ip", owners[nic.index])
+            if nic.ipv6 is not None:
+                claim(nic.vpc, (6, nic.ipv6), f"{p}.ipv6", owners[nic.index])
+            for k, addr in enumerate(nic.extra_ips):
+                claim(nic.vpc, addr, f"{p}.extra_ips[{k}]", owners[nic.index])
             if nic.eip is not None:
-                self.unique(eips, nic.eip, f"{paths[nic.index]}.eip", "EIP")
+                self.unique(eips, nic.eip, f"{p}.eip", "EIP")
             if nic.mac is not None:
-                self.unique(macs, nic.mac, f"{paths[nic.index]}.mac", "MAC")
+                self.unique(macs, nic.mac, f"{p}.mac", "MAC")
         for i, vip in enumerate(vips):
             claim(vip.vpc, vip.ip, f"virtual_ips[{i}].ip", f"virtual IP {format_ip(*vip.ip)}")
         for i, lb in enumerate(lbs.values()):
             claim(lb.vpc, lb.vip, f"load_balancers[{i}].vip", f"load balancer {lb.name!r}")
             if lb.eip is not None:
                 self.unique(eips, lb.eip, f"load_balancers[{i}].eip", "EIP")
-
-    def _nic_paths(self) -> dict[int, str]:
-        paths = {}
-        for i, inst in enumerate(self.instances.values()):
-            for slot, k in enumerate(inst.nics):
-                paths[k] = f"instances[{i}]" if len(inst.nics) == 1 else f"instances[{i}].nics[{slot}]"
-        return paths
 
 
 def parse_multiport(value: Any) -> Ports:
@@ -1023,6 +1024,16 @@ def default_group() -> SecurityGroup:
         rule(3, "egress", 4, "prefix", ANY4),
         rule(4, "egress", 6, "prefix", ANY6),
     ))
+
+
+def _lacks_groups(raw: Any) -> bool:
+    """Does an instance (or one of its NICs) leave out `security_groups` (S3: it gets `default`)?"""
+    if not isinstance(raw, dict):
+        return False
+    nics = raw.get("nics")
+    if isinstance(nics, list) and nics:
+        return any(isinstance(n, dict) and n.get("security_groups") is None for n in nics)
+    return raw.get("security_groups") is None
 
 
 def _lower(value: Any) -> Any:

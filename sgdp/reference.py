@@ -393,6 +393,8 @@ class ReferenceEngine:
                 return True
             if pkt.dst == METADATA and pkt.proto == TCP and pkt.dport == 80:
                 return True
+            if pkt.src == METADATA and pkt.proto == TCP and pkt.sport == 80:
+                return True  # the metadata service's replies: reading metadata works whatever the ACL says
             if CLOUD_SERVICES.contains(4, pkt.src) or CLOUD_SERVICES.contains(4, pkt.dst):
                 return True
         if s.kind == "lb" or r.kind == "lb":

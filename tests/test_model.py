@@ -844,3 +844,21 @@ def test_s3_egress_is_allowed(run):
     # ECS-2 -> ECS-3: out through default:3, then ECS-3's own group has no ingress rule
     assert (v[2].verdict, v[2].reason, v[2].instance, v[2].direction) == ("deny", "default", "ECS-3", "ingress")
 
+
+
+def test_s3_no_instances_no_default_group():
+    """S3: no instance lacks security_groups (there are none) -> no default group."""
+    d = _default_topo()
+    d["instances"] = []
+    assert "default" not in topology_from_data(d, "t.yaml").security_groups
+
+
+def test_s1_duplicate_security_group_id_is_an_error(tmp_path, capsys):
+    """S1 / §2: references accept a name or an id; two groups with the same id make a reference by
+    that id ambiguous, and S1 says "never a silent guess". (SPEC does not list id uniqueness
+    explicitly; in the real cloud ids are unique, so a duplicate is a config error.)"""
+    d = base()
+    d["security_groups"][0]["id"] = "sg-0001"
+    d["security_groups"][1]["id"] = "sg-0001"
+    d["instances"][1]["security_groups"] = ["sg-0001"]
+    check_invalid(tmp_path, capsys, d, (), "sg-0001")
