@@ -22,6 +22,8 @@ import numpy as np
 
 cimport numpy as cnp
 
+from sgdp._fastmatch cimport TupleClassifier
+
 cnp.import_array()
 
 # endpoint kinds and how a NIC was addressed (reference.Endpoint)
@@ -543,6 +545,52 @@ cdef bint acl_exempt(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, 
         return False
     b = subnet_of(p, r, l3, dh, dl)
     return a == b
+
+
+# ------------------------------------------------------------------------ classification
+
+def classify_by_table(list classifiers, const int32_t[::1] table_of, const uint8_t[::1] l3,
+                      const uint64_t[::1] src_hi, const uint64_t[::1] src_lo, const uint64_t[::1] dst_hi,
+                      const uint64_t[::1] dst_lo, const uint16_t[::1] sport, const uint16_t[::1] dport,
+                      const uint8_t[::1] proto, int32_t[::1] out):
+    """``out[i]`` = the first match of header ``i`` in ``classifiers[table_of[i]]`` (a
+    ``_fastmatch.TupleClassifier``), -1 where ``table_of[i]`` is -1.
+
+    Headers are bucketed by table with a counting sort, then each table classifies its headers in
+    one nogil loop: the Python work is once per table, not per packet. fast.py guarantees
+    -1 <= table_of[i] < len(classifiers) and equal column lengths.
+    """
+    cdef Py_ssize_t n = table_of.shape[0], nt = len(classifiers), i, j, t
+    cdef int64_t* start = <int64_t*>calloc(nt + 2, sizeof(int64_t))
+    cdef int64_t* fill = <int64_t*>calloc(nt + 2, sizeof(int64_t))
+    cdef int64_t* order = <int64_t*>calloc(n + 1, sizeof(int64_t))
+    cdef TupleClassifier tc
+    if start == NULL or fill == NULL or order == NULL:
+        free(start); free(fill); free(order)
+        raise MemoryError()
+    try:
+        with nogil:
+            for i in range(n):
+                out[i] = -1
+                if table_of[i] >= 0:
+                    start[table_of[i] + 1] += 1
+            for t in range(nt):
+                start[t + 1] += start[t]
+                fill[t] = start[t]
+            for i in range(n):
+                if table_of[i] >= 0:
+                    order[fill[table_of[i]]] = i
+                    fill[table_of[i]] += 1
+        for t in range(nt):
+            if start[t + 1] == start[t]:
+                continue
+            tc = <TupleClassifier>classifiers[t]
+            with nogil:
+                for j in range(start[t], start[t + 1]):
+                    i = order[j]
+                    out[i] = tc.classify_one(l3[i], src_hi[i], src_lo[i], dst_hi[i], dst_lo[i], sport[i], dport[i], proto[i])
+    finally:
+        free(start); free(fill); free(order)
 
 
 # ---------------------------------------------------------------------------------- pass 2

@@ -165,10 +165,13 @@ def parse_matches(text: str, name: str = "<matches>") -> np.ndarray:
     except ValueError:
         out = None
     if out is None or (out < -1).any() or (out > np.iinfo(np.int32).max).any():
+        values = []
         for i, line in enumerate(lines):
             s = line.strip()
             if not (s.isdigit() or s == "-1") or int(s) > np.iinfo(np.int32).max:
                 raise InputError(f"{name}: line {i + 1}: {_clip(line)!r} is not a filter index (an integer >= -1)")
+            values.append(int(s))
+        out = np.array(values, np.int64)
     return out.astype(np.int32)
 
 

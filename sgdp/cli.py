@@ -13,7 +13,7 @@ import sys
 import xml.etree.ElementTree as ET
 from typing import Any, Sequence
 
-from sgdp import __version__
+from sgdp import __version__, decode
 from sgdp.addr import parse_endpoint
 from sgdp.errors import SgdpError, UsageError
 from sgdp.packet import Packet
@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="scenario files, or directories searched for *.sgdp.yaml")
     p.add_argument("--junit-xml", metavar="FILE")
     _engine_arg(p)
+
+    p = sub.add_parser("bench", help="measure throughput")
+    bench = p.add_subparsers(dest="bench_command", metavar="BENCH", parser_class=_Parser, required=True)
+    b = bench.add_parser("classbench", help="classify a ClassBench trace against a filter set")
+    b.add_argument("rules", help="ClassBench filter set (plain or gzip)")
+    b.add_argument("trace", help="ClassBench header trace (plain or gzip)")
+    b.add_argument("--match", metavar="MATCH", help="expected first match of every header; exit 1 on any mismatch")
+    b.add_argument("--json", action="store_true", help="print the result as JSON")
+    _engine_arg(b)
+    decode.add_parser(sub)
     return parser
 
 
@@ -158,8 +168,13 @@ def _explain_packet(args: argparse.Namespace, packet_from_spec) -> Packet:
     try:
         return packet_from_spec(spec, "", "command line")
     except SgdpError as exc:
-        text = str(exc).replace("command line: .", "--").replace("dport: is required", "--dst needs a port (IP:PORT)")
-        raise UsageError(text) from None
+        detail = getattr(exc, "detail", str(exc))
+        field = getattr(exc, "path", "").rsplit(".", 1)[-1]
+        option = {"dport": "--dst", "sport": "--src", "src": "--src", "dst": "--dst", "proto": "--proto",
+                  "flags": "--tcp-flags", "icmp_type": "--icmp-type", "icmp_code": "--icmp-code"}.get(field, "")
+        if field == "dport" and detail.startswith("is required"):
+            detail = f"needs a port (IP:PORT) for {args.proto}"
+        raise UsageError(f"{option} {detail}".strip()) from None
 
 
 # -------------------------------------------------------------------------------------------- test
@@ -232,4 +247,26 @@ def write_junit(path: str, cases: list[tuple[str, str, str, str]], engine: str) 
         raise UsageError(f"--junit-xml {path}: {exc.strerror}") from None
 
 
-COMMANDS = {"check": cmd_check, "explain": cmd_explain, "test": cmd_test}
+# ------------------------------------------------------------------------------------------- bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from sgdp.bench import CLASSBENCH_JSON_KEYS, classbench
+
+    r = classbench(args.rules, args.trace, args.match, args.engine)
+    if args.json:
+        print(json.dumps({k: r[k] for k in CLASSBENCH_JSON_KEYS}))
+    else:
+        print(f"{args.rules}: {r['rules']:,} rules; {args.trace}: {r['headers']:,} headers")
+        print(f"engine {r['engine']}: built in {r['build_s']:.3f} s, tables {r['table_bytes'] / 1e6:.1f} MB")
+        print(f"classification: {r['mpps']:.2f} Mpps ({r['ns_per_packet']:.0f} ns/packet, best of {r['repeats']})")
+        if r["mismatches"] is not None:
+            agree = r["headers"] - r["mismatches"]
+            pct = 100.0 * agree / r["headers"] if r["headers"] else 100.0
+            print(f"agreement with {args.match}: {agree:,}/{r['headers']:,} ({pct:.3f}%), {r['mismatches']:,} mismatches")
+            for i, want, got in r["first_mismatches"]:
+                print(f"  header {i} (trace line {i + 1}): expected filter {want}, got {got}")
+    return 1 if r["mismatches"] else 0
+
+
+COMMANDS = {"check": cmd_check, "explain": cmd_explain, "test": cmd_test, "bench": cmd_bench, "decode": decode.cmd_decode}

@@ -20,9 +20,10 @@ Headers to classify are a :class:`Headers` batch of columns with the names and d
 (lowest-index) matching rule, or -1.
 
 :func:`first_match_reference` is the brute-force classifier that defines the truth (tests compare the
-compiled classifier of :mod:`sgdp._fastmatch` against it). :func:`build_tuple_space` turns a table
-into the flat arrays the compiled classifier searches; :class:`Classifier` puts the two together and
-validates every array before it enters compiled code.
+compiled classifier of :mod:`sgdp._fastmatch` against it). :func:`build_tuple_space` chooses how the
+compiled classifier partitions a table. :mod:`sgdp.classifier` puts the two together and validates
+every array before it enters compiled code; ``sgdp.compiler.Classifier`` is its compiled
+``FastClassifier`` (importing that name raises ImportError when the extension is not built).
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ class RuleTable:
             if r.l3 not in (4, 6):
                 raise ValueError(f"rule {i}: l3 is {r.l3!r}, not 4 or 6")
             top = ADDR_MAX[r.l3]
+            cols["l3"].append(r.l3)
             for what, (lo, hi) in (("src", r.src), ("dst", r.dst)):
                 if not 0 <= lo <= hi <= top:
                     raise ValueError(f"rule {i}: {what} range ({lo}, {hi}) is not an IPv{r.l3} interval")
@@ -306,3 +308,172 @@ def first_match_reference(table: RuleTable, headers: Headers, chunk: int = 256) 
         any_hit = hit.any(axis=1)
         out[s] = np.where(any_hit, hit.argmax(axis=1), -1)
     return out
+
+
+# ---------------------------------------------------------------------------------- tuple space
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class TupleSpace:
+    """How the compiled classifier (:mod:`sgdp._fastmatch`) partitions a RuleTable into tuples.
+
+    A tuple has a prefix length per field (``src_len``/``dst_len`` 0..128 on the 128-bit address,
+    so an IPv4 /24 is 120; ``sport_len``/``dport_len`` 0..16) and a protocol mask; the ``*_mask``
+    columns are the same lengths as bit masks (uint64 hi/lo, uint16, uint8). Tuples are in ascending
+    order of their best (lowest) rule index. ``rule_order`` (int32) lists every rule index once, in
+    bucket order: by tuple (``rule_tuple``, int32, nondecreasing), then by masked key, then by index.
+    Every rule's ranges lie inside one prefix of its tuple's lengths.
+    """
+
+    rule_order: np.ndarray
+    rule_tuple: np.ndarray
+    src_len: np.ndarray  # uint8
+    dst_len: np.ndarray  # uint8
+    sport_len: np.ndarray  # uint8
+    dport_len: np.ndarray  # uint8
+    src_mask_hi: np.ndarray  # uint64
+    src_mask_lo: np.ndarray
+    dst_mask_hi: np.ndarray
+    dst_mask_lo: np.ndarray
+    sport_mask: np.ndarray  # uint16
+    dport_mask: np.ndarray  # uint16
+    proto_mask: np.ndarray  # uint8
+
+    def __len__(self) -> int:
+        return len(self.src_len)
+
+    def describe(self) -> list[str]:
+        """One line per tuple: lengths, protocol mask and number of rules (for people)."""
+        counts = np.bincount(self.rule_tuple, minlength=len(self))
+        return [f"src/{int(self.src_len[t])} dst/{int(self.dst_len[t])} sport/{int(self.sport_len[t])} "
+                f"dport/{int(self.dport_len[t])} proto&{int(self.proto_mask[t]):#04x}: {int(counts[t])} rules"
+                for t in range(len(self))]
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Bit length of each uint64 (0 for 0), vectorised."""
+    x = x.astype(np.uint64, copy=True)
+    out = np.zeros(len(x), np.int64)
+    for shift in (32, 16, 8, 4, 2, 1):
+        big = x >= np.uint64(1 << shift)
+        out[big] += shift
+        x[big] >>= np.uint64(shift)
+    return out + (x > 0)
+
+
+def _common_prefix(min_hi, min_lo, max_hi, max_lo) -> np.ndarray:
+    """Length of the longest common prefix of the 128-bit bounds: the range lies in one such prefix."""
+    xh, xl = min_hi ^ max_hi, min_lo ^ max_lo
+    return np.where(xh != 0, 64 - _bit_length(xh), 128 - _bit_length(xl))
+
+
+def _mask128(length: int) -> tuple[int, int]:
+    m = ((1 << length) - 1) << (128 - length) if length else 0
+    return m >> 64, m & MASK64
+
+
+#: Defaults of build_tuple_space, chosen by measurement on the ClassBench sets (benchmarks/README.md).
+ADDRESS_STEP = 16
+BUCKET_LIMIT = 16
+
+
+def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket_limit: int = BUCKET_LIMIT) -> TupleSpace:
+    """Partition the rules into tuples (TupleMerge-style, greedy in priority order).
+
+    Each rule, best first, joins the first existing tuple whose lengths are all at most the rule's
+    own (the common-prefix lengths of its ranges) and whose bucket for the rule's key holds fewer
+    than ``bucket_limit`` rules. Otherwise a new tuple is made for it with *relaxed* lengths, so that
+    later rules can join it: address lengths rounded down to a multiple of ``address_step`` bits
+    counted from the start of the IPv4 or IPv6 address, port lengths 16 (an exact port) or 0, the
+    protocol exact or any. If a tuple of those lengths exists already (its bucket is full), the
+    rule's own lengths are tried; if that tuple exists too, the rule joins it over the limit. So the
+    number of tuples stays small and every rule is in exactly one tuple.
+    """
+    if not isinstance(table, RuleTable):
+        raise TypeError("build_tuple_space(table: RuleTable)")
+    if address_step < 1 or bucket_limit < 1:
+        raise ValueError("address_step and bucket_limit must be positive")
+    n = len(table)
+    t = table
+    ls = _common_prefix(t.src_min_hi, t.src_min_lo, t.src_max_hi, t.src_max_lo).tolist()
+    ld = _common_prefix(t.dst_min_hi, t.dst_min_lo, t.dst_max_hi, t.dst_max_lo).tolist()
+    lsp = (16 - _bit_length((t.sport_min ^ t.sport_max).astype(np.uint64))).tolist()
+    ldp = (16 - _bit_length((t.dport_min ^ t.dport_max).astype(np.uint64))).tolist()
+    pmask = t.proto_mask.tolist()
+    pvalue = t.proto_value.tolist()
+    l3 = t.l3.tolist()
+    src = _join(t.src_min_hi, t.src_min_lo)
+    dst = _join(t.dst_min_hi, t.dst_min_lo)
+    sport = t.sport_min.tolist()
+    dport = t.dport_min.tolist()
+
+    def relax(length: int, base: int) -> int:
+        return base + (length - base) // address_step * address_step if length >= base else length // address_step * address_step
+
+    tuples: list[tuple[int, int, int, int, int]] = []  # (src_len, dst_len, sport_len, dport_len, proto_mask)
+    buckets: list[dict[tuple, int]] = []
+    by_lengths: dict[tuple, int] = {}
+    rule_tuple = np.empty(n, np.int32)
+    for i in range(n):
+        a, b, c, d, p = ls[i], ld[i], lsp[i], ldp[i], pmask[i]
+        s, ds, sp, dp, pv = src[i], dst[i], sport[i], dport[i], pvalue[i]
+        placed = -1
+        for j, (ta, tb, tc, td, tp) in enumerate(tuples):
+            if ta <= a and tb <= b and tc <= c and td <= d and (tp & ~p) == 0:
+                key = (l3[i], s >> (128 - ta), ds >> (128 - tb), sp >> (16 - tc), dp >> (16 - td), pv & tp)
+                bucket = buckets[j]
+                if bucket.get(key, 0) < bucket_limit:
+                    bucket[key] = bucket.get(key, 0) + 1
+                    placed = j
+                    break
+        if placed < 0:
+            base = 96 if l3[i] == 4 else 0
+            relaxed = (relax(a, base), relax(b, base), 16 if c == 16 else 0, 16 if d == 16 else 0, 0xFF if p == 0xFF else 0)
+            own = (a, b, c, d, p)
+            for lengths in (relaxed, own):
+                if lengths not in by_lengths:
+                    by_lengths[lengths] = placed = len(tuples)
+                    tuples.append(lengths)
+                    buckets.append({})
+                    break
+            else:
+                placed = by_lengths[own]  # every candidate exists and is full here: exceed the limit
+            ta, tb, tc, td, tp = tuples[placed]
+            key = (l3[i], s >> (128 - ta), ds >> (128 - tb), sp >> (16 - tc), dp >> (16 - td), pv & tp)
+            buckets[placed][key] = buckets[placed].get(key, 0) + 1
+        rule_tuple[i] = placed
+
+    nt = len(tuples)
+    lengths = np.array(tuples, dtype=np.int64).reshape(nt, 5)
+    masks = [_mask128(int(x)) for x in lengths[:, 0]], [_mask128(int(x)) for x in lengths[:, 1]]
+    sport_mask = np.array([(0xFFFF << (16 - x)) & 0xFFFF for x in lengths[:, 2].tolist()], np.uint16)
+    dport_mask = np.array([(0xFFFF << (16 - x)) & 0xFFFF for x in lengths[:, 3].tolist()], np.uint16)
+    space_masks = {
+        "src_mask_hi": np.array([m[0] for m in masks[0]], np.uint64), "src_mask_lo": np.array([m[1] for m in masks[0]], np.uint64),
+        "dst_mask_hi": np.array([m[0] for m in masks[1]], np.uint64), "dst_mask_lo": np.array([m[1] for m in masks[1]], np.uint64),
+        "sport_mask": sport_mask, "dport_mask": dport_mask, "proto_mask": lengths[:, 4].astype(np.uint8),
+    }
+    # Bucket order: by tuple, then masked key, then index (lexsort: last key is the primary one).
+    rt = rule_tuple
+    m = space_masks
+    order = np.lexsort((
+        np.arange(n), t.proto_value & m["proto_mask"][rt], t.dport_min & m["dport_mask"][rt], t.sport_min & m["sport_mask"][rt],
+        t.dst_min_lo & m["dst_mask_lo"][rt], t.dst_min_hi & m["dst_mask_hi"][rt], t.src_min_lo & m["src_mask_lo"][rt],
+        t.src_min_hi & m["src_mask_hi"][rt], t.l3, rt,
+    ))
+    return TupleSpace(
+        rule_order=order.astype(np.int32), rule_tuple=rt[order].astype(np.int32),
+        src_len=lengths[:, 0].astype(np.uint8), dst_len=lengths[:, 1].astype(np.uint8),
+        sport_len=lengths[:, 2].astype(np.uint8), dport_len=lengths[:, 3].astype(np.uint8), **space_masks,
+    )
+
+
+def __getattr__(name: str):
+    """``Classifier``: the compiled classifier (sgdp.classifier.FastClassifier), imported on first use
+    so that this module works without the extension; ImportError when it is not built."""
+    if name == "Classifier":
+        import sgdp._fastmatch  # noqa: F401  (ImportError here when the extension is missing)
+        from sgdp.classifier import FastClassifier
+
+        return FastClassifier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,6 +23,7 @@ import numpy as np
 
 from sgdp import _dataplane
 from sgdp.addr import Net
+from sgdp.classifier import FastClassifier
 from sgdp.compiler import RULE_COLUMNS, Headers, Rule as Box, RuleTable
 from sgdp.model import ICMP, ICMPV6, PORT_PROTOS, Rule, Topology
 from sgdp.packet import PacketBatch, VerdictBatch
@@ -54,26 +55,12 @@ class Unsupported(Exception):
     """The topology exceeds a limit of the compiled engine (the reference engine still handles it)."""
 
 
-def _classifier(table: RuleTable):
-    """A compiled classifier for ``table`` (sgdp.compiler.Classifier)."""
-    try:
-        from sgdp.compiler import Classifier
-    except ImportError:  # while the compiled classifier is being built: brute force
-        from sgdp.compiler import first_match_reference
-
-        class Classifier:  # type: ignore[no-redef]
-            nbytes = 0
-
-            def __init__(self, t):
-                self.t = t
-
-            def classify(self, h):
-                return first_match_reference(self.t, h)
-
-    return Classifier(table)
+def _classifier(table: RuleTable) -> FastClassifier:
+    return FastClassifier(table)
 
 
 def _table_from_boxes(boxes: list[Box]) -> RuleTable:
+    """Boxes (in priority order) as RuleTable columns."""
     cols = {
         "l3": [b.l3 for b in boxes],
         "src_min_hi": [b.src[0] >> 64 for b in boxes], "src_min_lo": [b.src[0] & MASK64 for b in boxes],
@@ -121,24 +108,30 @@ class FastEngine:
         self.acl_group = np.array([n_sg + j for j in range(len(topo.network_acls))] + [-1], np.int32)
         self.rule_direction_names = ("", "ingress", "egress")
         self.plan = _build_plan(topo)
+        self._row_maps: dict = {}
         self._compile_tables()
         self.ct = _dataplane.Conntrack(len(self.names.rules))
 
     # -- compile --------------------------------------------------------------------------------
 
     def _compile_tables(self) -> None:
+        """One first-match table per distinct security-group policy (NICs with the same groups in
+        the same order and the same flavor kind share it, per direction), one per ACL and way."""
         topo, policy = self.topo, self.policy
-        self.sg_tables: list[_Table] = []
         shared: dict[tuple, int] = {}
         nic_table = np.zeros((len(topo.nics), 3), np.int32)
+        self.sg_tables: list[_Table] = []
         for nic in topo.nics:
             for direction, code in (("ingress", INGRESS), ("egress", EGRESS)):
                 key = (nic.security_groups, policy.nic_kind(nic), direction)
                 if key not in shared:
                     shared[key] = len(self.sg_tables)
-                    self.sg_tables.append(self._sg_table(nic, direction))
+                    rows = self._sg_rows(nic, direction)
+                    self.sg_tables.append(_Table([b for b, _ in rows], [self.rule_index[r.id] for _, r in rows],
+                                                 [r.action == "allow" for _, r in rows]))
                 nic_table[nic.index, code] = shared[key]
         self.nic_table = nic_table
+        self._sg_compiled = [t.classifier._compiled for t in self.sg_tables]
         self.acl_tables: list[_Table] = []
         acl_ids = {name: j for j, name in enumerate(topo.network_acls)}
         acl_table = np.zeros((max(len(acl_ids), 1), 3), np.int32)
@@ -147,16 +140,15 @@ class FastEngine:
                 acl_table[acl_ids[name], code] = len(self.acl_tables)
                 self.acl_tables.append(self._acl_table(rules))
         self.acl_table = acl_table
+        self._acl_compiled = [t.classifier._compiled for t in self.acl_tables]
 
-    def _sg_table(self, nic, direction: str) -> _Table:
-        boxes, row_rule, row_allow = [], [], []
+    def _sg_rows(self, nic, direction: str) -> list[tuple[Box, Rule]]:
+        """The effective walk of a NIC for one direction (IPv4 rules, then IPv6) as boxes."""
+        out = []
         for version in (4, 6):
             for rule in self.policy.effective(nic, direction, version):
-                for box in self._rule_boxes(rule, version):
-                    boxes.append(box)
-                    row_rule.append(self.rule_index[rule.id])
-                    row_allow.append(rule.action == "allow")
-        return _Table(boxes, row_rule, row_allow)
+                out.extend((box, rule) for box in self._rule_boxes(rule, version))
+        return out
 
     def _rule_boxes(self, rule: Rule, version: int) -> list[Box]:
         proto = (0, 0) if rule.protocol is None else (rule.protocol, 0xFF)
@@ -206,8 +198,7 @@ class FastEngine:
 
     @property
     def table_bytes(self) -> int:
-        tables = self.sg_tables + self.acl_tables
-        return sum(t.table.nbytes + getattr(t.classifier, "nbytes", 0) for t in tables)
+        return sum(t.table.nbytes + t.classifier.table_bytes for t in self.sg_tables + self.acl_tables)
 
     # -- run ------------------------------------------------------------------------------------
 
@@ -224,61 +215,56 @@ class FastEngine:
         return out
 
     def _classify(self, c: dict, o: dict, n: int) -> dict[str, np.ndarray]:
+        """Each stage's view through its table: security groups by policy, ACLs by ACL and way."""
         r = {}
-        for side in ("e", "i"):
-            for what in ("sg", "acl"):
-                r[f"{side}_{what}_rule"] = np.full(n, -1, np.int32)
-                r[f"{side}_{what}_allow"] = np.zeros(n, np.uint8)
         proto, l3 = c["proto"], c["l3"]
         frag = c["frag_offset"] > 0
         icmp = (proto == ICMP) | (proto == ICMPV6)
-        ports = np.isin(proto, PORT_PROTOS) & ~frag
+        ports = ((proto == 6) | (proto == 17)) & ~frag
         itype = np.where(icmp & ~frag & (c["icmp_type"] >= 0), c["icmp_type"], NO_L4).astype(np.uint16)
         icode = np.where(icmp & ~frag & (c["icmp_code"] >= 0), c["icmp_code"], NO_L4).astype(np.uint16)
-        zero16 = np.zeros(n, np.uint16)
+        sg_sport = np.where(icmp, itype, 0).astype(np.uint16)
         sport = np.where(ports, c["sport"], 0).astype(np.uint16)
+        zero64 = np.zeros(n, np.uint64)
+        nic_acl = self.plan.arrays["nic_acl"]
         for side, code in (("e", EGRESS), ("i", INGRESS)):
             nic = o[f"{side}_nic"]
+            has = nic >= 0
+            safe = np.where(has, nic, 0)
             dport = np.where(ports, c["dport"] if side == "e" else o["i_dport"], 0).astype(np.uint16)
-            sel = np.flatnonzero(nic >= 0)
-            if len(sel) == 0:
-                continue
-            gen = o[f"{side}_gen"].astype(np.uint64)
-            sg_headers = {
-                "l3": l3, "src_hi": o[f"{side}_peer_hi"], "src_lo": o[f"{side}_peer_lo"],
-                "dst_hi": np.zeros(n, np.uint64), "dst_lo": gen,
-                "sport": np.where(icmp, itype, zero16).astype(np.uint16),
-                "dport": np.where(icmp, icode, dport).astype(np.uint16), "proto": proto,
-            }
-            self._run_tables(self.sg_tables, self.nic_table[nic[sel], code], sel, sg_headers,
-                             r[f"{side}_sg_rule"], r[f"{side}_sg_allow"])
-            acl = self.plan.arrays["nic_acl"][nic[sel]]
-            asel = sel[acl >= 0]
-            if len(asel):
+            tid = np.where(has, self.nic_table[safe, code], -1).astype(np.int32)
+            rows = np.empty(n, np.int32)
+            _dataplane.classify_by_table(
+                self._sg_compiled, tid, l3, o[f"{side}_peer_hi"], o[f"{side}_peer_lo"], zero64,
+                o[f"{side}_gen"].astype(np.uint64), sg_sport, np.where(icmp, icode, dport).astype(np.uint16), proto, rows)
+            r[f"{side}_sg_rule"], r[f"{side}_sg_allow"] = self._rows_to_rules(self.sg_tables, tid, rows)
+            acl = np.where(has, nic_acl[safe], -1)
+            if self.acl_tables and (acl >= 0).any():
                 if side == "e":
                     src_hi, src_lo, dst_hi, dst_lo = o["e_asrc_hi"], o["e_asrc_lo"], o["e_peer_hi"], o["e_peer_lo"]
                 else:
                     src_hi, src_lo, dst_hi, dst_lo = o["i_peer_hi"], o["i_peer_lo"], o["i_adst_hi"], o["i_adst_lo"]
-                acl_headers = {"l3": l3, "src_hi": src_hi, "src_lo": src_lo, "dst_hi": dst_hi, "dst_lo": dst_lo,
-                               "sport": sport, "dport": dport, "proto": proto}
-                self._run_tables(self.acl_tables, self.acl_table[acl[acl >= 0], code], asel, acl_headers,
-                                 r[f"{side}_acl_rule"], r[f"{side}_acl_allow"])
+                tid = np.where(acl >= 0, self.acl_table[np.maximum(acl, 0), code], -1).astype(np.int32)
+                rows = np.empty(n, np.int32)
+                _dataplane.classify_by_table(self._acl_compiled, tid, l3, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto, rows)
+                r[f"{side}_acl_rule"], r[f"{side}_acl_allow"] = self._rows_to_rules(self.acl_tables, tid, rows)
+            else:
+                r[f"{side}_acl_rule"] = np.full(n, -1, np.int32)
+                r[f"{side}_acl_allow"] = np.zeros(n, np.uint8)
         return r
 
-    @staticmethod
-    def _run_tables(tables: list[_Table], tid: np.ndarray, sel: np.ndarray, headers: dict[str, np.ndarray],
-                    rule_out: np.ndarray, allow_out: np.ndarray) -> None:
-        order = np.argsort(tid, kind="stable")
-        tid_sorted = tid[order]
-        cuts = np.flatnonzero(np.diff(tid_sorted)) + 1
-        for part in np.split(order, cuts):
-            if len(part) == 0:
-                continue
-            rows = sel[part]
-            h = Headers(**{k: np.ascontiguousarray(v[rows]) for k, v in headers.items()})
-            rule, allow = tables[int(tid[part[0]])].classify(h)
-            rule_out[rows] = rule
-            allow_out[rows] = allow
+    def _rows_to_rules(self, tables: list[_Table], tid: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row numbers within each table to global rule indexes and allow flags (-1/0: no match)."""
+        key = id(tables)
+        cache = self._row_maps.get(key)
+        if cache is None:
+            offsets = np.cumsum([0] + [len(t.table) for t in tables]).astype(np.int64)
+            rule = np.concatenate([t.row_rule[:-1] for t in tables] + [np.array([-1], np.int32)])
+            allow = np.concatenate([t.row_allow[:-1] for t in tables] + [np.array([0], np.uint8)])
+            cache = self._row_maps[key] = (offsets, rule, allow)
+        offsets, rule, allow = cache
+        flat = np.where(rows >= 0, offsets[np.maximum(tid, 0)] + rows, len(rule) - 1)
+        return rule[flat], allow[flat]
 
     # -- state ----------------------------------------------------------------------------------
 

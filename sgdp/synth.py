@@ -1,0 +1,161 @@
+"""Synthetic topologies and traffic for benchmarks (fixed seeds, deterministic).
+
+``generated_topology()``: 200 instances in 4 subnets of one VPC (plus a peered VPC), 20 security
+groups of about 50 rules each — remote groups, address groups, multiport, IPv4 and IPv6 — each
+instance bound to 1–3 groups. ``generated_traffic()``: packets already parsed, as a PacketBatch, in
+flows between instances and with the Internet (TCP handshakes and data, UDP, ICMP echo), in
+capture order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sgdp.packet import ACK, FIN, PACKET_COLUMNS, SYN, PacketBatch
+
+N_INSTANCES = 200
+N_GROUPS = 20
+RULES_PER_GROUP = 50
+SERVICE_PORTS = [22, 80, 443, 3306, 5432, 6379, 8080, 8443, 9000, 11211]
+
+
+def generated_topology(seed: int = 1, instances: int = N_INSTANCES, groups: int = N_GROUPS,
+                       rules_per_group: int = RULES_PER_GROUP) -> dict:
+    rng = np.random.default_rng(seed)
+    subnets = [{"name": f"sn{k}", "cidr": f"10.0.{k}.0/24", "ipv6_cidr": f"fd00:0:{k}::/64"} for k in range(4)]
+    topo: dict = {
+        "version": 1,
+        "vpcs": [
+            {"name": "prod", "cidr": "10.0.0.0/16", "subnets": subnets},
+            {"name": "shared", "cidr": "10.1.0.0/16", "subnets": [{"name": "shared-a", "cidr": "10.1.0.0/24"}]},
+        ],
+        "peerings": [{"name": "prod-shared", "vpcs": ["prod", "shared"]}],
+        "address_groups": [
+            {"name": "partners", "ip_version": 4,
+             "ip_set": ["198.51.100.0/24", "203.0.113.0/25", "192.0.2.10-192.0.2.90"]},
+            {"name": "office6", "ip_version": 6, "ip_set": ["2001:db8:100::/48"]},
+        ],
+    }
+    gnames = [f"sg{g:02d}" for g in range(groups)]
+    sgs = []
+    for g, name in enumerate(gnames):
+        rules = []
+        for r in range(rules_per_group):
+            kind = rng.integers(0, 10)
+            v6 = kind == 9
+            rule: dict = {"direction": "ingress" if rng.random() < 0.8 else "egress",
+                          "priority": int(rng.choice([1, 10, 50, 100])),
+                          "ethertype": "IPv6" if v6 else "IPv4"}
+            if rng.random() < 0.15:
+                rule["action"] = "deny"
+            proto = rng.choice(["tcp", "tcp", "tcp", "udp", "icmp"])
+            if proto == "icmp":
+                rule["protocol"] = "icmpv6" if v6 else "icmp"
+            else:
+                rule["protocol"] = str(proto)
+                ports = sorted(rng.choice(SERVICE_PORTS + list(range(1000, 1100)), size=int(rng.integers(1, 4)), replace=False))
+                rule["multiport"] = ",".join(str(p) for p in ports)
+            if kind < 3:
+                rule["remote_group_id"] = gnames[int(rng.integers(0, groups))]
+            elif kind < 5 and not v6:
+                rule["remote_address_group_id"] = "partners"
+            elif kind == 9:
+                rule["remote_ip_prefix"] = "fd00::/16" if rng.random() < 0.5 else "::/0"
+            else:
+                rule["remote_ip_prefix"] = str(rng.choice(["10.0.0.0/16", "10.0.1.0/24", "0.0.0.0/0", "10.1.0.0/24",
+                                                           f"10.0.{rng.integers(0, 4)}.{rng.integers(1, 250)}/32"]))
+            rules.append(rule)
+        rules.append({"direction": "egress", "remote_ip_prefix": "0.0.0.0/0", "priority": 100})
+        rules.append({"direction": "egress", "ethertype": "IPv6", "remote_ip_prefix": "::/0", "priority": 100})
+        sgs.append({"name": name, "rules": rules})
+    topo["security_groups"] = sgs
+    insts = []
+    for i in range(instances):
+        k = i % 4
+        host = 10 + i // 4
+        inst = {"name": f"ecs{i:03d}", "flavor": "s6.large.2" if i % 7 else "c7.xlarge.2", "subnet": f"sn{k}",
+                "ip": f"10.0.{k}.{host}", "ipv6": f"fd00:0:{k}::{host:x}",
+                "security_groups": [gnames[int(x)] for x in rng.choice(groups, size=int(rng.integers(1, 4)), replace=False)]}
+        if i % 10 == 0:
+            inst["eip"] = f"100.64.{i // 256}.{i % 256}"
+        insts.append(inst)
+    insts.append({"name": "shared-db", "flavor": "s6.large.2", "subnet": "shared-a", "ip": "10.1.0.10",
+                  "security_groups": [gnames[0]]})
+    topo["instances"] = insts
+    return topo
+
+
+def generated_traffic(topo: dict, packets: int = 1_000_000, flows: int = 50_000, seed: int = 2) -> PacketBatch:
+    """``packets`` packets in ``flows`` flows, interleaved, 1 ms apart, as one PacketBatch."""
+    rng = np.random.default_rng(seed)
+    insts = topo["instances"]
+    n_inst = len(insts)
+    ip4 = np.array([_v4(x["ip"]) for x in insts], np.uint64)
+    v6_lo = np.array([_v6_lo(x.get("ipv6")) for x in insts], np.uint64)
+    v6_hi = np.uint64(0xFD00000000000000)
+    # flows: (kind, a, b, proto, sport, dport)
+    kind = rng.choice(4, size=flows, p=[0.6, 0.2, 0.1, 0.1])  # 0 east-west v4, 1 internet->eip, 2 v6, 3 icmp
+    a = rng.integers(0, n_inst, flows)
+    b = rng.integers(0, n_inst, flows)
+    sport = rng.integers(32768, 61000, flows).astype(np.uint16)
+    dport = rng.choice(np.array(SERVICE_PORTS + [1000, 1050, 53], np.uint16), size=flows)
+    proto = np.where(kind == 3, 1, np.where(rng.random(flows) < 0.85, 6, 17)).astype(np.uint8)
+    # packets: each flow gets a share, in order of first packet; packet k of a flow alternates direction
+    flow_of = np.sort(rng.integers(0, flows, packets))
+    rng.shuffle(flow_of)  # interleave flows
+    seq = _running_count(flow_of)
+    reply = (seq % 2 == 1)
+    f = flow_of
+    cols = {name: np.zeros(packets, dtype) for name, dtype in PACKET_COLUMNS.items()}
+    cols["ts"] = 1_700_000_000.0 + np.arange(packets, dtype=np.float64) * 1e-3
+    cols["src_mac"][:] = -1
+    cols["icmp_type"][:] = -1
+    cols["icmp_code"][:] = -1
+    is6 = kind[f] == 2
+    cols["l3"] = np.where(is6, 6, 4).astype(np.uint8)
+    src_a = np.where(kind[f] == 1, np.uint64(0xC6336407), ip4[a[f]])  # 198.51.100.7 for Internet flows
+    dst_b = ip4[b[f]]
+    src_lo = np.where(is6, v6_lo[a[f]], src_a)
+    dst_lo = np.where(is6, v6_lo[b[f]], dst_b)
+    hi = np.where(is6, v6_hi, np.uint64(0))
+    cols["src_lo"] = np.where(reply, dst_lo, src_lo).astype(np.uint64)
+    cols["dst_lo"] = np.where(reply, src_lo, dst_lo).astype(np.uint64)
+    cols["src_hi"] = hi.astype(np.uint64)
+    cols["dst_hi"] = hi.astype(np.uint64)
+    p = proto[f]
+    cols["proto"] = p
+    tcpudp = p != 1
+    cols["sport"] = np.where(tcpudp, np.where(reply, dport[f], sport[f]), 0).astype(np.uint16)
+    cols["dport"] = np.where(tcpudp, np.where(reply, sport[f], dport[f]), 0).astype(np.uint16)
+    flags = np.where(seq == 0, SYN, np.where(seq == 1, SYN | ACK, ACK))
+    flags = np.where((seq > 6) & (rng.random(packets) < 0.05), FIN | ACK, flags)
+    cols["tcp_flags"] = np.where(p == 6, flags, 0).astype(np.uint16)
+    cols["icmp_type"] = np.where(p == 1, np.where(reply, 0, 8), -1).astype(np.int16)
+    cols["icmp_code"] = np.where(p == 1, 0, -1).astype(np.int16)
+    cols["icmp_id"] = np.where(p == 1, f % 65536, 0).astype(np.uint16)
+    return PacketBatch(cols)
+
+
+def _running_count(keys: np.ndarray) -> np.ndarray:
+    """For each position, how many earlier positions have the same key."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sk)) + 1]
+    idx = np.arange(len(keys))
+    run_start = np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
+    out = np.empty(len(keys), np.int64)
+    out[order] = idx - run_start
+    return out
+
+
+def _v4(text: str) -> int:
+    a, b, c, d = (int(x) for x in text.split("."))
+    return (a << 24) | (b << 16) | (c << 8) | d
+
+
+def _v6_lo(text: str | None) -> int:
+    if not text:
+        return 0
+    import ipaddress
+
+    return int(ipaddress.ip_address(text)) & ((1 << 64) - 1)
