@@ -83,8 +83,40 @@ cdef struct Pkt:
     uint16_t inner_sport
     uint16_t inner_dport
     int16_t icmp_type
+    int16_t icmp_code
     uint8_t l3
     uint8_t proto
     uint8_t frag
     uint8_t inner_l3
     uint8_t inner_proto
+
+# What each stage of one packet sees (reference.View, per stage), filled by resolve_one.
+# mode: early verdict (ev/er/einst), normal, load-balancer bypass or forward, or a possible reply of
+# a client-IP-transfer flow. e_*: the sender's egress (peer address, genuine-member flag, the source
+# the outbound ACL sees); i_*: the receiver's ingress (peer, the addresses and destination port of
+# the packet as delivered, the destination the inbound ACL sees); b_*: the load balancer's backend.
+cdef struct View:
+    uint64_t e_peer_hi
+    uint64_t e_peer_lo
+    uint64_t e_asrc_hi
+    uint64_t e_asrc_lo
+    uint64_t i_peer_hi
+    uint64_t i_peer_lo
+    uint64_t i_src_hi
+    uint64_t i_src_lo
+    uint64_t i_dst_hi
+    uint64_t i_dst_lo
+    uint64_t i_adst_hi
+    uint64_t i_adst_lo
+    int32_t einst
+    int32_t e_nic
+    int32_t i_nic
+    int32_t b_nic
+    uint16_t i_dport
+    uint16_t b_port
+    uint8_t mode
+    uint8_t ev
+    uint8_t er
+    uint8_t e_gen
+    uint8_t i_gen
+    uint8_t exempt

@@ -15,6 +15,9 @@ give the same columns on random topologies and packet sequences.
 """
 
 cimport cython
+
+cdef extern from *:
+    void __builtin_prefetch(const void* addr) nogil
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
@@ -22,7 +25,7 @@ import numpy as np
 
 cimport numpy as cnp
 
-from sgdp._fastmatch cimport TupleClassifier
+from sgdp._fastmatch cimport TupleClassifier, TupleView, tuple_lookup
 
 cnp.import_array()
 
@@ -82,6 +85,8 @@ DEF RST = 0x04
 DEF ACK = 0x10
 
 DEF SWEEP = 4  # slots examined for expiry per insertion
+DEF PREFETCH = 8  # packets ahead whose connection slot run() prefetches
+DEF NO_L4 = 256  # the port or ICMP type/code of a header that has none (fast.py)
 
 # S13 addresses (reference.BROADCAST, LINK_MULTICAST, METADATA, CLOUD_SERVICES)
 cdef uint64_t BROADCAST = 0xFFFFFFFFULL
@@ -158,6 +163,20 @@ cdef class Plan:
     cdef const int32_t[::1] ls_bcount
     cdef const int32_t[::1] be_nic
     cdef const uint16_t[::1] be_port
+    # first-match tables: security-group policy per (NIC, direction code), ACL table per (ACL, way);
+    # a table's rows map to global rule indexes (names.rules) and allow flags at [off[t] + row]
+    cdef const int32_t[::1] nic_sg
+    cdef const int32_t[::1] acl_way
+    cdef const int64_t[::1] sg_off
+    cdef const int32_t[::1] sg_rule
+    cdef const uint8_t[::1] sg_allow
+    cdef const int64_t[::1] acl_off
+    cdef const int32_t[::1] acl_rule
+    cdef const uint8_t[::1] acl_allow
+    cdef const int32_t[::1] rule_group  # global rule index -> group index (security group or ACL)
+    cdef const int32_t[::1] acl_group  # ACL index -> group index
+    cdef TupleView* sg_views  # owned array; the TupleClassifiers it points into live in self.arrays
+    cdef TupleView* acl_views
 
     def __init__(self, dict a, int n_vpc):
         self.arrays = a
@@ -183,6 +202,31 @@ cdef class Plan:
         self.ls_proto = a["ls_proto"]; self.ls_port = a["ls_port"]; self.ls_bypass = a["ls_bypass"]
         self.ls_bstart = a["ls_bstart"]; self.ls_bcount = a["ls_bcount"]
         self.be_nic = a["be_nic"]; self.be_port = a["be_port"]
+        self.nic_sg = a["nic_sg"]; self.acl_way = a["acl_way"]
+        self.sg_off = a["sg_off"]; self.sg_rule = a["sg_rule"]; self.sg_allow = a["sg_allow"]
+        self.acl_off = a["acl_off"]; self.acl_rule = a["acl_rule"]; self.acl_allow = a["acl_allow"]
+        self.rule_group = a["rule_group"]; self.acl_group = a["acl_group"]
+        self.sg_views = views_of(a["sg_classifiers"])
+        self.acl_views = views_of(a["acl_classifiers"])
+
+    def __dealloc__(self):
+        free(self.sg_views)
+        free(self.acl_views)
+
+
+cdef TupleView* views_of(list classifiers) except NULL:
+    cdef TupleView* out = <TupleView*>calloc(len(classifiers) + 1, sizeof(TupleView))
+    cdef TupleClassifier tc
+    cdef Py_ssize_t t
+    if out == NULL:
+        raise MemoryError()
+    for t in range(len(classifiers)):
+        tc = <TupleClassifier?>classifiers[t]
+        out[t].rules = tc.rules
+        out[t].tuples = tc.tuples
+        out[t].slots = tc.slots
+        out[t].n_tuples = tc.n_tuples
+    return out
 
 
 # ------------------------------------------------------------------------------- small helpers
@@ -324,99 +368,29 @@ cdef inline uint64_t lb_hash(uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl,
     return h
 
 
-# ---------------------------------------------------------------------------------- pass 1
+# ---------------------------------------------------------------------------------- resolve
 
-def resolve(Plan p, dict c, dict o):
-    """Fill the view columns ``o`` (allocated by fast.py, length n) from the packet columns ``c``."""
-    cdef const uint8_t[::1] status = c["status"]
-    cdef const uint8_t[::1] l3c = c["l3"]
-    cdef const uint64_t[::1] src_hi = c["src_hi"]
-    cdef const uint64_t[::1] src_lo = c["src_lo"]
-    cdef const uint64_t[::1] dst_hi = c["dst_hi"]
-    cdef const uint64_t[::1] dst_lo = c["dst_lo"]
-    cdef const uint8_t[::1] proto = c["proto"]
-    cdef const uint16_t[::1] sport = c["sport"]
-    cdef const uint16_t[::1] dport = c["dport"]
-    cdef const int64_t[::1] src_mac = c["src_mac"]
-    cdef const uint16_t[::1] frag_offset = c["frag_offset"]
-
-    cdef uint8_t[::1] mode = o["mode"]
-    cdef uint8_t[::1] early_verdict = o["early_verdict"]
-    cdef uint8_t[::1] early_reason = o["early_reason"]
-    cdef int32_t[::1] early_inst = o["early_inst"]
-    cdef int32_t[::1] e_nic = o["e_nic"]
-    cdef uint64_t[::1] e_peer_hi = o["e_peer_hi"]
-    cdef uint64_t[::1] e_peer_lo = o["e_peer_lo"]
-    cdef uint8_t[::1] e_gen = o["e_gen"]
-    cdef uint64_t[::1] e_asrc_hi = o["e_asrc_hi"]
-    cdef uint64_t[::1] e_asrc_lo = o["e_asrc_lo"]
-    cdef int32_t[::1] i_nic = o["i_nic"]
-    cdef uint64_t[::1] i_peer_hi = o["i_peer_hi"]
-    cdef uint64_t[::1] i_peer_lo = o["i_peer_lo"]
-    cdef uint8_t[::1] i_gen = o["i_gen"]
-    cdef uint64_t[::1] i_src_hi = o["i_src_hi"]
-    cdef uint64_t[::1] i_src_lo = o["i_src_lo"]
-    cdef uint64_t[::1] i_dst_hi = o["i_dst_hi"]
-    cdef uint64_t[::1] i_dst_lo = o["i_dst_lo"]
-    cdef uint16_t[::1] i_dport = o["i_dport"]
-    cdef uint64_t[::1] i_adst_hi = o["i_adst_hi"]
-    cdef uint64_t[::1] i_adst_lo = o["i_adst_lo"]
-    cdef uint8_t[::1] exempt = o["exempt"]
-    cdef int32_t[::1] b_nic = o["b_nic"]
-    cdef uint16_t[::1] b_port = o["b_port"]
-
-    cdef Py_ssize_t n = status.shape[0], i
-    cdef Endpoint* S = <Endpoint*>calloc(MAXC, sizeof(Endpoint))
-    cdef Endpoint* R = <Endpoint*>calloc(MAXC, sizeof(Endpoint))
-    if S == NULL or R == NULL:
-        free(S); free(R)
-        raise MemoryError()
-    try:
-        with nogil:
-            for i in range(n):
-                resolve_one(p, i, status[i], l3c[i], src_hi[i], src_lo[i], dst_hi[i], dst_lo[i], proto[i],
-                            sport[i], dport[i], src_mac[i], frag_offset[i], S, R,
-                            &mode[i], &early_verdict[i], &early_reason[i], &early_inst[i],
-                            &e_nic[i], &e_peer_hi[i], &e_peer_lo[i], &e_gen[i], &e_asrc_hi[i], &e_asrc_lo[i],
-                            &i_nic[i], &i_peer_hi[i], &i_peer_lo[i], &i_gen[i], &i_src_hi[i], &i_src_lo[i],
-                            &i_dst_hi[i], &i_dst_lo[i], &i_dport[i], &i_adst_hi[i], &i_adst_lo[i],
-                            &exempt[i], &b_nic[i], &b_port[i])
-    finally:
-        free(S)
-        free(R)
-
-
-cdef void resolve_one(Plan p, Py_ssize_t i, uint8_t status, uint8_t l3, uint64_t sh, uint64_t sl,
-                      uint64_t dh, uint64_t dl, uint8_t proto, uint16_t sport, uint16_t dport, int64_t mac,
-                      uint16_t frag_offset, Endpoint* S, Endpoint* R,
-                      uint8_t* mode, uint8_t* ev, uint8_t* er, int32_t* einst,
-                      int32_t* e_nic, uint64_t* e_peer_hi, uint64_t* e_peer_lo, uint8_t* e_gen,
-                      uint64_t* e_asrc_hi, uint64_t* e_asrc_lo,
-                      int32_t* i_nic, uint64_t* i_peer_hi, uint64_t* i_peer_lo, uint8_t* i_gen,
-                      uint64_t* i_src_hi, uint64_t* i_src_lo, uint64_t* i_dst_hi, uint64_t* i_dst_lo,
-                      uint16_t* i_dport, uint64_t* i_adst_hi, uint64_t* i_adst_lo,
-                      uint8_t* exempt, int32_t* b_nic, uint16_t* b_port) noexcept nogil:
+cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoint* S, Endpoint* R,
+                      View* v) noexcept nogil:
+    """reference._evaluate up to the stages: endpoints (S5), path (S6), local, load balancer (S14),
+    ACL exemptions (S13), and the view each stage sees."""
     cdef int ns, nr, a, b, m, k
     cdef Endpoint s, r
     cdef int32_t snic, rnic, lb, li, bi
     cdef bint found, internet
     cdef uint64_t h
-    mode[0] = M_EARLY
-    einst[0] = -1
-    e_nic[0] = -1
-    i_nic[0] = -1
-    b_nic[0] = -1
-    exempt[0] = 0
-    if status == ST_NON_IP or (l3 != 4 and l3 != 6):
-        ev[0] = V_UNMODELLED; er[0] = R_UNMODELLED
-        return
-    if status == ST_MALFORMED:
-        ev[0] = V_MALFORMED; er[0] = R_MALFORMED
-        return
+    cdef uint8_t l3 = pk.l3, proto = pk.proto
+    cdef uint64_t sh = pk.src_hi, sl = pk.src_lo, dh = pk.dst_hi, dl = pk.dst_lo
+    memset(v, 0, sizeof(View))
+    v.mode = M_EARLY
+    v.einst = -1
+    v.e_nic = -1
+    v.i_nic = -1
+    v.b_nic = -1
     # senders (reference._sender_candidates)
     m = mac_lookup(p, mac)
+    ns = candidates(p, l3, sh, sl, S)
     if m >= 0:
-        ns = candidates(p, l3, sh, sl, S)
         found = False
         for k in range(ns):
             if S[k].kind == K_NIC and S[k].idx == m:
@@ -426,8 +400,6 @@ cdef void resolve_one(Plan p, Py_ssize_t i, uint8_t status, uint8_t l3, uint64_t
         if not found:
             S[0].kind = K_NIC; S[0].how = H_FORWARDED; S[0].idx = m
         ns = 1
-    else:
-        ns = candidates(p, l3, sh, sl, S)
     nr = candidates(p, l3, dh, dl, R)
     # reference._choose: the first pair with a path, else the first pair
     s = S[0]; r = R[0]
@@ -443,84 +415,85 @@ cdef void resolve_one(Plan p, Py_ssize_t i, uint8_t status, uint8_t l3, uint64_t
     snic = s.idx if s.kind == K_NIC else -1
     rnic = r.idx if r.kind == K_NIC else -1
     if snic < 0 and rnic < 0 and r.kind != K_LB:
-        ev[0] = V_UNMODELLED; er[0] = R_UNMODELLED
+        v.ev = V_UNMODELLED; v.er = R_UNMODELLED
         return
     if snic >= 0 and s.how == H_FORWARDED and p.nic_sdc[snic]:
-        ev[0] = V_DENY; er[0] = R_NO_ROUTE; einst[0] = p.nic_inst[snic]
+        v.ev = V_DENY; v.er = R_NO_ROUTE; v.einst = p.nic_inst[snic]
         return
     if snic >= 0 and snic == rnic:
-        ev[0] = V_ALLOW; er[0] = R_LOCAL; einst[0] = p.nic_inst[snic]
+        v.ev = V_ALLOW; v.er = R_LOCAL; v.einst = p.nic_inst[snic]
         return
     if r.kind == K_LB:
         lb = r.idx
         li = -1
-        if (proto == TCP or proto == UDP) and frag_offset == 0:
+        if (proto == TCP or proto == UDP) and not pk.frag:
             for k in range(p.lb_lstart[lb], p.lb_lstart[lb] + p.lb_lcount[lb]):
-                if p.ls_proto[k] == proto and p.ls_port[k] == dport:
+                if p.ls_proto[k] == proto and p.ls_port[k] == pk.dport:
                     li = <int32_t>k
                     break
         if li < 0:
-            ev[0] = V_DENY; er[0] = R_NO_ROUTE
+            v.ev = V_DENY; v.er = R_NO_ROUTE
             return
         if snic >= 0:
-            e_nic[0] = snic
-            e_peer_hi[0] = dh; e_peer_lo[0] = dl; e_gen[0] = 0
-            e_asrc_hi[0] = sh; e_asrc_lo[0] = sl
-        exempt[0] = 1
-        h = lb_hash(sh, sl, dh, dl, proto, sport, dport)
+            v.e_nic = snic
+            v.e_peer_hi = dh; v.e_peer_lo = dl; v.e_gen = 0
+            v.e_asrc_hi = sh; v.e_asrc_lo = sl
+        v.exempt = 1
+        h = lb_hash(sh, sl, dh, dl, proto, pk.sport, pk.dport)
+        # ls_bcount >= 1 (checked by fast.py), so bi lies in the listener's backend range
         bi = p.ls_bstart[li] + <int32_t>(h % <uint64_t>p.ls_bcount[li])
-        b_nic[0] = p.be_nic[bi]
-        b_port[0] = p.be_port[bi]
+        v.b_nic = p.be_nic[bi]
+        v.b_port = p.be_port[bi]
         if p.ls_bypass[li]:
-            mode[0] = M_BYPASS
+            v.mode = M_BYPASS
             return
-        mode[0] = M_FORWARD
-        i_nic[0] = b_nic[0]
-        i_peer_hi[0] = 0; i_peer_lo[0] = p.lb_source[lb]; i_gen[0] = 0
-        i_src_hi[0] = 0; i_src_lo[0] = p.lb_source[lb]
-        i_dst_hi[0] = 0; i_dst_lo[0] = p.nic_ip[b_nic[0]]
-        i_dport[0] = b_port[0]
-        i_adst_hi[0] = 0; i_adst_lo[0] = p.nic_ip[b_nic[0]]
+        v.mode = M_FORWARD
+        v.i_nic = v.b_nic
+        v.i_peer_lo = p.lb_source[lb]; v.i_gen = 0
+        v.i_src_lo = p.lb_source[lb]
+        v.i_dst_lo = p.nic_ip[v.b_nic]
+        v.i_dport = v.b_port
+        v.i_adst_lo = p.nic_ip[v.b_nic]
         return
     if not has_path(p, s, r, l3):
-        ev[0] = V_DENY; er[0] = R_NO_ROUTE
-        einst[0] = p.nic_inst[snic] if snic >= 0 else p.nic_inst[rnic]
-        if snic >= 0 and frag_offset == 0:
-            # perhaps a backend's reply in a client-IP-transfer flow: the sequential pass decides
-            mode[0] = M_LBREPLY
-            e_nic[0] = snic
-            e_peer_hi[0] = dh; e_peer_lo[0] = dl; e_gen[0] = 0
-            e_asrc_hi[0] = sh; e_asrc_lo[0] = sl
-            exempt[0] = 1
+        v.ev = V_DENY; v.er = R_NO_ROUTE
+        v.einst = p.nic_inst[snic] if snic >= 0 else p.nic_inst[rnic]
+        if snic >= 0 and not pk.frag:
+            # perhaps a backend's reply in a client-IP-transfer flow: evaluate() decides
+            v.mode = M_LBREPLY
+            v.e_nic = snic
+            v.e_peer_hi = dh; v.e_peer_lo = dl; v.e_gen = 0
+            v.e_asrc_hi = sh; v.e_asrc_lo = sl
+            v.exempt = 1
         return
-    mode[0] = M_NORMAL
+    v.mode = M_NORMAL
     internet = s.how == H_EIP or r.how == H_EIP
-    exempt[0] = acl_exempt(p, l3, sh, sl, dh, dl, proto, sport, dport, s, r)
+    v.exempt = acl_exempt(p, l3, sh, sl, dh, dl, proto, pk.sport, pk.dport, s, r)
     if snic >= 0:
-        e_nic[0] = snic
+        v.e_nic = snic
         if internet and rnic >= 0:
-            e_peer_hi[0] = 0; e_peer_lo[0] = p.nic_eip[rnic]
+            v.e_peer_lo = p.nic_eip[rnic]
         else:
-            e_peer_hi[0] = dh; e_peer_lo[0] = dl
-        e_gen[0] = rnic >= 0 and r.how == H_FIXED and not internet
+            v.e_peer_hi = dh; v.e_peer_lo = dl
+        v.e_gen = rnic >= 0 and r.how == H_FIXED and not internet
         if s.how == H_EIP:
-            e_asrc_hi[0] = 0; e_asrc_lo[0] = p.nic_ip[snic]
+            v.e_asrc_lo = p.nic_ip[snic]
         else:
-            e_asrc_hi[0] = sh; e_asrc_lo[0] = sl
+            v.e_asrc_hi = sh; v.e_asrc_lo = sl
     if rnic >= 0:
-        i_nic[0] = rnic
+        v.i_nic = rnic
         if internet and snic >= 0:
-            i_peer_hi[0] = 0; i_peer_lo[0] = p.nic_eip[snic]
+            v.i_peer_lo = p.nic_eip[snic]
         else:
-            i_peer_hi[0] = sh; i_peer_lo[0] = sl
-        i_gen[0] = snic >= 0 and s.how == H_FIXED and not internet
-        i_src_hi[0] = sh; i_src_lo[0] = sl
-        i_dst_hi[0] = dh; i_dst_lo[0] = dl
-        i_dport[0] = dport
+            v.i_peer_hi = sh; v.i_peer_lo = sl
+        v.i_gen = snic >= 0 and s.how == H_FIXED and not internet
+        v.i_src_hi = sh; v.i_src_lo = sl
+        v.i_dst_hi = dh; v.i_dst_lo = dl
+        v.i_dport = pk.dport
         if r.how == H_EIP:
-            i_adst_hi[0] = 0; i_adst_lo[0] = p.nic_ip[rnic]
+            v.i_adst_lo = p.nic_ip[rnic]
         else:
-            i_adst_hi[0] = dh; i_adst_lo[0] = dl
+            v.i_adst_hi = dh; v.i_adst_lo = dl
 
 
 cdef bint acl_exempt(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl, uint8_t proto,
@@ -547,52 +520,6 @@ cdef bint acl_exempt(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, 
     return a == b
 
 
-# ------------------------------------------------------------------------ classification
-
-def classify_by_table(list classifiers, const int32_t[::1] table_of, const uint8_t[::1] l3,
-                      const uint64_t[::1] src_hi, const uint64_t[::1] src_lo, const uint64_t[::1] dst_hi,
-                      const uint64_t[::1] dst_lo, const uint16_t[::1] sport, const uint16_t[::1] dport,
-                      const uint8_t[::1] proto, int32_t[::1] out):
-    """``out[i]`` = the first match of header ``i`` in ``classifiers[table_of[i]]`` (a
-    ``_fastmatch.TupleClassifier``), -1 where ``table_of[i]`` is -1.
-
-    Headers are bucketed by table with a counting sort, then each table classifies its headers in
-    one nogil loop: the Python work is once per table, not per packet. fast.py guarantees
-    -1 <= table_of[i] < len(classifiers) and equal column lengths.
-    """
-    cdef Py_ssize_t n = table_of.shape[0], nt = len(classifiers), i, j, t
-    cdef int64_t* start = <int64_t*>calloc(nt + 2, sizeof(int64_t))
-    cdef int64_t* fill = <int64_t*>calloc(nt + 2, sizeof(int64_t))
-    cdef int64_t* order = <int64_t*>calloc(n + 1, sizeof(int64_t))
-    cdef TupleClassifier tc
-    if start == NULL or fill == NULL or order == NULL:
-        free(start); free(fill); free(order)
-        raise MemoryError()
-    try:
-        with nogil:
-            for i in range(n):
-                out[i] = -1
-                if table_of[i] >= 0:
-                    start[table_of[i] + 1] += 1
-            for t in range(nt):
-                start[t + 1] += start[t]
-                fill[t] = start[t]
-            for i in range(n):
-                if table_of[i] >= 0:
-                    order[fill[table_of[i]]] = i
-                    fill[table_of[i]] += 1
-        for t in range(nt):
-            if start[t + 1] == start[t]:
-                continue
-            tc = <TupleClassifier>classifiers[t]
-            with nogil:
-                for j in range(start[t], start[t + 1]):
-                    i = order[j]
-                    out[i] = tc.classify_one(l3[i], src_hi[i], src_lo[i], dst_hi[i], dst_lo[i], sport[i], dport[i], proto[i])
-    finally:
-        free(start); free(fill); free(order)
-
-
 # ---------------------------------------------------------------------------------- pass 2
 
 cdef inline double ct_timeout(uint8_t proto, uint8_t state) noexcept nogil:
@@ -608,15 +535,22 @@ cdef inline uint64_t mix(uint64_t h, uint64_t v) noexcept nogil:
     return h
 
 
-cdef inline uint64_t ct_hash(const CtKey* k) noexcept nogil:
+cdef inline uint64_t flow_hash(uint64_t a_hi, uint64_t a_lo, uint64_t b_hi, uint64_t b_lo, uint16_t a_port,
+                               uint16_t b_port, uint8_t l3, uint8_t proto) noexcept nogil:
     cdef uint64_t h = 0
-    h = mix(h, k.a_hi); h = mix(h, k.a_lo); h = mix(h, k.b_hi); h = mix(h, k.b_lo)
-    h = mix(h, (<uint64_t>k.nic << 32) | (<uint64_t>k.a_port << 16) | k.b_port)
-    h = mix(h, (<uint64_t>k.l3 << 16) | (<uint64_t>k.proto << 8) | k.table)
+    h = mix(h, a_hi); h = mix(h, a_lo); h = mix(h, b_hi); h = mix(h, b_lo)
+    h = mix(h, (<uint64_t>a_port << 32) | (<uint64_t>b_port << 16) | (<uint64_t>l3 << 8) | proto)
     h ^= h >> 33
     h *= <uint64_t>0xFF51AFD7ED558CCDULL
     h ^= h >> 33
     return h
+
+
+cdef inline uint64_t ct_hash(const CtKey* k) noexcept nogil:
+    """The hash of a connection key leaves out the NIC and the table: every entry of one flow (the
+    sender's and the receiver's, security group and ACL) starts at the same slot, so one packet's
+    lookups share cache lines, and ``run`` can prefetch them from the packet's own addresses."""
+    return flow_hash(k.a_hi, k.a_lo, k.b_hi, k.b_lo, k.a_port, k.b_port, k.l3, k.proto)
 
 
 cdef inline bint ct_eq(const CtKey* a, const CtKey* b) noexcept nogil:
@@ -635,9 +569,9 @@ cdef inline uint64_t frag_hash(const FragSlot* f) noexcept nogil:
     return h
 
 
-cdef class Conntrack:
-    """Per-NIC connection tracking (S11) and fragment memory (S15) in C memory, and the sequential
-    pass that turns resolved views and classification results into verdict rows.
+cdef class Dataplane:
+    """The stateful dataplane: per-NIC connection tracking (S11) and fragment memory (S15) in C
+    memory, and the pass that turns packets into verdict rows (resolve, stages, lazy classification).
 
     Tables are open-addressing with linear probing and backward-shift deletion; capacity is a power
     of two kept at most half full. Expired entries are removed when met by a lookup and by a sweep
@@ -656,9 +590,11 @@ cdef class Conntrack:
     cdef Py_ssize_t fcursor
     cdef public double now
     cdef public object hits  # int64 [n_rules, 3] (by direction code)
+    cdef int64_t* hits_ptr  # hits' data: [rule * 3 + direction]; rule < n_rules by construction
 
     def __cinit__(self, Py_ssize_t n_rules, Py_ssize_t capacity=1024):
         cdef Py_ssize_t cap = 16
+        cdef int64_t[:, ::1] h
         while cap < capacity:
             cap <<= 1
         self.slots = <CtSlot*>calloc(cap, sizeof(CtSlot))
@@ -673,6 +609,8 @@ cdef class Conntrack:
         self.fcursor = 0
         self.now = -1e300
         self.hits = np.zeros((max(n_rules, 1), 3), dtype=np.int64)
+        h = self.hits
+        self.hits_ptr = &h[0, 0]
 
     def __dealloc__(self):
         free(self.slots)
@@ -841,15 +779,9 @@ cdef class Conntrack:
 
     # -- pass 2 ---------------------------------------------------------------------------
 
-    def run(self, Plan p, dict c, dict o, dict r, dict out, const int32_t[::1] rule_group,
-            const int32_t[::1] acl_group, int32_t n_rules):
-        """The sequential pass over one batch.
-
-        ``r`` holds the classification results per stage: ``{e,i}_sg_rule`` (global rule index or -1),
-        ``{e,i}_sg_allow``, ``{e,i}_acl_rule`` (-1 = implicit deny), ``{e,i}_acl_allow``. ``rule_group``
-        maps a global rule index to its group index; ``acl_group`` an ACL index to its group index.
-        fast.py checked every index against these arrays before the call.
-        """
+    def run(self, Plan p, dict c, dict out):
+        """The verdict rows of one batch, in capture order (packet columns ``c`` as in
+        sgdp.packet.PACKET_COLUMNS, validated by PacketBatch; ``out`` the VerdictBatch columns)."""
         cdef const double[::1] ts = c["ts"]
         cdef const uint8_t[::1] status = c["status"]
         cdef const uint8_t[::1] l3 = c["l3"]
@@ -861,8 +793,10 @@ cdef class Conntrack:
         cdef const uint16_t[::1] sport = c["sport"]
         cdef const uint16_t[::1] dport = c["dport"]
         cdef const int16_t[::1] icmp_type = c["icmp_type"]
+        cdef const int16_t[::1] icmp_code = c["icmp_code"]
         cdef const uint16_t[::1] icmp_id = c["icmp_id"]
         cdef const uint16_t[::1] tcp_flags = c["tcp_flags"]
+        cdef const int64_t[::1] src_mac = c["src_mac"]
         cdef const uint16_t[::1] frag_offset = c["frag_offset"]
         cdef const uint8_t[::1] more_fragments = c["more_fragments"]
         cdef const uint32_t[::1] frag_id = c["frag_id"]
@@ -875,118 +809,111 @@ cdef class Conntrack:
         cdef const uint16_t[::1] inner_sport = c["inner_sport"]
         cdef const uint16_t[::1] inner_dport = c["inner_dport"]
 
-        cdef const uint8_t[::1] mode = o["mode"]
-        cdef const uint8_t[::1] early_verdict = o["early_verdict"]
-        cdef const uint8_t[::1] early_reason = o["early_reason"]
-        cdef const int32_t[::1] early_inst = o["early_inst"]
-        cdef const int32_t[::1] e_nic = o["e_nic"]
-        cdef const int32_t[::1] i_nic = o["i_nic"]
-        cdef const uint64_t[::1] i_src_hi = o["i_src_hi"]
-        cdef const uint64_t[::1] i_src_lo = o["i_src_lo"]
-        cdef const uint64_t[::1] i_dst_hi = o["i_dst_hi"]
-        cdef const uint64_t[::1] i_dst_lo = o["i_dst_lo"]
-        cdef const uint16_t[::1] i_dport = o["i_dport"]
-        cdef const uint8_t[::1] exempt = o["exempt"]
-        cdef const int32_t[::1] b_nic = o["b_nic"]
-        cdef const uint16_t[::1] b_port = o["b_port"]
-
-        cdef const int32_t[::1] e_sg_rule = r["e_sg_rule"]
-        cdef const uint8_t[::1] e_sg_allow = r["e_sg_allow"]
-        cdef const int32_t[::1] i_sg_rule = r["i_sg_rule"]
-        cdef const uint8_t[::1] i_sg_allow = r["i_sg_allow"]
-        cdef const int32_t[::1] e_acl_rule = r["e_acl_rule"]
-        cdef const uint8_t[::1] e_acl_allow = r["e_acl_allow"]
-        cdef const int32_t[::1] i_acl_rule = r["i_acl_rule"]
-        cdef const uint8_t[::1] i_acl_allow = r["i_acl_allow"]
-
         cdef uint8_t[::1] v_verdict = out["verdict"]
         cdef uint8_t[::1] v_reason = out["reason"]
         cdef int32_t[::1] v_instance = out["instance"]
         cdef uint8_t[::1] v_direction = out["direction"]
         cdef int32_t[::1] v_group = out["group"]
         cdef int32_t[::1] v_rule = out["rule"]
-        cdef int64_t[:, ::1] hits = self.hits
 
         cdef Py_ssize_t n = ts.shape[0], i, j
         cdef Row row
         cdef Pkt pk
+        cdef View view
         cdef FragSlot f
-        with nogil:
-            for i in range(n):
-                if ts[i] > self.now:
-                    self.now = ts[i]
-                row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
-                if status[i] == ST_NON_IP or (l3[i] != 4 and l3[i] != 6):
-                    row.verdict = V_UNMODELLED; row.reason = R_UNMODELLED
-                elif status[i] == ST_MALFORMED:
-                    row.verdict = V_MALFORMED; row.reason = R_MALFORMED
-                else:
-                    memset(&f, 0, sizeof(FragSlot))
-                    f.src_hi = src_hi[i]; f.src_lo = src_lo[i]; f.dst_hi = dst_hi[i]; f.dst_lo = dst_lo[i]
-                    f.frag_id = frag_id[i]; f.l3 = l3[i]; f.proto = proto[i]
-                    j = -1
-                    if frag_offset[i] > 0:
-                        j = self.frag_find(&f)
-                        if j >= 0 and self.now - self.frags[j].time > 30.0:
-                            j = -1
-                    if j >= 0:
-                        row.verdict = self.frags[j].verdict; row.reason = self.frags[j].reason
-                        row.instance = self.frags[j].instance; row.direction = self.frags[j].direction
-                        row.group = self.frags[j].group; row.rule = self.frags[j].rule
+        cdef Endpoint* S = <Endpoint*>calloc(MAXC, sizeof(Endpoint))
+        cdef Endpoint* R = <Endpoint*>calloc(MAXC, sizeof(Endpoint))
+        if S == NULL or R == NULL:
+            free(S); free(R)
+            raise MemoryError()
+        try:
+            with nogil:
+                for i in range(n):
+                    if i + PREFETCH < n:
+                        self.prefetch(l3[i + PREFETCH], proto[i + PREFETCH], src_hi[i + PREFETCH], src_lo[i + PREFETCH],
+                                      dst_hi[i + PREFETCH], dst_lo[i + PREFETCH], sport[i + PREFETCH],
+                                      dport[i + PREFETCH], icmp_id[i + PREFETCH])
+                    if ts[i] > self.now:
+                        self.now = ts[i]
+                    row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
+                    if status[i] == ST_NON_IP or (l3[i] != 4 and l3[i] != 6):
+                        row.verdict = V_UNMODELLED; row.reason = R_UNMODELLED
+                    elif status[i] == ST_MALFORMED:
+                        row.verdict = V_MALFORMED; row.reason = R_MALFORMED
                     else:
-                        pk.l3 = l3[i]; pk.proto = proto[i]; pk.flags = tcp_flags[i]
-                        pk.icmp_type = icmp_type[i]; pk.icmp_id = icmp_id[i]; pk.frag = frag_offset[i] > 0
-                        pk.src_hi = src_hi[i]; pk.src_lo = src_lo[i]; pk.dst_hi = dst_hi[i]; pk.dst_lo = dst_lo[i]
-                        pk.sport = sport[i]; pk.dport = dport[i]
-                        pk.inner_l3 = inner_l3[i]; pk.inner_proto = inner_proto[i]
-                        pk.inner_src_hi = inner_src_hi[i]; pk.inner_src_lo = inner_src_lo[i]
-                        pk.inner_dst_hi = inner_dst_hi[i]; pk.inner_dst_lo = inner_dst_lo[i]
-                        pk.inner_sport = inner_sport[i]; pk.inner_dport = inner_dport[i]
-                        self.evaluate(p, &pk, &row, mode[i], early_verdict[i], early_reason[i], early_inst[i],
-                                      e_nic[i], i_nic[i], i_src_hi[i], i_src_lo[i], i_dst_hi[i], i_dst_lo[i],
-                                      i_dport[i], exempt[i], b_nic[i], b_port[i],
-                                      e_sg_rule[i], e_sg_allow[i], i_sg_rule[i], i_sg_allow[i],
-                                      e_acl_rule[i], e_acl_allow[i], i_acl_rule[i], i_acl_allow[i],
-                                      rule_group, acl_group, hits)
-                        if frag_offset[i] == 0 and more_fragments[i]:
-                            f.verdict = row.verdict; f.reason = row.reason; f.direction = row.direction
-                            f.instance = row.instance; f.group = row.group; f.rule = row.rule
-                            self.frag_store(&f)
-                v_verdict[i] = row.verdict; v_reason[i] = row.reason; v_instance[i] = row.instance
-                v_direction[i] = row.direction; v_group[i] = row.group; v_rule[i] = row.rule
+                        memset(&f, 0, sizeof(FragSlot))
+                        f.src_hi = src_hi[i]; f.src_lo = src_lo[i]; f.dst_hi = dst_hi[i]; f.dst_lo = dst_lo[i]
+                        f.frag_id = frag_id[i]; f.l3 = l3[i]; f.proto = proto[i]
+                        j = -1
+                        if frag_offset[i] > 0:
+                            j = self.frag_find(&f)
+                            if j >= 0 and self.now - self.frags[j].time > 30.0:
+                                j = -1
+                        if j >= 0:
+                            row.verdict = self.frags[j].verdict; row.reason = self.frags[j].reason
+                            row.instance = self.frags[j].instance; row.direction = self.frags[j].direction
+                            row.group = self.frags[j].group; row.rule = self.frags[j].rule
+                        else:
+                            pk.l3 = l3[i]; pk.proto = proto[i]; pk.flags = tcp_flags[i]
+                            pk.icmp_type = icmp_type[i]; pk.icmp_code = icmp_code[i]; pk.icmp_id = icmp_id[i]
+                            pk.frag = frag_offset[i] > 0
+                            pk.src_hi = src_hi[i]; pk.src_lo = src_lo[i]; pk.dst_hi = dst_hi[i]; pk.dst_lo = dst_lo[i]
+                            pk.sport = sport[i]; pk.dport = dport[i]
+                            pk.inner_l3 = inner_l3[i]; pk.inner_proto = inner_proto[i]
+                            pk.inner_src_hi = inner_src_hi[i]; pk.inner_src_lo = inner_src_lo[i]
+                            pk.inner_dst_hi = inner_dst_hi[i]; pk.inner_dst_lo = inner_dst_lo[i]
+                            pk.inner_sport = inner_sport[i]; pk.inner_dport = inner_dport[i]
+                            resolve_one(p, &pk, status[i], src_mac[i], S, R, &view)
+                            self.evaluate(p, &pk, &row, &view)
+                            if frag_offset[i] == 0 and more_fragments[i]:
+                                f.verdict = row.verdict; f.reason = row.reason; f.direction = row.direction
+                                f.instance = row.instance; f.group = row.group; f.rule = row.rule
+                                self.frag_store(&f)
+                    v_verdict[i] = row.verdict; v_reason[i] = row.reason; v_instance[i] = row.instance
+                    v_direction[i] = row.direction; v_group[i] = row.group; v_rule[i] = row.rule
+        finally:
+            free(S)
+            free(R)
 
-    cdef int evaluate(self, Plan p, Pkt* pk, Row* row, uint8_t mode, uint8_t ev, uint8_t er, int32_t einst,
-                      int32_t e_nic, int32_t i_nic, uint64_t i_src_hi, uint64_t i_src_lo, uint64_t i_dst_hi,
-                      uint64_t i_dst_lo, uint16_t i_dport, uint8_t exempt, int32_t b_nic, uint16_t b_port,
-                      int32_t e_sg_rule, uint8_t e_sg_allow, int32_t i_sg_rule, uint8_t i_sg_allow,
-                      int32_t e_acl_rule, uint8_t e_acl_allow, int32_t i_acl_rule, uint8_t i_acl_allow,
-                      const int32_t[::1] rule_group, const int32_t[::1] acl_group,
-                      int64_t[:, ::1] hits) except -1 nogil:
-        """reference._evaluate after endpoint resolution."""
+    cdef inline void prefetch(self, uint8_t l3, uint8_t proto, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl,
+                              uint16_t sport, uint16_t dport, uint16_t icmp_id) noexcept nogil:
+        """Start loading the slot where a later packet's connection entries live (a hint only: the
+        key ignores EIP translation, so a few flows prefetch a slot they will not use)."""
+        cdef uint16_t ap = 0, bp = 0
+        if proto == TCP or proto == UDP:
+            ap = sport; bp = dport
+        elif proto == ICMP or proto == ICMPV6:
+            ap = icmp_id; bp = icmp_id
+        if sh < dh or (sh == dh and (sl < dl or (sl == dl and ap <= bp))):
+            __builtin_prefetch(&self.slots[flow_hash(sh, sl, dh, dl, ap, bp, l3, proto) & <uint64_t>(self.cap - 1)])
+        else:
+            __builtin_prefetch(&self.slots[flow_hash(dh, dl, sh, sl, bp, ap, l3, proto) & <uint64_t>(self.cap - 1)])
+
+    cdef int evaluate(self, Plan p, Pkt* pk, Row* row, View* v) except -1 nogil:
+        """reference._evaluate after endpoint resolution: the stages and connection tracking."""
         cdef CtKey k
         cdef uint8_t orig_low
         cdef Py_ssize_t j
+        cdef uint8_t mode = v.mode
         if mode == M_LBREPLY:
             # reference._lb_reply: a backend's reply in a live client-IP-transfer flow has its path
             j = -1
-            if make_key(&k, p, e_nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, port_or_0(pk, pk.sport),
+            if make_key(&k, p, v.e_nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, port_or_0(pk, pk.sport),
                         pk.dst_hi, pk.dst_lo, port_or_0(pk, pk.dport), pk.icmp_type, pk.icmp_id, &orig_low):
                 j = self.ct_find(&k)
             if j < 0 or not self.slots[j].lb or self.now - self.slots[j].last > ct_timeout(k.proto, self.slots[j].state):
                 mode = M_EARLY
         if mode == M_EARLY:
-            row.verdict = ev; row.reason = er; row.instance = einst
+            row.verdict = v.ev; row.reason = v.er; row.instance = v.einst
             return 0
-        if e_nic >= 0:
-            self.stage(p, pk, row, e_nic, D_EGRESS, pk.src_hi, pk.src_lo, pk.dst_hi, pk.dst_lo,
-                       pk.sport, pk.dport, exempt, e_sg_rule, e_sg_allow, e_acl_rule, e_acl_allow,
-                       rule_group, acl_group, hits)
+        if v.e_nic >= 0:
+            self.stage(p, pk, row, v, v.e_nic, D_EGRESS, pk.src_hi, pk.src_lo, pk.dst_hi, pk.dst_lo, pk.dport)
             if row.verdict == V_DENY or mode == M_LBREPLY:
                 return 0
         if mode == M_BYPASS:
             # reference._touch: open or refresh the backend's entry for the client's flow
-            make_key(&k, p, b_nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, pk.sport,
-                     0, p.nic_ip[b_nic], b_port, pk.icmp_type, pk.icmp_id, &orig_low)
+            make_key(&k, p, v.b_nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, pk.sport,
+                     0, p.nic_ip[v.b_nic], v.b_port, pk.icmp_type, pk.icmp_id, &orig_low)
             j = self.ct_find(&k)
             if j >= 0 and not (self.now - self.slots[j].last > ct_timeout(k.proto, self.slots[j].state)):
                 advance(&self.slots[j], k.proto, pk.flags, self.now, orig_low != self.slots[j].orig_low)
@@ -995,61 +922,55 @@ cdef class Conntrack:
                 if j >= 0:
                     self.ct_delete(j)
                 self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, 1, 1)
-            row.verdict = V_ALLOW; row.reason = R_LB_BYPASS; row.instance = p.nic_inst[b_nic]
+            row.verdict = V_ALLOW; row.reason = R_LB_BYPASS; row.instance = p.nic_inst[v.b_nic]
             row.direction = D_INGRESS; row.group = -1; row.rule = -1
             return 0
-        if i_nic >= 0:
-            self.stage(p, pk, row, i_nic, D_INGRESS, i_src_hi, i_src_lo, i_dst_hi, i_dst_lo,
-                       pk.sport, i_dport, exempt, i_sg_rule, i_sg_allow, i_acl_rule, i_acl_allow,
-                       rule_group, acl_group, hits)
+        if v.i_nic >= 0:
+            self.stage(p, pk, row, v, v.i_nic, D_INGRESS, v.i_src_hi, v.i_src_lo, v.i_dst_hi, v.i_dst_lo, v.i_dport)
         return 0
 
-    cdef int stage(self, Plan p, Pkt* pk, Row* row, int32_t nic, uint8_t direction,
-                   uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi, uint64_t dst_lo,
-                   uint16_t sport, uint16_t dport, uint8_t exempt,
-                   int32_t sg_rule, uint8_t sg_allow, int32_t acl_rule, uint8_t acl_allow,
-                   const int32_t[::1] rule_group, const int32_t[::1] acl_group,
-                   int64_t[:, ::1] hits) except -1 nogil:
-        """reference._stage: one NIC, one direction (ACL in, groups, ACL out)."""
+    cdef int stage(self, Plan p, Pkt* pk, Row* row, View* v, int32_t nic, uint8_t direction,
+                   uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi, uint64_t dst_lo, uint16_t dport) except -1 nogil:
+        """reference._stage: one NIC, one direction (inbound ACL, groups, outbound ACL)."""
         cdef int32_t acl = p.nic_acl[nic]
-        cdef bint use_acl = acl >= 0 and not exempt
-        cdef uint8_t reason = R_RULE
+        cdef bint use_acl = acl >= 0 and not v.exempt
+        cdef uint8_t reason = R_RULE, sg_reason
+        cdef int32_t rule = -1, sg_rule
         row.instance = p.nic_inst[nic]
         row.direction = direction
         if direction == D_INGRESS and use_acl:
-            if not self.filter(p, pk, nic, 1, direction, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
-                               acl_rule, acl_allow, hits, &reason):
-                row.verdict = V_DENY; row.reason = R_ACL; row.group = acl_group[acl]; row.rule = acl_rule
+            if not self.filter(p, pk, v, nic, 1, direction, src_hi, src_lo, dst_hi, dst_lo, dport, &reason, &rule):
+                row.verdict = V_DENY; row.reason = R_ACL; row.group = p.acl_group[acl]; row.rule = rule
                 return 0
-        if not self.filter(p, pk, nic, 0, direction, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
-                           sg_rule, sg_allow, hits, &reason):
+        if not self.filter(p, pk, v, nic, 0, direction, src_hi, src_lo, dst_hi, dst_lo, dport, &reason, &rule):
             row.verdict = V_DENY; row.reason = reason
-            row.group = rule_group[sg_rule] if reason == R_RULE else -1
-            row.rule = sg_rule if reason == R_RULE else -1
+            row.group = p.rule_group[rule] if reason == R_RULE else -1
+            row.rule = rule if reason == R_RULE else -1
             return 0
-        cdef uint8_t sg_reason = reason
+        sg_reason = reason
+        sg_rule = rule
         if direction == D_EGRESS and use_acl:
-            if not self.filter(p, pk, nic, 1, direction, src_hi, src_lo, dst_hi, dst_lo, sport, dport,
-                               acl_rule, acl_allow, hits, &reason):
-                row.verdict = V_DENY; row.reason = R_ACL; row.group = acl_group[acl]; row.rule = acl_rule
+            if not self.filter(p, pk, v, nic, 1, direction, src_hi, src_lo, dst_hi, dst_lo, dport, &reason, &rule):
+                row.verdict = V_DENY; row.reason = R_ACL; row.group = p.acl_group[acl]; row.rule = rule
                 return 0
         row.verdict = V_ALLOW
         row.reason = sg_reason
-        row.group = rule_group[sg_rule] if sg_reason == R_RULE else -1
+        row.group = p.rule_group[sg_rule] if sg_reason == R_RULE else -1
         row.rule = sg_rule if sg_reason == R_RULE else -1
         return 0
 
-    cdef bint filter(self, Plan p, Pkt* pk, int32_t nic, uint8_t table, uint8_t direction,
-                     uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi, uint64_t dst_lo,
-                     uint16_t sport, uint16_t dport, int32_t rule, uint8_t allow,
-                     int64_t[:, ::1] hits, uint8_t* reason) except -1 nogil:
-        """reference._groups / _acl: connection tracking first, then the classified rule.
-        Returns whether the packet passes; ``reason`` becomes established, related, rule, default
-        (security groups) or acl (ACL implicit deny)."""
+    cdef bint filter(self, Plan p, Pkt* pk, View* v, int32_t nic, uint8_t table, uint8_t direction,
+                     uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi, uint64_t dst_lo, uint16_t dport,
+                     uint8_t* reason, int32_t* rule) except -1 nogil:
+        """reference._groups (table 0) / _acl (table 1): connection tracking first, then — only then —
+        the first-match rule. Returns whether the packet passes; sets ``reason`` (established,
+        related, rule, default, or acl for an ACL's implicit deny) and ``rule`` (-1 for none)."""
         cdef CtKey k
         cdef uint8_t orig_low
         cdef Py_ssize_t j
+        cdef bint allow
         cdef bint error = is_icmp_error(pk.proto, pk.icmp_type)
+        rule[0] = -1
         if error and not pk.frag:
             # reference._tracked, ICMP error: related when the embedded header's flow is live
             if pk.inner_l3 != 0 and make_key(&k, p, nic, table, pk.inner_l3, pk.inner_proto, pk.inner_src_hi,
@@ -1060,7 +981,7 @@ cdef class Conntrack:
                     reason[0] = R_RELATED
                     return True
         elif not pk.frag:
-            if make_key(&k, p, nic, table, pk.l3, pk.proto, src_hi, src_lo, port_or_0(pk, sport),
+            if make_key(&k, p, nic, table, pk.l3, pk.proto, src_hi, src_lo, port_or_0(pk, pk.sport),
                         dst_hi, dst_lo, port_or_0(pk, dport), pk.icmp_type, pk.icmp_id, &orig_low):
                 j = self.ct_find(&k)
                 if j >= 0:
@@ -1070,8 +991,12 @@ cdef class Conntrack:
                         advance(&self.slots[j], k.proto, pk.flags, self.now, orig_low != self.slots[j].orig_low)
                         reason[0] = R_ESTABLISHED
                         return True
-        if rule >= 0:
-            hits[rule, direction] += 1
+        if table == 0:
+            rule[0] = classify_groups(p, pk, v, nic, direction, dport, &allow)
+        else:
+            rule[0] = classify_acl(p, pk, v, nic, direction, dport, &allow)
+        if rule[0] >= 0:
+            self.hits_ptr[rule[0] * 3 + direction] += 1
             reason[0] = R_RULE
         else:
             reason[0] = R_DEFAULT if table == 0 else R_ACL
@@ -1079,10 +1004,61 @@ cdef class Conntrack:
             return False
         # reference._open: errors and fragments open nothing
         if not error and not pk.frag:
-            if make_key(&k, p, nic, table, pk.l3, pk.proto, src_hi, src_lo, port_or_0(pk, sport),
+            if make_key(&k, p, nic, table, pk.l3, pk.proto, src_hi, src_lo, port_or_0(pk, pk.sport),
                         dst_hi, dst_lo, port_or_0(pk, dport), pk.icmp_type, pk.icmp_id, &orig_low):
                 self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, direction == D_INGRESS, 0)
         return True
+
+
+# ------------------------------------------------------------------------------- classification
+
+cdef int32_t classify_groups(Plan p, const Pkt* pk, const View* v, int32_t nic, uint8_t direction, uint16_t dport,
+                             bint* allow) noexcept nogil:
+    """The first security-group rule (global index, -1 for none) of the NIC's policy table that
+    matches the stage's view — the header layout of fast.py: source = peer, destination = genuine
+    flag, source port = ICMP type, destination port = port or ICMP code (256 = no ports)."""
+    cdef int32_t t = p.nic_sg[nic * 3 + direction]
+    cdef bint icmp = pk.proto == ICMP or pk.proto == ICMPV6
+    cdef uint16_t sp = 0, dp
+    cdef uint64_t peer_hi, peer_lo, gen
+    cdef int32_t row
+    if direction == D_EGRESS:
+        peer_hi = v.e_peer_hi; peer_lo = v.e_peer_lo; gen = v.e_gen
+    else:
+        peer_hi = v.i_peer_hi; peer_lo = v.i_peer_lo; gen = v.i_gen
+    if icmp:
+        sp = <uint16_t>pk.icmp_type if (not pk.frag and pk.icmp_type >= 0) else NO_L4
+        dp = <uint16_t>pk.icmp_code if (not pk.frag and pk.icmp_code >= 0) else NO_L4
+    elif is_port(pk.proto) and not pk.frag:
+        dp = dport
+    else:
+        dp = 0
+    # t < number of tables and the row < that table's rows: built so by fast.py
+    row = tuple_lookup(&p.sg_views[t], pk.l3, peer_hi, peer_lo, 0, gen, sp, dp, pk.proto)
+    if row < 0:
+        allow[0] = False
+        return -1
+    allow[0] = p.sg_allow[p.sg_off[t] + row] != 0
+    return p.sg_rule[p.sg_off[t] + row]
+
+
+cdef int32_t classify_acl(Plan p, const Pkt* pk, const View* v, int32_t nic, uint8_t direction, uint16_t dport,
+                          bint* allow) noexcept nogil:
+    """The first rule (global index, -1 = implicit deny) of the NIC's subnet ACL for this way."""
+    cdef int32_t t = p.acl_way[p.nic_acl[nic] * 3 + direction]
+    cdef bint ports = is_port(pk.proto) and not pk.frag
+    cdef int32_t row
+    if direction == D_EGRESS:
+        row = tuple_lookup(&p.acl_views[t], pk.l3, v.e_asrc_hi, v.e_asrc_lo, v.e_peer_hi, v.e_peer_lo,
+                           pk.sport if ports else 0, dport if ports else 0, pk.proto)
+    else:
+        row = tuple_lookup(&p.acl_views[t], pk.l3, v.i_peer_hi, v.i_peer_lo, v.i_adst_hi, v.i_adst_lo,
+                           pk.sport if ports else 0, dport if ports else 0, pk.proto)
+    if row < 0:
+        allow[0] = False
+        return -1
+    allow[0] = p.acl_allow[p.acl_off[t] + row] != 0
+    return p.acl_rule[p.acl_off[t] + row]
 
 
 # ------------------------------------------------------------------------ connection keys and states

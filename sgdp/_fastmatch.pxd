@@ -53,6 +53,19 @@ cdef struct Slot:
     uint32_t count
 
 
+# A borrowed view of one TupleClassifier's tables, for compiled callers that classify from their own
+# nogil loops (the dataplane): valid while that TupleClassifier is alive.
+cdef struct TupleView:
+    const Rule* rules
+    const Tuple* tuples
+    const Slot* slots
+    int64_t n_tuples
+
+# The lowest index of a rule matching the header, or -1 (the search of TupleClassifier.classify_one).
+cdef int32_t tuple_lookup(const TupleView* v, uint8_t l3, uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi,
+                          uint64_t dst_lo, uint16_t sport, uint16_t dport, uint8_t proto) noexcept nogil
+
+
 cdef class TupleClassifier:
     cdef Rule* rules         # owned (malloc): n_rules entries, in bucket order
     cdef Tuple* tuples       # owned: n_tuples entries, ascending min_index

@@ -116,6 +116,44 @@ def key_hashes(const uint8_t[::1] l3, const uint64_t[::1] src_hi, const uint64_t
     return out_arr
 
 
+cdef int32_t tuple_lookup(const TupleView* v, uint8_t l3, uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi,
+                          uint64_t dst_lo, uint16_t sport, uint16_t dport, uint8_t proto) noexcept nogil:
+    """The lowest index of a rule matching this header, or -1."""
+    cdef int32_t best = INT32_MAX
+    cdef int64_t t
+    cdef uint64_t h, s
+    cdef uint32_t k, end
+    cdef const Tuple* tp
+    cdef const Slot* slot
+    cdef const Rule* r
+    for t in range(v.n_tuples):
+        tp = &v.tuples[t]
+        if tp.min_index >= best:
+            break  # tuples ascend by min_index: no later tuple has a better rule
+        h = key_hash(l3, src_hi & tp.src_mask_hi, src_lo & tp.src_mask_lo, dst_hi & tp.dst_mask_hi,
+                     dst_lo & tp.dst_mask_lo, sport & tp.sport_mask, dport & tp.dport_mask, proto & tp.proto_mask)
+        s = h & tp.slot_mask
+        # slot_offset + s < slot_offset + capacity: the tuple's slots lie inside v.slots (built
+        # so in __cinit__), and the chain ends because at least half the slots are empty.
+        slot = &v.slots[tp.slot_offset + s]
+        while slot.count != 0:
+            if slot.hash == h:
+                # start + count <= n_rules: buckets are runs of the rules array (built in __cinit__)
+                k = slot.start
+                end = slot.start + slot.count
+                while k < end:
+                    r = &v.rules[k]
+                    if r.index >= best:
+                        break  # a bucket ascends by index: nothing later in it can win
+                    if rule_matches(r, l3, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto):
+                        best = r.index
+                        break
+                    k += 1
+            s = (s + 1) & tp.slot_mask
+            slot = &v.slots[tp.slot_offset + s]
+    return best if best != INT32_MAX else -1
+
+
 cdef class TupleClassifier:
     """First-match classifier over a RuleTable, searched through the tuples of a TupleSpace.
 
@@ -260,39 +298,12 @@ cdef class TupleClassifier:
     cdef int32_t classify_one(self, uint8_t l3, uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi,
                               uint64_t dst_lo, uint16_t sport, uint16_t dport, uint8_t proto) noexcept nogil:
         """The lowest index of a rule matching this header, or -1."""
-        cdef int32_t best = INT32_MAX
-        cdef int64_t t
-        cdef uint64_t h, s
-        cdef uint32_t k, end
-        cdef const Tuple* tp
-        cdef const Slot* slot
-        cdef const Rule* r
-        for t in range(self.n_tuples):
-            tp = &self.tuples[t]
-            if tp.min_index >= best:
-                break  # tuples ascend by min_index: no later tuple has a better rule
-            h = key_hash(l3, src_hi & tp.src_mask_hi, src_lo & tp.src_mask_lo, dst_hi & tp.dst_mask_hi,
-                         dst_lo & tp.dst_mask_lo, sport & tp.sport_mask, dport & tp.dport_mask, proto & tp.proto_mask)
-            s = h & tp.slot_mask
-            # slot_offset + s < slot_offset + capacity: the tuple's slots lie inside self.slots (built
-            # so in __cinit__), and the chain ends because at least half the slots are empty.
-            slot = &self.slots[tp.slot_offset + s]
-            while slot.count != 0:
-                if slot.hash == h:
-                    # start + count <= n_rules: buckets are runs of the rules array (built in __cinit__)
-                    k = slot.start
-                    end = slot.start + slot.count
-                    while k < end:
-                        r = &self.rules[k]
-                        if r.index >= best:
-                            break  # a bucket ascends by index: nothing later in it can win
-                        if rule_matches(r, l3, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto):
-                            best = r.index
-                            break
-                        k += 1
-                s = (s + 1) & tp.slot_mask
-                slot = &self.slots[tp.slot_offset + s]
-        return best if best != INT32_MAX else -1
+        cdef TupleView v
+        v.rules = self.rules
+        v.tuples = self.tuples
+        v.slots = self.slots
+        v.n_tuples = self.n_tuples
+        return tuple_lookup(&v, l3, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto)
 
     def classify(self, const uint8_t[::1] l3, const uint64_t[::1] src_hi, const uint64_t[::1] src_lo,
                  const uint64_t[::1] dst_hi, const uint64_t[::1] dst_lo, const uint16_t[::1] sport,

@@ -240,9 +240,9 @@ cdef int walk6(const uint8_t* p, uint32_t end, uint32_t* off, uint8_t* nh, uint8
 
     Returns 0 at the upper-layer header (at *off, protocol *nh); 1 if a header is cut short, 3 if a
     hop-by-hop/destination-options header has malformed options (*nh: the last next-header value
-    read, *off and *cur: offset and type of the bad header); 2 at a non-first fragment (*nh: the fragment header's next header;
-    what follows is not a header). Terminates: every step advances by at least 8 bytes and stops
-    at end.
+    read, *off and *cur: offset and type of the bad header); 2 at a non-first fragment (*nh: the
+    fragment header's next header; what follows is not a header). Every read is checked against
+    end first. Terminates: every step advances by at least 8 bytes and stops at end.
     """
     cdef uint32_t o = 40, hlen
     cdef uint16_t v

@@ -189,40 +189,42 @@ def _covers_alone(boxes: list[Box], cuts: list[Box]) -> bool:
 
 
 def shadowed(topo: Topology, policy: Policy) -> list[Finding]:
-    """Shadowed rules: per NIC walk, merged over the NICs that share a group; groups bound to no NIC
-    are checked on their own."""
-    found: dict[tuple[str, str], dict[str, Rule | None]] = {}
-    order: list[tuple[str, str]] = []
-    walks: list[tuple[str | None, list[Rule]]] = []
+    """Shadowed rules, found per NIC walk. A rule shadowed on every NIC bound to its group is one
+    finding without an instance; otherwise one finding per instance where it is shadowed (naming the
+    NICs when the instance has others where the rule can still match). Groups bound to no NIC are
+    checked on their own."""
+    found: dict[tuple[str, str], dict[int | None, Rule | None]] = {}
     for nic in topo.nics:
         for direction in ("ingress", "egress"):
             for version in (4, 6):
-                walks.append((nic.instance, list(policy.effective(nic, direction, version))))
+                for rule, by in shadowed_in_walk(list(policy.effective(nic, direction, version)), policy):
+                    found.setdefault((rule.security_group, rule.id), {})[nic.index] = by
     for name, sg in topo.security_groups.items():
-        if not topo.members.get(name):
-            for direction in ("ingress", "egress"):
-                for version in (4, 6):
-                    rules = sorted((r for r in sg.rules if r.direction == direction and r.ethertype == version
-                                    and policy.group_status[r.id] is None), key=lambda r: r.sort_key)
-                    walks.append((None, rules))
-    for instance, rules in walks:
-        for rule, by in shadowed_in_walk(rules, policy):
-            key = (rule.security_group, rule.id)
-            if key not in found:
-                found[key] = {}
-                order.append(key)
-            found[key][instance or ""] = by
+        if topo.members.get(name):
+            continue
+        for direction in ("ingress", "egress"):
+            for version in (4, 6):
+                rules = sorted((r for r in sg.rules if r.direction == direction and r.ethertype == version
+                                and policy.group_status[r.id] is None), key=lambda r: r.sort_key)
+                for rule, by in shadowed_in_walk(rules, policy):
+                    found.setdefault((name, rule.id), {})[None] = by
     out = []
-    for key in order:
-        group, rule_id = key
-        per = found[key]
-        bound = {topo.nics[k].instance for k in topo.members.get(group, ())}
-        everywhere = not bound or bound <= set(per)
-        targets = [None] if everywhere else sorted(per)
-        for inst in targets:
-            by = next(iter(per.values())) if inst is None else per[inst]
-            cover = f"rule {by.id} of {by.security_group}" if by is not None else "the earlier rules together"
-            where = f" on {inst}" if inst else ""
-            out.append(Finding("shadowed", group, rule_id, inst, None,
-                               f"rule {rule_id} of {group} can never match{where}: {cover} already cover(s) every packet it matches"))
+    order = {(r.security_group, r.id): k for k, r in enumerate(r for sg in topo.security_groups.values() for r in sg.rules)}
+    for (group, rule_id), per in sorted(found.items(), key=lambda item: order[item[0]]):
+        bound = topo.members.get(group, ())
+        if None in per or set(bound) <= set(per):
+            out.append(_shadow_finding(group, rule_id, None, "", next(iter(per.values()))))
+            continue
+        for inst in dict.fromkeys(topo.nics[k].instance for k in sorted(per)):  # type: ignore[index]
+            mine = [k for k in bound if topo.nics[k].instance == inst]
+            hit = [k for k in mine if k in per]
+            where = inst if len(hit) == len(mine) else ", ".join(topo.nics[k].label for k in hit)
+            out.append(_shadow_finding(group, rule_id, inst, where, per[hit[0]]))
     return out
+
+
+def _shadow_finding(group: str, rule_id: str, instance: str | None, where: str, by: Rule | None) -> Finding:
+    cover = f"rule {by.id} of {by.security_group}" if by is not None else "the earlier rules together"
+    on = f" on {where}" if where else ""
+    return Finding("shadowed", group, rule_id, instance, None,
+                   f"rule {rule_id} of {group} can never match{on}: {cover} already cover(s) every packet it matches")

@@ -13,7 +13,7 @@ import sys
 import xml.etree.ElementTree as ET
 from typing import Any, Sequence
 
-from sgdp import __version__, decode
+from sgdp import __version__, decode, importer
 from sgdp.addr import parse_endpoint
 from sgdp.errors import SgdpError, UsageError
 from sgdp.packet import Packet
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     _engine_arg(b)
     decode.add_parser(sub)
+    importer.add_parser(sub)
     return parser
 
 
@@ -269,4 +270,5 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if r["mismatches"] else 0
 
 
-COMMANDS = {"check": cmd_check, "explain": cmd_explain, "test": cmd_test, "bench": cmd_bench, "decode": decode.cmd_decode}
+COMMANDS = {"check": cmd_check, "explain": cmd_explain, "test": cmd_test, "bench": cmd_bench, "decode": decode.cmd_decode,
+            "import": importer.cmd_import}

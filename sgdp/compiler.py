@@ -201,10 +201,13 @@ class RuleTable:
 
     def rule(self, i: int) -> Rule:
         """Row ``i`` as a :class:`Rule`."""
-        src = _join(self.src_min_hi[i : i + 1], self.src_min_lo[i : i + 1])[0], _join(self.src_max_hi[i : i + 1], self.src_max_lo[i : i + 1])[0]
-        dst = _join(self.dst_min_hi[i : i + 1], self.dst_min_lo[i : i + 1])[0], _join(self.dst_max_hi[i : i + 1], self.dst_max_lo[i : i + 1])[0]
-        return Rule(int(self.l3[i]), src, dst, (int(self.sport_min[i]), int(self.sport_max[i])),
-                    (int(self.dport_min[i]), int(self.dport_max[i])), (int(self.proto_value[i]), int(self.proto_mask[i])))
+
+        def addr(name: str) -> int:
+            return (int(getattr(self, name + "_hi")[i]) << 64) | int(getattr(self, name + "_lo")[i])
+
+        return Rule(int(self.l3[i]), (addr("src_min"), addr("src_max")), (addr("dst_min"), addr("dst_max")),
+                    (int(self.sport_min[i]), int(self.sport_max[i])), (int(self.dport_min[i]), int(self.dport_max[i])),
+                    (int(self.proto_value[i]), int(self.proto_mask[i])))
 
     def rules(self) -> list[Rule]:
         return [self.rule(i) for i in range(len(self))]
@@ -281,7 +284,8 @@ def first_match_reference(table: RuleTable, headers: Headers, chunk: int = 256) 
 
     Every header is compared with every rule (NumPy over the rules, ``chunk`` headers at a time); the
     answer is the smallest matching row index. Obviously right and O(rules × headers): fine for
-    tests and 1k-rule sets, slow for 100k rules (about rules × headers / 1e9 seconds and more).
+    tests and 1k-rule sets, slow for large ones (about 1.5e8 rule-header pairs a second here: five
+    minutes for 100k rules and 500k headers).
     """
     if not isinstance(table, RuleTable) or not isinstance(headers, Headers):
         raise TypeError("first_match_reference(table: RuleTable, headers: Headers)")

@@ -1,18 +1,20 @@
-"""The fast engine: the reference semantics over packet batches with compiled code.
+"""The fast engine: the reference semantics over packet batches, in compiled code.
 
-Per batch, three steps with only per-batch Python between them:
+One compiled pass per batch (``_dataplane.Dataplane.run``), in capture order: fragment memory,
+endpoints and paths, load balancers, connection tracking and — only for packets that connection
+tracking does not decide — first-match classification. There is no per-packet Python.
 
-1. ``_dataplane.resolve`` (compiled, stateless): endpoints, paths, load balancers, ACL exemptions
-   and, for each packet, the view its egress and ingress stages see.
-2. Classification: each stage's view goes through the first-match classifier of the table of its
-   NIC's effective policy (NICs with the same groups and flavor kind share one table) or of its
-   subnet's ACL. Security-group rules compile to the generic 5-field tables of
-   :mod:`sgdp.compiler` as: source = peer address, destination = "genuine member" flag (0/1; a
-   remote-group rule's rows require 1), source port = ICMP type, destination port = destination
-   port or ICMP code (256 stands for "no ports": a non-first fragment matches no port or ICMP-type
-   rule), protocol = protocol.
-3. ``_dataplane.Conntrack.run`` (compiled, sequential): fragment memory, connection tracking and the
-   verdict row.
+Rules are compiled here, once per topology, into the generic first-match tables of
+:mod:`sgdp.compiler`, searched by the compiled tuple-space classifier of :mod:`sgdp._fastmatch`:
+
+* one table per distinct security-group policy and direction (NICs bound to the same groups in the
+  same order, with the same flavor kind, share it). A rule becomes rows over: source = the peer
+  address (its prefix, address-group entries or remote-group member IPs), destination = the
+  "genuine member" flag (0/1; remote-group rows require 1), source port = ICMP type, destination
+  port = destination port or ICMP code (256 stands for "none": a non-first fragment matches no
+  port or ICMP-type rule), protocol = protocol. Multiport and address groups give one row per
+  segment or entry, in the rule's place in the walk.
+* one table per network ACL and way, over all five fields.
 """
 
 from __future__ import annotations
@@ -40,15 +42,6 @@ K_EXTERNAL, K_SERVICE, K_VPC, K_PRIVATE, K_NIC, K_LB = range(6)
 H_NONE, H_FIXED, H_EIP, H_VIP, H_FORWARDED = range(5)
 INGRESS, EGRESS = 1, 2
 
-VIEW_COLUMNS = {
-    "mode": np.uint8, "early_verdict": np.uint8, "early_reason": np.uint8, "early_inst": np.int32,
-    "e_nic": np.int32, "e_peer_hi": np.uint64, "e_peer_lo": np.uint64, "e_gen": np.uint8,
-    "e_asrc_hi": np.uint64, "e_asrc_lo": np.uint64,
-    "i_nic": np.int32, "i_peer_hi": np.uint64, "i_peer_lo": np.uint64, "i_gen": np.uint8,
-    "i_src_hi": np.uint64, "i_src_lo": np.uint64, "i_dst_hi": np.uint64, "i_dst_lo": np.uint64,
-    "i_dport": np.uint16, "i_adst_hi": np.uint64, "i_adst_lo": np.uint64,
-    "exempt": np.uint8, "b_nic": np.int32, "b_port": np.uint16,
-}
 
 
 class Unsupported(Exception):
@@ -107,10 +100,12 @@ class FastEngine:
         self.rule_group = np.array(group_of_rule + [-1], np.int32)
         self.acl_group = np.array([n_sg + j for j in range(len(topo.network_acls))] + [-1], np.int32)
         self.rule_direction_names = ("", "ingress", "egress")
-        self.plan = _build_plan(topo)
-        self._row_maps: dict = {}
+        arrays = _plan_arrays(topo)
         self._compile_tables()
-        self.ct = _dataplane.Conntrack(len(self.names.rules))
+        arrays.update(self._table_arrays())
+        _check_plan(arrays, len(topo.nics), len(topo.vpcs), len(self.names.rules))
+        self.plan = _dataplane.Plan(arrays, len(topo.vpcs))
+        self.dp = _dataplane.Dataplane(len(self.names.rules))
 
     # -- compile --------------------------------------------------------------------------------
 
@@ -141,6 +136,24 @@ class FastEngine:
                 self.acl_tables.append(self._acl_table(rules))
         self.acl_table = acl_table
         self._acl_compiled = [t.classifier._compiled for t in self.acl_tables]
+
+    def _table_arrays(self) -> dict[str, Any]:
+        """The tables as Plan arrays: which table each NIC and ACL uses, and what each row means."""
+        def rows(tables: list[_Table]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            off = np.cumsum([0] + [len(t.table) for t in tables]).astype(np.int64)
+            rule = np.concatenate([t.row_rule[:-1] for t in tables] + [np.zeros(0, np.int32)]).astype(np.int32)
+            allow = np.concatenate([t.row_allow[:-1] for t in tables] + [np.zeros(0, np.uint8)]).astype(np.uint8)
+            return off, rule, allow
+
+        a: dict[str, Any] = {"nic_sg": self.nic_table.reshape(-1).astype(np.int32),
+                             "acl_way": self.acl_table.reshape(-1).astype(np.int32)}
+        a["sg_off"], a["sg_rule"], a["sg_allow"] = rows(self.sg_tables)
+        a["acl_off"], a["acl_rule"], a["acl_allow"] = rows(self.acl_tables)
+        a["rule_group"] = self.rule_group
+        a["acl_group"] = self.acl_group
+        a["sg_classifiers"] = self._sg_compiled
+        a["acl_classifiers"] = self._acl_compiled
+        return a
 
     def _sg_rows(self, nic, direction: str) -> list[tuple[Box, Rule]]:
         """The effective walk of a NIC for one direction (IPv4 rules, then IPv6) as boxes."""
@@ -204,72 +217,15 @@ class FastEngine:
 
     def process(self, batch: PacketBatch) -> VerdictBatch:
         """Verdict columns for a batch, continuing the state of earlier batches."""
-        c = batch.columns
-        n = len(batch)
-        o = {k: np.zeros(n, dt) for k, dt in VIEW_COLUMNS.items()}
-        _dataplane.resolve(self.plan, c, o)
-        r = self._classify(c, o, n)
-        out = VerdictBatch(n)
+        out = VerdictBatch(len(batch))
         cols = {k: getattr(out, k) for k in ("verdict", "reason", "instance", "direction", "group", "rule")}
-        self.ct.run(self.plan, c, o, r, cols, self.rule_group, self.acl_group, len(self.names.rules))
+        self.dp.run(self.plan, batch.columns, cols)
         return out
-
-    def _classify(self, c: dict, o: dict, n: int) -> dict[str, np.ndarray]:
-        """Each stage's view through its table: security groups by policy, ACLs by ACL and way."""
-        r = {}
-        proto, l3 = c["proto"], c["l3"]
-        frag = c["frag_offset"] > 0
-        icmp = (proto == ICMP) | (proto == ICMPV6)
-        ports = ((proto == 6) | (proto == 17)) & ~frag
-        itype = np.where(icmp & ~frag & (c["icmp_type"] >= 0), c["icmp_type"], NO_L4).astype(np.uint16)
-        icode = np.where(icmp & ~frag & (c["icmp_code"] >= 0), c["icmp_code"], NO_L4).astype(np.uint16)
-        sg_sport = np.where(icmp, itype, 0).astype(np.uint16)
-        sport = np.where(ports, c["sport"], 0).astype(np.uint16)
-        zero64 = np.zeros(n, np.uint64)
-        nic_acl = self.plan.arrays["nic_acl"]
-        for side, code in (("e", EGRESS), ("i", INGRESS)):
-            nic = o[f"{side}_nic"]
-            has = nic >= 0
-            safe = np.where(has, nic, 0)
-            dport = np.where(ports, c["dport"] if side == "e" else o["i_dport"], 0).astype(np.uint16)
-            tid = np.where(has, self.nic_table[safe, code], -1).astype(np.int32)
-            rows = np.empty(n, np.int32)
-            _dataplane.classify_by_table(
-                self._sg_compiled, tid, l3, o[f"{side}_peer_hi"], o[f"{side}_peer_lo"], zero64,
-                o[f"{side}_gen"].astype(np.uint64), sg_sport, np.where(icmp, icode, dport).astype(np.uint16), proto, rows)
-            r[f"{side}_sg_rule"], r[f"{side}_sg_allow"] = self._rows_to_rules(self.sg_tables, tid, rows)
-            acl = np.where(has, nic_acl[safe], -1)
-            if self.acl_tables and (acl >= 0).any():
-                if side == "e":
-                    src_hi, src_lo, dst_hi, dst_lo = o["e_asrc_hi"], o["e_asrc_lo"], o["e_peer_hi"], o["e_peer_lo"]
-                else:
-                    src_hi, src_lo, dst_hi, dst_lo = o["i_peer_hi"], o["i_peer_lo"], o["i_adst_hi"], o["i_adst_lo"]
-                tid = np.where(acl >= 0, self.acl_table[np.maximum(acl, 0), code], -1).astype(np.int32)
-                rows = np.empty(n, np.int32)
-                _dataplane.classify_by_table(self._acl_compiled, tid, l3, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto, rows)
-                r[f"{side}_acl_rule"], r[f"{side}_acl_allow"] = self._rows_to_rules(self.acl_tables, tid, rows)
-            else:
-                r[f"{side}_acl_rule"] = np.full(n, -1, np.int32)
-                r[f"{side}_acl_allow"] = np.zeros(n, np.uint8)
-        return r
-
-    def _rows_to_rules(self, tables: list[_Table], tid: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Row numbers within each table to global rule indexes and allow flags (-1/0: no match)."""
-        key = id(tables)
-        cache = self._row_maps.get(key)
-        if cache is None:
-            offsets = np.cumsum([0] + [len(t.table) for t in tables]).astype(np.int64)
-            rule = np.concatenate([t.row_rule[:-1] for t in tables] + [np.array([-1], np.int32)])
-            allow = np.concatenate([t.row_allow[:-1] for t in tables] + [np.array([0], np.uint8)])
-            cache = self._row_maps[key] = (offsets, rule, allow)
-        offsets, rule, allow = cache
-        flat = np.where(rows >= 0, offsets[np.maximum(tid, 0)] + rows, len(rule) - 1)
-        return rule[flat], allow[flat]
 
     # -- state ----------------------------------------------------------------------------------
 
     def rule_hits(self) -> list[dict[str, Any]]:
-        hits = self.ct.hits
+        hits = self.dp.hits
         out = []
         rules = self.names.rules
         for idx, d in zip(*np.nonzero(hits)):
@@ -281,7 +237,7 @@ class FastEngine:
 
     def drop_inbound_entries(self, nic_indexes: set[int]) -> None:
         """S12: forget entries opened by inbound traffic at these NICs."""
-        self.ct.drop_inbound(sorted(nic_indexes))
+        self.dp.drop_inbound(sorted(nic_indexes))
 
 
 # ------------------------------------------------------------------------------------------- plan
@@ -302,7 +258,7 @@ def _ranges(items: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
     }
 
 
-def _build_plan(topo: Topology) -> "_dataplane.Plan":
+def _plan_arrays(topo: Topology) -> dict[str, np.ndarray]:
     """The topology as the flat arrays of ``_dataplane.Plan`` (same candidate order as
     ReferenceEngine._candidates)."""
     a: dict[str, np.ndarray] = {}
@@ -413,11 +369,10 @@ def _build_plan(topo: Topology) -> "_dataplane.Plan":
     a["ls_bcount"] = np.array([x[4] for x in ls], np.int32)
     a["be_nic"] = np.array([x[0] for x in be], np.int32)
     a["be_port"] = np.array([x[1] for x in be], np.uint16)
-    _check_plan(a, len(nics), nv)
-    return _dataplane.Plan(a, nv)
+    return a
 
 
-def _check_plan(a: dict[str, np.ndarray], n_nic: int, n_vpc: int) -> None:
+def _check_plan(a: dict[str, Any], n_nic: int, n_vpc: int, n_rules: int) -> None:
     """Every index the compiled code follows is in range (its loops run without bounds checks)."""
     def within(name: str, size: int, allow_negative: bool = False) -> None:
         v = a[name]
@@ -437,5 +392,13 @@ def _check_plan(a: dict[str, np.ndarray], n_nic: int, n_vpc: int) -> None:
         raise AssertionError("plan: backend ranges out of range")
     if len(a["lb_lstart"]) and (a["lb_lstart"] + a["lb_lcount"]).max() > len(a["ls_proto"]):
         raise AssertionError("plan: listener ranges out of range")
+    n_sg, n_acl = len(a["sg_classifiers"]), len(a["acl_classifiers"])
+    within("nic_sg", max(n_sg, 1))
+    within("acl_way", max(n_acl, 1))
+    within("sg_rule", max(n_rules, 1))
+    within("acl_rule", max(n_rules, 1))
+    if len(a["sg_off"]) != n_sg + 1 or len(a["acl_off"]) != n_acl + 1:
+        raise AssertionError("plan: table offsets do not match the tables")
     for k, v in a.items():
-        a[k] = np.ascontiguousarray(v)
+        if isinstance(v, np.ndarray):
+            a[k] = np.ascontiguousarray(v)

@@ -869,7 +869,8 @@ def test_decode_table_and_errors(tmp_path, capsys):
                                 "icmp_type", "icmp_code", "tcp_flags", "frag_offset", "more_fragments", "status", "detail"]
     assert [ln.split()[0] for ln in lines[1:]] == ["0", "1", "2"]
     assert lines[1].index("10.0.0.1") == lines[0].index("src")          # aligned columns
-    assert err == f"sgdp: error: {bad}: byte offset {24 + 16 + 54 + 8}: record claims 300000 captured bytes, more than 262144: corrupt capture\n"
+    assert err == (f"sgdp: error: {bad}: byte offset {24 + 16 + 54 + 8}: "
+                   "record claims 300000 captured bytes, more than 262144: corrupt capture\n")
     code, out, err = run_cli(capsys, "decode", str(tmp_path / "missing.pcap"))
     assert code == 2 and out == "" and err.startswith("sgdp: error: ") and "No such file" in err
     code, out, err = run_cli(capsys, "decode")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,8 +24,9 @@ from hypothesis import strategies as st
 from sgdp import _ingest
 from sgdp.errors import InputError
 from sgdp.ingest import FLAG, MAX_CAPLEN, CaptureReader, new_columns
-from test_ingest import (ah, epb, eth, ext, frag6, icmp, idb, ipv4, ipv6, opb, other, pcap, shb, spb, tcp,  # noqa: E501
-                         udp)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # the capture builders of test_ingest.py
+from test_ingest import ah, epb, eth, ext, frag6, icmp, idb, ipv4, ipv6, opb, other, pcap, shb, spb, tcp, udp  # noqa: E402
 
 EXAMPLES = int(os.environ.get("SGDP_FUZZ_EXAMPLES", "150"))
 REAL = Path(__file__).resolve().parents[2] / "shared" / "pcaps" / "real"
