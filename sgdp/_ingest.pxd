@@ -13,6 +13,8 @@ from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 cdef struct Pkt:
     int64_t ts_sec          # capture time, whole seconds (ts_sec + ts_nsec / 1e9 -> "ts" float64)
     uint32_t ts_nsec        # capture time, nanoseconds 0..999999999
+    uint64_t offset         # "offset" uint64: file offset of the frame's first byte (0 when no frame)
+    uint16_t linktype       # "linktype" uint16: the frame's link type
     uint8_t l3              # "l3" uint8: 4 or 6; 0 when no IP header was decoded
     uint64_t src_hi         # "src_hi"/"src_lo" uint64: IPv6 address halves; IPv4 in src_lo, src_hi 0
     uint64_t src_lo
@@ -81,6 +83,8 @@ cdef struct Cols:
     uint8_t* flags
     int64_t* ts_sec
     uint32_t* ts_nsec
+    uint64_t* offset
+    uint16_t* linktype
 
 
 # One pcapng interface (Interface Description Block) of the current section.

@@ -140,7 +140,7 @@ COLUMNS = (
     ("inner_dst_lo", "uint64"), ("inner_proto", "uint8"), ("inner_sport", "uint16"),
     ("inner_dport", "uint16"),
     ("caplen", "uint32"), ("wirelen", "uint32"), ("detail", "uint16"), ("aux", "uint32"),
-    ("flags", "uint8"), ("ts_sec", "int64"), ("ts_nsec", "uint32"),
+    ("flags", "uint8"), ("ts_sec", "int64"), ("ts_nsec", "uint32"), ("offset", "uint64"), ("linktype", "uint16"),
 )
 
 cdef enum:
@@ -590,12 +590,16 @@ cdef inline void store(Cols* c, Py_ssize_t i, Pkt* k) noexcept nogil:
     c.flags[i] = k.flags
     c.ts_sec[i] = k.ts_sec
     c.ts_nsec[i] = k.ts_nsec
+    c.offset[i] = k.offset
+    c.linktype[i] = k.linktype
 
 
-cdef inline void record(Cols* c, Py_ssize_t i, const uint8_t* data, uint32_t present, uint32_t wirelen,
-                        int64_t sec, uint32_t nsec, uint32_t link, uint8_t flags) noexcept nogil:
+cdef inline void record(Cols* c, Py_ssize_t i, const uint8_t* data, int64_t offset, uint32_t present,
+                        uint32_t wirelen, int64_t sec, uint32_t nsec, uint32_t link, uint8_t flags) noexcept nogil:
     cdef Pkt k
     pkt_init(&k)
+    k.offset = <uint64_t>offset
+    k.linktype = <uint16_t>link
     k.ts_sec = sec
     k.ts_nsec = nsec
     k.caplen = present
@@ -765,6 +769,8 @@ cdef class Batch:
         u8 = a["flags"]; self.c.flags = &u8[0]
         i64 = a["ts_sec"]; self.c.ts_sec = &i64[0]
         u32 = a["ts_nsec"]; self.c.ts_nsec = &u32[0]
+        u64 = a["offset"]; self.c.offset = &u64[0]
+        u16 = a["linktype"]; self.c.linktype = &u16[0]
 
 
 cdef class Parser:
@@ -917,11 +923,11 @@ cdef class Parser:
                     n[0] = cnt
                     return self._fail(E_CUT_IMPLAUSIBLE, base + p + 8, incl, self.snaplen)
                 present = <uint32_t>(avail - PCAP_REC)
-                record(c, cnt, buf + p + PCAP_REC, present, orig, <int64_t>sec, <uint32_t>nsec, self.linktype, 0)
+                record(c, cnt, buf + p + PCAP_REC, base + p + PCAP_REC, present, orig, <int64_t>sec, <uint32_t>nsec, self.linktype, 0)
                 mark_cut(c, cnt, D_CUT_EOF, incl)
                 p = end
             else:
-                record(c, cnt, buf + p + PCAP_REC, incl, orig, <int64_t>sec, <uint32_t>nsec, self.linktype, 0)
+                record(c, cnt, buf + p + PCAP_REC, base + p + PCAP_REC, incl, orig, <int64_t>sec, <uint32_t>nsec, self.linktype, 0)
                 p += PCAP_REC + incl
             cnt += 1
         pos[0] = p
@@ -1073,7 +1079,7 @@ cdef class Parser:
                         present = <uint32_t>(avail - 28)
                         if present > incl:
                             present = incl
-                        record(c, cnt, blk + 28, present, orig, sec, nsec, f.link, 0)
+                        record(c, cnt, blk + 28, base + p + 28, present, orig, sec, nsec, f.link, 0)
                         mark_cut(c, cnt, D_CUT_EOF, incl)
                     else:
                         pkt_init(&k)
@@ -1102,7 +1108,7 @@ cdef class Parser:
                     present = <uint32_t>(avail - 12)
                     if present > declared:
                         present = declared
-                    record(c, cnt, blk + 12, present, orig, self.last_sec, self.last_nsec, f.link, F_NOTS)
+                    record(c, cnt, blk + 12, base + p + 12, present, orig, self.last_sec, self.last_nsec, f.link, F_NOTS)
                     mark_cut(c, cnt, D_CUT_EOF, declared)
                     cnt += 1
                 p = end                               # any other block cut short holds no packet
@@ -1160,7 +1166,7 @@ cdef class Parser:
                 iface_time(f, units, &sec, &nsec)
                 self.last_sec = sec
                 self.last_nsec = nsec
-                record(c, cnt, blk + 28, incl, orig, sec, nsec, f.link, 0)
+                record(c, cnt, blk + 28, base + p + 28, incl, orig, sec, nsec, f.link, 0)
                 cnt += 1
             elif btype == BT_SPB:
                 if self.n_interfaces == 0:
@@ -1179,7 +1185,7 @@ cdef class Parser:
                     pos[0] = p
                     n[0] = cnt
                     return self._fail(E_CAPLEN, base + p + 8, incl, MAXCAP)
-                record(c, cnt, blk + 12, incl, orig, self.last_sec, self.last_nsec, f.link, F_NOTS)
+                record(c, cnt, blk + 12, base + p + 12, incl, orig, self.last_sec, self.last_nsec, f.link, F_NOTS)
                 cnt += 1
             # every other block (ISB, NRB, DSB, custom, ...) is skipped
             p += blen

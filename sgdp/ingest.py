@@ -47,6 +47,8 @@ EXTRA_COLUMNS: dict[str, np.dtype] = {
     "flags": np.dtype(np.uint8),     # which fields were decoded (FLAG bits)
     "ts_sec": np.dtype(np.int64),    # exact capture time: seconds ...
     "ts_nsec": np.dtype(np.uint32),  # ... and nanoseconds
+    "offset": np.dtype(np.uint64),   # file offset of the frame's first byte (for --split)
+    "linktype": np.dtype(np.uint16), # the frame's link type
 }
 ALL_COLUMNS: dict[str, np.dtype] = {**PACKET_COLUMNS, **EXTRA_COLUMNS}
 
@@ -174,7 +176,7 @@ class CaptureBatch(PacketBatch):
     in that file.
     """
 
-    __slots__ = ("caplen", "wirelen", "detail", "aux", "flags", "ts_sec", "ts_nsec", "path", "first")
+    __slots__ = ("caplen", "wirelen", "detail", "aux", "flags", "ts_sec", "ts_nsec", "offset", "linktype", "path", "first")
 
     def __init__(self, columns: dict[str, np.ndarray], path: str = "", first: int = 0):
         super().__init__(columns)
