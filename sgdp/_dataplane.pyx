@@ -836,10 +836,10 @@ cdef class Dataplane:
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
-                    if status[i] == ST_NON_IP or (l3[i] != 4 and l3[i] != 6):
-                        row.verdict = V_UNMODELLED; row.reason = R_UNMODELLED
-                    elif status[i] == ST_MALFORMED:
+                    if status[i] == ST_MALFORMED:
                         row.verdict = V_MALFORMED; row.reason = R_MALFORMED
+                    elif status[i] == ST_NON_IP or (l3[i] != 4 and l3[i] != 6):
+                        row.verdict = V_UNMODELLED; row.reason = R_UNMODELLED
                     else:
                         memset(&f, 0, sizeof(FragSlot))
                         f.src_hi = src_hi[i]; f.src_lo = src_lo[i]; f.dst_hi = dst_hi[i]; f.dst_lo = dst_lo[i]

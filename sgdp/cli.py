@@ -47,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _engine_arg(p)
 
+    p = sub.add_parser("replay", help="replay captures through the dataplane: every packet's verdict and why")
+    p.add_argument("topology")
+    p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng files, replayed in order")
+    p.add_argument("-o", "--output", default="sgdp-out", metavar="DIR", help="output directory (default ./sgdp-out)")
+    p.add_argument("--verdicts", default="csv", choices=("csv", "jsonl", "parquet", "none"),
+                   help="verdict file format (parquet needs the parquet extra)")
+    p.add_argument("--split", action="store_true", help="also write allowed.pcap and denied.pcap")
+    p.add_argument("--expect", metavar="FILE", help="compare with a saved verdict file; exit 1 on any difference")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when not on a terminal)")
+    _engine_arg(p)
+
     p = sub.add_parser("test", help="run scenario files")
     p.add_argument("paths", nargs="+", metavar="PATH", help="scenario files, or directories searched for *.sgdp.yaml")
     p.add_argument("--junit-xml", metavar="FILE")
@@ -178,6 +190,37 @@ def _explain_packet(args: argparse.Namespace, packet_from_spec) -> Packet:
         raise UsageError(f"{option} {detail}".strip()) from None
 
 
+# ------------------------------------------------------------------------------------------ replay
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from sgdp.replay import replay
+
+    progress = not args.no_progress and sys.stderr.isatty()
+    result = replay(args.topology, args.captures, args.output, args.verdicts, args.split, args.engine,
+                    args.expect, progress)
+    s = result.summary
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        print(f"{s['packets']} packets: {s['allowed']} allowed, {s['denied']} denied, "
+              f"{s['unmodelled']} unmodelled, {s['malformed']} malformed "
+              f"({s['engine']} engine, {s['packets_per_s'] or 0:,.0f} packets/s)")
+        for reason, n in s["by_reason"].items():
+            print(f"  {reason:<12} {n}")
+        print(f"outputs in {args.output}/")
+    if result.error is not None:
+        raise result.error
+    if args.expect:
+        if result.difference_count:
+            print(f"{result.difference_count} packet(s) differ from {args.expect}; the first:", file=sys.stderr)
+            for line in result.differences:
+                print(f"  {line}", file=sys.stderr)
+            return 1
+        print(f"all {s['packets']} verdicts match {args.expect}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------- test
 
 
@@ -270,5 +313,5 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if r["mismatches"] else 0
 
 
-COMMANDS = {"check": cmd_check, "explain": cmd_explain, "test": cmd_test, "bench": cmd_bench, "decode": decode.cmd_decode,
+COMMANDS = {"check": cmd_check, "replay": cmd_replay, "explain": cmd_explain, "test": cmd_test, "bench": cmd_bench, "decode": decode.cmd_decode,
             "import": importer.cmd_import}

@@ -172,10 +172,10 @@ class ReferenceEngine:
     def step(self, pkt: Packet, trace: Trace | None = None) -> Verdict:
         """The verdict for one packet (S5–S15), updating state."""
         self.now = max(self.now, pkt.ts)
+        if pkt.status == MALFORMED:  # a malformed frame may not even have a known IP version
+            return Verdict("malformed", "malformed")
         if pkt.status == NON_IP or pkt.l3 not in (4, 6):
             return Verdict("unmodelled", "unmodelled")
-        if pkt.status == MALFORMED:
-            return Verdict("malformed", "malformed")
         frag_key = (pkt.l3, pkt.src, pkt.dst, pkt.proto, pkt.frag_id)
         if pkt.frag_offset > 0:
             seen = self.fragments.get(frag_key)
