@@ -120,3 +120,12 @@ cdef struct View:
     uint8_t e_gen
     uint8_t i_gen
     uint8_t exempt
+
+# One slot of a plan's exact-address hash table (count 0: empty): the candidates of address
+# (l3, hi, lo) are c_kind/c_how/c_idx[start : start + count].
+cdef struct AddrSlot:
+    uint64_t hi
+    uint64_t lo
+    int32_t start
+    int32_t count
+    uint8_t l3

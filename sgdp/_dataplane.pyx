@@ -16,8 +16,8 @@ give the same columns on random topologies and packet sequences.
 
 cimport cython
 
-cdef extern from *:
-    void __builtin_prefetch(const void* addr) nogil
+cdef extern from "stdlib.h":
+    void* aligned_alloc(size_t alignment, size_t size) nogil
 from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
@@ -85,7 +85,6 @@ DEF RST = 0x04
 DEF ACK = 0x10
 
 DEF SWEEP = 4  # slots examined for expiry per insertion
-DEF PREFETCH = 8  # packets ahead whose connection slot run() prefetches
 DEF NO_L4 = 256  # the port or ICMP type/code of a header that has none (fast.py)
 
 # S13 addresses (reference.BROADCAST, LINK_MULTICAST, METADATA, CLOUD_SERVICES)
@@ -177,6 +176,8 @@ cdef class Plan:
     cdef const int32_t[::1] acl_group  # ACL index -> group index
     cdef TupleView* sg_views  # owned array; the TupleClassifiers it points into live in self.arrays
     cdef TupleView* acl_views
+    cdef AddrSlot* addr_slots  # owned: exact-address hash table over the ak_* index
+    cdef uint64_t addr_mask
 
     def __init__(self, dict a, int n_vpc):
         self.arrays = a
@@ -208,10 +209,38 @@ cdef class Plan:
         self.rule_group = a["rule_group"]; self.acl_group = a["acl_group"]
         self.sg_views = views_of(a["sg_classifiers"])
         self.acl_views = views_of(a["acl_classifiers"])
+        self.build_address_table()
 
     def __dealloc__(self):
         free(self.sg_views)
         free(self.acl_views)
+        free(self.addr_slots)
+
+    cdef int build_address_table(self) except -1:
+        """Open addressing over the exact addresses, at most half full (every probe chain ends)."""
+        cdef Py_ssize_t n = self.ak_l3.shape[0], k
+        cdef uint64_t cap = 16, j
+        while cap < <uint64_t>(2 * n + 2):
+            cap <<= 1
+        self.addr_slots = <AddrSlot*>calloc(cap, sizeof(AddrSlot))
+        if self.addr_slots == NULL:
+            raise MemoryError()
+        self.addr_mask = cap - 1
+        for k in range(n):
+            j = addr_hash(self.ak_l3[k], self.ak_hi[k], self.ak_lo[k]) & self.addr_mask
+            while self.addr_slots[j].count != 0:
+                j = (j + 1) & self.addr_mask
+            self.addr_slots[j].l3 = self.ak_l3[k]
+            self.addr_slots[j].hi = self.ak_hi[k]
+            self.addr_slots[j].lo = self.ak_lo[k]
+            self.addr_slots[j].start = self.ak_start[k]
+            self.addr_slots[j].count = self.ak_count[k]
+        return 0
+
+
+cdef inline uint64_t addr_hash(uint8_t l3, uint64_t hi, uint64_t lo) noexcept nogil:
+    cdef uint64_t h = (lo ^ (hi * <uint64_t>0x9E3779B97F4A7C15ULL) ^ l3) * <uint64_t>0xFF51AFD7ED558CCDULL
+    return h ^ (h >> 29)
 
 
 cdef TupleView* views_of(list classifiers) except NULL:
@@ -254,24 +283,22 @@ cdef inline int cmp_addr(uint8_t l3a, uint64_t ha, uint64_t la, uint8_t l3b, uin
 
 cdef int candidates(Plan p, uint8_t l3, uint64_t hi, uint64_t lo, Endpoint* out) noexcept nogil:
     """reference._candidates: every endpoint an address may denote, most specific first."""
-    cdef Py_ssize_t lo_i = 0, hi_i = p.ak_l3.shape[0], mid, k
-    cdef int n = 0, c
-    # binary search over the sorted exact index; lo_i/hi_i stay within [0, len]
-    while lo_i < hi_i:
-        mid = (lo_i + hi_i) >> 1
-        c = cmp_addr(p.ak_l3[mid], p.ak_hi[mid], p.ak_lo[mid], l3, hi, lo)
-        if c < 0:
-            lo_i = mid + 1
-        else:
-            hi_i = mid
-    if lo_i < p.ak_l3.shape[0] and cmp_addr(p.ak_l3[lo_i], p.ak_hi[lo_i], p.ak_lo[lo_i], l3, hi, lo) == 0:
-        # ak_start/ak_count were checked against len(c_kind) and MAXC by fast.py
-        for k in range(p.ak_start[lo_i], p.ak_start[lo_i] + p.ak_count[lo_i]):
-            out[n].kind = p.c_kind[k]
-            out[n].how = p.c_how[k]
-            out[n].idx = p.c_idx[k]
-            n += 1
-        return n
+    cdef Py_ssize_t k
+    cdef int n = 0
+    cdef uint64_t j = addr_hash(l3, hi, lo) & p.addr_mask
+    cdef const AddrSlot* slot
+    # the table is at most half full, so the probe ends at an empty slot
+    while p.addr_slots[j].count != 0:
+        slot = &p.addr_slots[j]
+        if slot.lo == lo and slot.hi == hi and slot.l3 == l3:
+            # start/count were checked against len(c_kind) and MAXC by fast.py
+            for k in range(slot.start, slot.start + slot.count):
+                out[n].kind = p.c_kind[k]
+                out[n].how = p.c_how[k]
+                out[n].idx = p.c_idx[k]
+                n += 1
+            return n
+        j = (j + 1) & p.addr_mask
     for k in range(p.sv_l3.shape[0]):
         if in_range(l3, hi, lo, p.sv_l3[k], p.sv_lo_hi[k], p.sv_lo_lo[k], p.sv_hi_hi[k], p.sv_hi_lo[k]):
             out[0].kind = K_SERVICE; out[0].how = H_NONE; out[0].idx = -1
@@ -549,7 +576,7 @@ cdef inline uint64_t flow_hash(uint64_t a_hi, uint64_t a_lo, uint64_t b_hi, uint
 cdef inline uint64_t ct_hash(const CtKey* k) noexcept nogil:
     """The hash of a connection key leaves out the NIC and the table: every entry of one flow (the
     sender's and the receiver's, security group and ACL) starts at the same slot, so one packet's
-    lookups share cache lines, and ``run`` can prefetch them from the packet's own addresses."""
+    lookups share cache lines."""
     return flow_hash(k.a_hi, k.a_lo, k.b_hi, k.b_lo, k.a_port, k.b_port, k.l3, k.proto)
 
 
@@ -557,6 +584,14 @@ cdef inline bint ct_eq(const CtKey* a, const CtKey* b) noexcept nogil:
     return (a.a_hi == b.a_hi and a.a_lo == b.a_lo and a.b_hi == b.b_hi and a.b_lo == b.b_lo
             and a.nic == b.nic and a.a_port == b.a_port and a.b_port == b.b_port and a.l3 == b.l3
             and a.proto == b.proto and a.table == b.table)
+
+
+cdef CtSlot* alloc_slots(Py_ssize_t cap) noexcept nogil:
+    """Zeroed slots on a cache-line boundary (a 64-byte slot then never spans two lines)."""
+    cdef CtSlot* out = <CtSlot*>aligned_alloc(64, cap * sizeof(CtSlot))
+    if out != NULL:
+        memset(out, 0, cap * sizeof(CtSlot))
+    return out
 
 
 cdef inline uint64_t frag_hash(const FragSlot* f) noexcept nogil:
@@ -597,7 +632,7 @@ cdef class Dataplane:
         cdef int64_t[:, ::1] h
         while cap < capacity:
             cap <<= 1
-        self.slots = <CtSlot*>calloc(cap, sizeof(CtSlot))
+        self.slots = alloc_slots(cap)
         self.frags = <FragSlot*>calloc(16, sizeof(FragSlot))
         if self.slots == NULL or self.frags == NULL:
             raise MemoryError()
@@ -649,7 +684,7 @@ cdef class Dataplane:
     cdef int ct_grow(self) except -1 nogil:
         cdef Py_ssize_t old_cap = self.cap, j, t, mask
         cdef CtSlot* old = self.slots
-        cdef CtSlot* new = <CtSlot*>calloc(old_cap * 2, sizeof(CtSlot))
+        cdef CtSlot* new = alloc_slots(old_cap * 2)
         if new == NULL:
             with gil:
                 raise MemoryError()
@@ -765,6 +800,17 @@ cdef class Dataplane:
         self.fcount += 1
         return 0
 
+    def probe_stats(self):
+        """(entries, capacity, mean and max distance of an entry from its home slot): table health."""
+        cdef Py_ssize_t j, total = 0, worst = 0, d, home
+        for j in range(self.cap):
+            if self.slots[j].used:
+                home = <Py_ssize_t>(ct_hash(&self.slots[j].key) & <uint64_t>(self.cap - 1))
+                d = (j - home) & (self.cap - 1)
+                total += d
+                worst = max(worst, d)
+        return self.count, self.cap, (total / self.count if self.count else 0.0), worst
+
     # -- S12 ------------------------------------------------------------------------------
 
     def drop_inbound(self, nics):
@@ -829,10 +875,6 @@ cdef class Dataplane:
         try:
             with nogil:
                 for i in range(n):
-                    if i + PREFETCH < n:
-                        self.prefetch(l3[i + PREFETCH], proto[i + PREFETCH], src_hi[i + PREFETCH], src_lo[i + PREFETCH],
-                                      dst_hi[i + PREFETCH], dst_lo[i + PREFETCH], sport[i + PREFETCH],
-                                      dport[i + PREFETCH], icmp_id[i + PREFETCH])
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
@@ -874,20 +916,6 @@ cdef class Dataplane:
         finally:
             free(S)
             free(R)
-
-    cdef inline void prefetch(self, uint8_t l3, uint8_t proto, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl,
-                              uint16_t sport, uint16_t dport, uint16_t icmp_id) noexcept nogil:
-        """Start loading the slot where a later packet's connection entries live (a hint only: the
-        key ignores EIP translation, so a few flows prefetch a slot they will not use)."""
-        cdef uint16_t ap = 0, bp = 0
-        if proto == TCP or proto == UDP:
-            ap = sport; bp = dport
-        elif proto == ICMP or proto == ICMPV6:
-            ap = icmp_id; bp = icmp_id
-        if sh < dh or (sh == dh and (sl < dl or (sl == dl and ap <= bp))):
-            __builtin_prefetch(&self.slots[flow_hash(sh, sl, dh, dl, ap, bp, l3, proto) & <uint64_t>(self.cap - 1)])
-        else:
-            __builtin_prefetch(&self.slots[flow_hash(dh, dl, sh, sl, bp, ap, l3, proto) & <uint64_t>(self.cap - 1)])
 
     cdef int evaluate(self, Plan p, Pkt* pk, Row* row, View* v) except -1 nogil:
         """reference._evaluate after endpoint resolution: the stages and connection tracking."""

@@ -14,6 +14,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, Sequence
 
 from sgdp import __version__, decode, importer
+from sgdp import diff as diff_cmd
 from sgdp.addr import parse_endpoint
 from sgdp.errors import SgdpError, UsageError
 from sgdp.packet import Packet
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--match", metavar="MATCH", help="expected first match of every header; exit 1 on any mismatch")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     _engine_arg(b)
+    diff_cmd.add_parser(sub)
     decode.add_parser(sub)
     importer.add_parser(sub)
     return parser
@@ -314,4 +316,4 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "replay": cmd_replay, "explain": cmd_explain, "test": cmd_test, "bench": cmd_bench, "decode": decode.cmd_decode,
-            "import": importer.cmd_import}
+            "import": importer.cmd_import, "diff": diff_cmd.cmd_diff}

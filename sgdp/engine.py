@@ -11,6 +11,7 @@ import sys
 
 from sgdp.errors import UsageError
 from sgdp.model import Topology
+from sgdp.packet import Names
 from sgdp.reference import ReferenceEngine
 
 ENGINES = ("fast", "reference")
@@ -51,14 +52,15 @@ def resolve_engine(name: str | None) -> str:
     return name
 
 
-def make_engine(topo: Topology, name: str | None = None) -> ReferenceEngine:
-    """A fresh stateful dataplane over ``topo``."""
+def make_engine(topo: Topology, name: str | None = None, names: Names | None = None) -> ReferenceEngine:
+    """A fresh stateful dataplane over ``topo``; ``names``: name tables covering more than ``topo``
+    (a timeline's, sgdp.timeline)."""
     resolved = resolve_engine(name)
     if resolved == "fast":  # pragma: no cover - arrives with the compiled module
         from sgdp.fast import FastEngine
 
-        return FastEngine(topo)
-    return ReferenceEngine(topo)
+        return FastEngine(topo) if names is None else FastEngine(topo, names=names)  # type: ignore[call-arg]
+    return ReferenceEngine(topo, names=names)
 
 
 def available_engines() -> list[str]:

@@ -143,10 +143,10 @@ class ReferenceEngine:
 
     name = "reference"
 
-    def __init__(self, topo: Topology, policy: Policy | None = None):
+    def __init__(self, topo: Topology, policy: Policy | None = None, names: Names | None = None):
         self.topo = topo
         self.policy = policy or Policy(topo)
-        self.names = names_for(topo)
+        self.names = names or names_for(topo)  # a superset is fine (a timeline's names of every version)
         self.conntrack: dict[int, dict[tuple, Conn]] = {}
         self.acl_conntrack: dict[int, dict[tuple, Conn]] = {}
         self.fragments: dict[tuple, tuple[float, Verdict]] = {}
@@ -584,6 +584,32 @@ class ReferenceEngine:
             conn.lb = True
         else:
             table[key] = Conn(_initial_state(pkt), self.now, orig, inbound, lb=True)
+
+    def retarget(self, topo: Topology, names: Names, nic_map: dict[int, int], drop_sg: set[int],
+                 drop_acl: set[int]) -> None:
+        """S12: continue with another version of the topology, keeping the dataplane state.
+
+        ``names`` must cover every name of ``topo`` (a timeline passes the names of all versions,
+        also at construction, so earlier rows keep their meaning). ``nic_map`` maps old NIC indexes to
+        new ones (NICs that are gone are absent: their entries are discarded). ``drop_sg`` and
+        ``drop_acl`` are new NIC indexes whose security-group (resp. network-ACL) entries opened by
+        inbound traffic are dropped; entries of load-balancer client-IP-transfer flows are kept (no
+        rule decides them). Fragment memory, hit counters and the clock carry over.
+        """
+        self.topo = topo
+        self.policy = Policy(topo)
+        self.names = names
+        for attr, drop in (("conntrack", drop_sg), ("acl_conntrack", drop_acl)):
+            moved: dict[int, dict[tuple, Conn]] = {}
+            for old, table in getattr(self, attr).items():
+                new = nic_map.get(old)
+                if new is None:
+                    continue
+                if new in drop:
+                    table = {k: c for k, c in table.items() if not c.inbound or c.lb}
+                moved[new] = table
+            setattr(self, attr, moved)
+        self._index_addresses()
 
     def drop_inbound_entries(self, nic_indexes: set[int]) -> None:
         """S12: forget entries opened by inbound traffic at these NICs (after a rule change)."""

@@ -2,8 +2,20 @@
 
 A ``packet:`` step describes one packet; ``expect`` is a verdict (``allow``) or a mapping of verdict
 columns (``{verdict, reason, instance, direction, security_group, rule}``; ``null`` means empty). Only
-the keys given are compared. ``capture:`` steps need the capture reader and are reported as
-unsupported by this version.
+the keys given are compared.
+
+A ``capture:`` step replays a pcap/pcapng file (path relative to the scenario file) through the same
+dataplane, between the steps before and after it. Its ``expect`` is either a verdict or mapping as
+above, applied to every packet of the capture, or ``{verdicts: FILE}``: a saved verdict file (csv,
+jsonl or parquet, as ``sgdp replay`` writes it) compared row by row — index (0-based in the capture),
+verdict, reason, instance, direction, security_group and rule (not ts). The capture and the verdict
+file are read once when the scenario loads, so a bad file is a load error (naming the scenario step,
+the file and, for a corrupt capture, the byte offset), and again, streamed, when the step runs.
+
+Time: packets keep their capture timestamps. A packet step without ``time`` takes the previous
+step's time; after a capture step that is the latest timestamp in the capture. The dataplane clock
+never goes back (docs/semantics.md), so a capture stamped earlier than the steps before it is
+processed at their time.
 """
 
 from __future__ import annotations
@@ -13,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sgdp.addr import format_ip, parse_ip, parse_mac
-from sgdp.errors import ConfigError
+from sgdp.errors import ConfigError, InputError, SgdpError
 from sgdp.model import ICMP, ICMPV6, PORT_PROTOS, PROTO_NAMES, TCP, Topology, load_topology, proto_label, read_structured_file, topology_from_data
-from sgdp.packet import TCP_FLAG_LETTERS, Packet, PacketBatch, Verdict, parse_tcp_flags
+from sgdp.packet import MALFORMED, NON_IP, TCP_FLAG_LETTERS, Packet, PacketBatch, Verdict, parse_tcp_flags
 from sgdp.reference import ReferenceEngine, Trace
 
 PACKET_KEYS = {
@@ -25,6 +37,7 @@ PACKET_KEYS = {
 INNER_KEYS = {"src", "dst", "proto", "sport", "dport", "icmp_id"}
 EXPECT_KEYS = ("verdict", "reason", "instance", "direction", "security_group", "rule")
 DEFAULT_SPORT = 40000
+MAX_LISTED = 10  # failing packets of one capture step listed in a failure report
 
 
 @dataclass
@@ -37,11 +50,29 @@ class Step:
 
 
 @dataclass
+class CaptureStep:
+    """A ``capture:`` step: every packet of ``capture`` through the dataplane.
+
+    ``expect`` applies to every packet, unless ``verdicts`` (a saved verdict file) gives one row per
+    packet. ``packets`` and ``last_ts`` (the latest timestamp; None when empty) were read at load.
+    """
+
+    index: int
+    path: str
+    capture: str
+    expect: dict[str, str]
+    verdicts: str | None = None
+    name: str = ""
+    packets: int = 0
+    last_ts: float | None = None
+
+
+@dataclass
 class Scenario:
     file: str
     name: str
     topology: Topology
-    steps: list[Step]
+    steps: list[Step | CaptureStep]
 
 
 @dataclass
@@ -65,9 +96,62 @@ class StepFailure:
 
 
 @dataclass
+class PacketMismatch:
+    """One packet of a capture step whose verdict differs from the expectation."""
+
+    index: int                # 0-based position in the capture (the verdict file's index)
+    packet: Packet | None     # None when the capture and the verdict file disagree on the row count
+    expected: dict[str, str]
+    actual: Verdict | None
+    note: str = ""
+
+
+@dataclass
+class CaptureFailure:
+    """A capture step with packets that do not meet the expectation (the first ones are kept)."""
+
+    step: CaptureStep
+    mismatches: list[PacketMismatch]
+    count: int                 # every differing packet (and missing or extra verdict-file row)
+    packets: int               # packets replayed
+    trace: Trace | None        # the reference engine's trace of the first failing packet
+
+    def describe(self) -> str:
+        step = self.step
+        against = f"the verdict file {step.verdicts}" if step.verdicts else \
+            "{" + ", ".join(f"{k}: {v or 'null'}" for k, v in step.expect.items()) + "} for every packet"
+        lines = [
+            f"step {step.index + 1} ({step.path}){': ' + step.name if step.name else ''}",
+            f"  capture:  {step.capture} ({self.packets} packets), expected: {against}",
+            f"  {self.count} packet(s) differ; packet indexes are 0-based positions in the capture:",
+        ]
+        for m in self.mismatches:
+            if m.packet is not None:
+                lines.append(f"  packet {m.index}: {describe_packet(m.packet)}")
+            else:
+                lines.append(f"  packet {m.index}:")
+            if m.note:
+                lines.append(f"    {m.note}")
+            if m.actual is not None:
+                keys = [k for k in EXPECT_KEYS if k in m.expected]
+                lines.append("    expected: " + ", ".join(f"{k}={m.expected[k] or '(empty)'}" for k in keys))
+                lines.append("    actual:   " + ", ".join(f"{k}={getattr(m.actual, k) or '(empty)'}" for k in keys))
+        if self.count > len(self.mismatches):
+            lines.append(f"  ... and {self.count - len(self.mismatches)} more")
+        first = next((m for m in self.mismatches if m.packet is not None), None)
+        if first is not None:
+            lines.append(f"  trace of packet {first.index}:")
+            trace_lines = format_trace(self.trace) if self.trace is not None else []
+            if not trace_lines:
+                trace_lines = [_no_trace(first.packet)]
+            lines.extend("    " + line for line in trace_lines)
+        return "\n".join(lines)
+
+
+@dataclass
 class ScenarioResult:
     scenario: Scenario
-    failures: list[StepFailure] = field(default_factory=list)
+    failures: list[StepFailure | CaptureFailure] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -94,23 +178,79 @@ def load_scenario(path: str) -> Scenario:
     steps_data = data.get("steps")
     if not isinstance(steps_data, list) or not steps_data:
         raise err("steps", "expected a non-empty list of steps")
-    steps = []
+    steps: list[Step | CaptureStep] = []
     now = 0.0
     for i, raw in enumerate(steps_data):
         p = f"steps[{i}]"
         if not isinstance(raw, dict):
             raise err(p, f"expected a mapping, got {raw!r}")
-        if "capture" in raw:
-            raise err(f"{p}.capture", "capture steps need the capture reader, which this version of sgdp does not have yet")
-        unknown = set(raw) - {"packet", "expect", "name"}
+        unknown = set(raw) - {"packet", "capture", "expect", "name"}
         if unknown:
-            raise err(f"{p}.{sorted(unknown)[0]}", f"unknown key {sorted(unknown)[0]!r} (allowed: expect, name, packet, capture)")
-        if "packet" not in raw or "expect" not in raw:
-            raise err(p, "a step has `packet` and `expect`")
+            raise err(f"{p}.{sorted(unknown)[0]}", f"unknown key {sorted(unknown)[0]!r} (allowed: capture, expect, name, packet)")
+        if "packet" in raw and "capture" in raw:
+            raise err(p, "a step has either `packet` or `capture`, not both")
+        if ("packet" not in raw and "capture" not in raw) or "expect" not in raw:
+            raise err(p, "a step has `packet` (or `capture`) and `expect`")
+        name = str(raw.get("name") or "")
+        if "capture" in raw:
+            step = _capture_step(raw, i, p, path)
+            if step.last_ts is not None:
+                now = step.last_ts
+            steps.append(step)
+            continue
         pkt = packet_from_spec(raw["packet"], f"{p}.packet", path, now)
         now = pkt.ts
-        steps.append(Step(i, p, pkt, parse_expect(raw["expect"], f"{p}.expect", path), str(raw.get("name") or "")))
+        steps.append(Step(i, p, pkt, parse_expect(raw["expect"], f"{p}.expect", path), name))
     return Scenario(path, str(data.get("name") or os.path.basename(path)), topo, steps)
+
+
+def _capture_step(raw: dict, i: int, p: str, path: str) -> CaptureStep:
+    """A ``capture:`` step, with its capture (and verdict file) read once to check them."""
+    from sgdp.ingest import read_batches
+
+    base = os.path.dirname(path)
+    ref = raw["capture"]
+    if not isinstance(ref, str) or not ref:
+        raise ConfigError(path, f"{p}.capture", f"expected the path of a pcap or pcapng file, got {ref!r}")
+    capture = os.path.normpath(os.path.join(base, ref))
+    if not os.path.isfile(capture):
+        raise ConfigError(path, f"{p}.capture", f"{capture}: no such capture file")
+    expect = raw["expect"]
+    verdicts = None
+    if isinstance(expect, dict) and "verdicts" in expect:
+        if len(expect) != 1:
+            other = sorted(k for k in expect if k != "verdicts")[0]
+            raise ConfigError(path, f"{p}.expect.{other}", "`verdicts` (a verdict file) is compared whole: no other keys beside it")
+        vref = expect["verdicts"]
+        if not isinstance(vref, str) or not vref:
+            raise ConfigError(path, f"{p}.expect.verdicts", f"expected the path of a verdict file (csv, jsonl or parquet), got {vref!r}")
+        verdicts = os.path.normpath(os.path.join(base, vref))
+        if not os.path.isfile(verdicts):
+            raise ConfigError(path, f"{p}.expect.verdicts", f"{verdicts}: no such verdict file")
+        try:
+            for _ in _verdict_rows(verdicts):
+                pass
+        except SgdpError as exc:
+            raise ConfigError(path, f"{p}.expect.verdicts", str(exc)) from None
+        expected: dict[str, str] = {}
+    else:
+        expected = parse_expect(expect, f"{p}.expect", path)
+    packets, last = 0, None
+    try:
+        for batch in read_batches([capture]):
+            if len(batch):
+                packets += len(batch)
+                top = float(batch.columns["ts"].max())
+                last = top if last is None else max(last, top)
+    except SgdpError as exc:
+        raise ConfigError(path, f"{p}.capture", str(exc)) from None
+    return CaptureStep(i, p, capture, expected, verdicts, str(raw.get("name") or ""), packets, last)
+
+
+def _verdict_rows(path: str):
+    from sgdp.report import read_verdict_file
+
+    return read_verdict_file(path)
 
 
 def parse_expect(value: Any, p: str, file: str) -> dict[str, str]:
@@ -216,6 +356,11 @@ def run_scenario(scenario: Scenario, engine_name: str = "reference") -> Scenario
     reference = engine if isinstance(engine, ReferenceEngine) else ReferenceEngine(scenario.topology)
     result = ScenarioResult(scenario)
     for step in scenario.steps:
+        if isinstance(step, CaptureStep):
+            failure = _run_capture(step, engine, reference)
+            if failure is not None:
+                result.failures.append(failure)
+            continue
         trace = Trace()
         if engine is reference:
             actual = reference.step(step.packet, trace)
@@ -227,7 +372,83 @@ def run_scenario(scenario: Scenario, engine_name: str = "reference") -> Scenario
     return result
 
 
+def _run_capture(step: CaptureStep, engine, reference: ReferenceEngine) -> CaptureFailure | None:
+    """Replay one capture step through ``engine`` (and the reference engine shadowing it, for the
+    trace); compare every packet with the expectation. Streams the capture and the verdict file."""
+    from sgdp.ingest import read_batches
+
+    rows = iter(_verdict_rows(step.verdicts)) if step.verdicts else None
+    mismatches: list[PacketMismatch] = []
+    count = 0
+    trace: Trace | None = None
+    index = 0
+    for batch in read_batches([step.capture]):
+        fast = None if engine is reference else engine.process(batch)
+        for i in range(len(batch)):
+            pkt = batch.packet(i)
+            want = Trace() if trace is None else None  # trace packets until the first failure
+            got = reference.step(pkt, want)
+            if fast is not None:
+                got = engine.names.decode(fast, i)
+            note = ""
+            if rows is None:
+                expected = step.expect
+                bad = any(getattr(got, k) != v for k, v in expected.items())
+            else:
+                try:
+                    exp_index, exp = next(rows)
+                except StopIteration:
+                    rows = iter(())
+                    exp_index, exp = -1, None
+                if exp is None:
+                    expected, bad = {}, True
+                    note = "the verdict file has no row for this packet"
+                else:
+                    expected = {k: getattr(exp, k) for k in EXPECT_KEYS}
+                    bad = exp != got
+                    if exp_index != index:
+                        bad = True
+                        note = f"the verdict file's row here has index {exp_index}"
+            if bad:
+                count += 1
+                if trace is None:
+                    trace = want
+                if len(mismatches) < MAX_LISTED:
+                    mismatches.append(PacketMismatch(index, pkt, expected, got if expected else None, note))
+            index += 1
+    if rows is not None:
+        extra = sum(1 for _ in rows)
+        if extra:
+            count += extra
+            if len(mismatches) < MAX_LISTED:
+                mismatches.append(PacketMismatch(index, None, {}, None,
+                                                 f"the verdict file has {extra} more row(s) than the {index} packet(s) of the capture"))
+    elif index == 0:
+        count += 1
+        mismatches.append(PacketMismatch(0, None, {}, None,
+                                         "the capture holds no packets: an expectation for every packet checks nothing"))
+    if not count:
+        return None
+    return CaptureFailure(step, mismatches, count, index, trace)
+
+
+def _no_trace(pkt: Packet) -> str:
+    if pkt.status == MALFORMED:
+        return "(no trace: the frame is malformed, nothing was evaluated)"
+    if pkt.status == NON_IP or pkt.l3 not in (4, 6):
+        return "(no trace: the frame is not IP, nothing was evaluated)"
+    return "(no trace)"
+
+
 def describe_packet(pkt: Packet) -> str:
+    if pkt.status == MALFORMED:
+        return f"t={pkt.ts:.6f} malformed frame"
+    if pkt.status == NON_IP or pkt.l3 not in (4, 6):
+        return f"t={pkt.ts:.6f} non-IP frame"
+    return _describe_ip(pkt)
+
+
+def _describe_ip(pkt: Packet) -> str:
     src, dst = format_ip(pkt.l3, pkt.src), format_ip(pkt.l3, pkt.dst)
     text = f"t={pkt.ts:g} {proto_label(pkt.proto)} {src}"
     if pkt.proto in PORT_PROTOS:
@@ -236,8 +457,19 @@ def describe_packet(pkt: Packet) -> str:
         text += f" -> {dst}"
     if pkt.proto == TCP:
         text += " flags=" + ("".join(k for k, v in TCP_FLAG_LETTERS.items() if pkt.tcp_flags & v) or "none")
-    if pkt.proto in (ICMP, ICMPV6):
+    if pkt.proto in (ICMP, ICMPV6) and pkt.icmp_type >= 0:
         text += f" type={pkt.icmp_type} code={pkt.icmp_code} id={pkt.icmp_id}"
+    if pkt.inner_l3:
+        isrc, idst = format_ip(pkt.inner_l3, pkt.inner_src), format_ip(pkt.inner_l3, pkt.inner_dst)
+        if pkt.inner_proto in PORT_PROTOS:
+            inner = f"{proto_label(pkt.inner_proto)} {isrc}:{pkt.inner_sport} -> {idst}:{pkt.inner_dport}"
+        elif pkt.inner_proto in (ICMP, ICMPV6):
+            inner = f"{proto_label(pkt.inner_proto)} {isrc} -> {idst} id={pkt.inner_sport}"
+        else:
+            inner = f"{proto_label(pkt.inner_proto)} {isrc} -> {idst}"
+        text += f" quoting [{inner}]"
+    if pkt.frag_offset or pkt.more_fragments:
+        text += f" fragment id={pkt.frag_id} offset={pkt.frag_offset * 8}{' MF' if pkt.more_fragments else ''}"
     return text
 
 

@@ -86,7 +86,10 @@ def generated_topology(seed: int = 1, instances: int = N_INSTANCES, groups: int 
 
 
 def generated_traffic(topo: dict, packets: int = 1_000_000, flows: int = 50_000, seed: int = 2) -> PacketBatch:
-    """``packets`` packets in ``flows`` flows, interleaved, 1 ms apart, as one PacketBatch."""
+    """``packets`` packets in ``flows`` flows, interleaved, 1 ms apart, as one PacketBatch.
+
+    Packet k of a flow goes client to server when k is even, back when odd; TCP flows open with SYN,
+    SYN-ACK and go on with ACKs, a few closing with FIN."""
     rng = np.random.default_rng(seed)
     insts = topo["instances"]
     n_inst = len(insts)
@@ -100,9 +103,15 @@ def generated_traffic(topo: dict, packets: int = 1_000_000, flows: int = 50_000,
     sport = rng.integers(32768, 61000, flows).astype(np.uint16)
     dport = rng.choice(np.array(SERVICE_PORTS + [1000, 1050, 53], np.uint16), size=flows)
     proto = np.where(kind == 3, 1, np.where(rng.random(flows) < 0.85, 6, 17)).astype(np.uint8)
-    # packets: each flow gets a share, in order of first packet; packet k of a flow alternates direction
-    flow_of = np.sort(rng.integers(0, flows, packets))
-    rng.shuffle(flow_of)  # interleave flows
+    # packets: each flow starts at a random point of the capture and its packets follow at random
+    # gaps (mean 50 packet slots), interleaved with the other flows active at that time — as in a
+    # real capture, where a connection lives for a while, not for the whole capture
+    flow_of = rng.integers(0, flows, packets)
+    start = rng.random(flows) * packets
+    seq = _running_count(flow_of)
+    when = start[flow_of] + seq * 50.0 * rng.exponential(1.0, packets)
+    order = np.argsort(when, kind="stable")
+    flow_of = flow_of[order]
     seq = _running_count(flow_of)
     reply = (seq % 2 == 1)
     f = flow_of

@@ -1,0 +1,205 @@
+"""Flows: packets grouped into connections, for `sgdp diff` and the counterexample captures.
+
+A flow is a connection keyed by its first packet's 5-tuple; replies belong to it. The key is
+normalised so that both directions give the same key (docs/semantics.md, "Flows"):
+
+* TCP and UDP: (IP version, protocol, the two (address, port) endpoints in sorted order);
+* ICMP/ICMPv6 echo request and reply: (IP version, protocol, sorted addresses, echo identifier);
+* an ICMP/ICMPv6 error that quotes a header belongs to the flow of the quoted header (as
+  connection tracking relates it, S11);
+* every other packet (other protocols, other ICMP messages, errors without a quoted header):
+  (IP version, protocol, sorted addresses);
+* a non-first IP fragment belongs to the flow of its datagram's first fragment when that was seen
+  (same version, addresses, protocol and identification), else it is keyed without ports;
+* frames that are not IP, and malformed frames, belong to no flow (flow id -1).
+
+Keys do not depend on a topology (no EIP translation: `diff` compares two topologies that may give
+different EIPs) and have no timeout: a 5-tuple reused later in the capture is the same flow.
+
+Keys are computed on the packet columns of a whole batch with NumPy; Python only runs once per
+distinct flow of a batch (and once per fragment). Memory: one entry per flow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sgdp.addr import format_ip
+from sgdp.model import proto_label
+from sgdp.packet import OK
+
+NOPORT = 65536  # "no port" in a key (real ports are 0..65535)
+KIND_OTHER, KIND_PORTS, KIND_ECHO = 0, 1, 2
+FRAGMENT_MEMORY_S = 30.0  # how long a first fragment is remembered (as the dataplane, docs/semantics.md)
+_FRAG_PRUNE_AT = 1 << 16
+
+KEY_DTYPE = np.dtype([
+    ("l3", np.uint8), ("proto", np.uint8),
+    ("a_hi", np.uint64), ("a_lo", np.uint64), ("a_port", np.int32),
+    ("b_hi", np.uint64), ("b_lo", np.uint64), ("b_port", np.int32),
+])
+
+_ECHO4, _ECHO6 = (8, 0), (128, 129)
+_ERR4, _ERR6 = (3, 4, 5, 11, 12), (1, 2, 3, 4)
+
+
+class Flow:
+    """One flow: its first packet's tuple (the flow's orientation) and packet counts."""
+
+    __slots__ = ("l3", "proto", "src", "sport", "dst", "dport", "first_ts", "last_ts", "packets")
+
+    def __init__(self, l3: int, proto: int, src: int, sport: int | None, dst: int, dport: int | None, ts: float):
+        self.l3, self.proto, self.src, self.sport, self.dst, self.dport = l3, proto, src, sport, dst, dport
+        self.first_ts = self.last_ts = ts
+        self.packets = 0
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "src": format_ip(self.l3, self.src), "dst": format_ip(self.l3, self.dst), "proto": proto_label(self.proto),
+            "sport": self.sport, "dport": self.dport,
+        }
+
+    def label(self) -> str:
+        src, dst = format_ip(self.l3, self.src), format_ip(self.l3, self.dst)
+        if self.l3 == 6:
+            src, dst = f"[{src}]", f"[{dst}]"
+        if self.dport is not None:
+            return f"{proto_label(self.proto)} {src}:{self.sport} -> {dst}:{self.dport}"
+        if self.sport is not None:
+            return f"{proto_label(self.proto)} {src.strip('[]')} -> {dst.strip('[]')} id {self.sport}"
+        return f"{proto_label(self.proto)} {src.strip('[]')} -> {dst.strip('[]')}"
+
+
+class FlowTable:
+    """Assigns flow ids (0, 1, … in order of first appearance) to the packets of successive batches."""
+
+    def __init__(self) -> None:
+        self.index: dict[tuple, int] = {}
+        self.flows: list[Flow] = []
+        self._frags: dict[tuple, tuple[float, Any, Any, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.flows)
+
+    def assign(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Flow id of every packet of a batch (``PACKET_COLUMNS``), -1 for packets in no flow; updates
+        the flows' packet counts and first/last timestamps."""
+        keys, orient, kind = flow_keys(columns)
+        n = len(keys)
+        fid = np.full(n, -1, np.int64)
+        valid = (columns["status"] == OK) & ((columns["l3"] == 4) | (columns["l3"] == 6))
+        self._fragments(columns, valid, keys, orient, kind)
+        rows = np.flatnonzero(valid)
+        if len(rows) == 0:
+            return fid
+        ts = columns["ts"]
+        uniq, first, inverse = np.unique(keys[rows], return_index=True, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        last = np.zeros(len(uniq), np.int64)
+        np.maximum.at(last, inverse, np.arange(len(rows)))
+        counts = np.bincount(inverse, minlength=len(uniq))
+        ufid = np.empty(len(uniq), np.int64)
+        for u, key in enumerate(uniq.tolist()):
+            f = self.index.get(key)
+            if f is None:
+                f = self.index[key] = len(self.flows)
+                r = int(rows[first[u]])
+                l3, proto, s_hi, s_lo, sport, d_hi, d_lo, dport = (int(x) for x in orient[r])
+                k = int(kind[r])
+                self.flows.append(Flow(l3, proto, (s_hi << 64) | s_lo, None if k == KIND_OTHER else sport,
+                                       (d_hi << 64) | d_lo, dport if k == KIND_PORTS else None, float(ts[r])))
+            flow = self.flows[f]
+            flow.packets += int(counts[u])
+            flow.last_ts = float(ts[rows[last[u]]])
+            ufid[u] = f
+        fid[rows] = ufid[inverse]
+        return fid
+
+    def _fragments(self, c: dict[str, np.ndarray], valid: np.ndarray, keys: np.ndarray, orient: np.ndarray,
+                   kind: np.ndarray) -> None:
+        """First fragments remember their key; later fragments of the same datagram take it."""
+        fo, mf = c["frag_offset"], c["more_fragments"]
+        rows = np.flatnonzero(valid & ((fo > 0) | (mf != 0)))
+        if len(rows) == 0:
+            return
+        ts = c["ts"]
+        for r in rows.tolist():
+            dkey = (int(c["l3"][r]), int(c["src_hi"][r]), int(c["src_lo"][r]), int(c["dst_hi"][r]), int(c["dst_lo"][r]),
+                    int(c["proto"][r]), int(c["frag_id"][r]))
+            if fo[r] == 0:
+                self._frags[dkey] = (float(ts[r]), keys[r].copy(), orient[r].copy(), int(kind[r]))
+                if len(self._frags) > _FRAG_PRUNE_AT:
+                    now = float(ts[r])
+                    self._frags = {k: v for k, v in self._frags.items() if now - v[0] <= FRAGMENT_MEMORY_S}
+            else:
+                seen = self._frags.get(dkey)
+                if seen is not None:
+                    _, keys[r], orient[r], kind[r] = seen
+
+
+ORIENT_DTYPE = np.dtype([
+    ("l3", np.uint8), ("proto", np.uint8), ("s_hi", np.uint64), ("s_lo", np.uint64), ("sport", np.int32),
+    ("d_hi", np.uint64), ("d_lo", np.uint64), ("dport", np.int32),
+])
+
+
+def flow_keys(c: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per packet: the normalised flow key (``KEY_DTYPE``), the flow tuple as the packet carries it
+    (``ORIENT_DTYPE``: for an ICMP error, the quoted header's) and the kind (ports, echo, other)."""
+    n = len(c["ts"])
+    l3 = c["l3"].copy()
+    proto = c["proto"].copy()
+    itype = c["icmp_type"]
+    first = c["frag_offset"] == 0
+    s_hi, s_lo, d_hi, d_lo = c["src_hi"].copy(), c["src_lo"].copy(), c["dst_hi"].copy(), c["dst_lo"].copy()
+    sport = np.full(n, NOPORT, np.int32)
+    dport = np.full(n, NOPORT, np.int32)
+    kind = np.zeros(n, np.uint8)
+
+    ports = first & ((proto == 6) | (proto == 17))
+    sport[ports] = c["sport"][ports]
+    dport[ports] = c["dport"][ports]
+    kind[ports] = KIND_PORTS
+
+    echo = first & (((proto == 1) & np.isin(itype, _ECHO4)) | ((proto == 58) & np.isin(itype, _ECHO6)))
+    sport[echo] = c["icmp_id"][echo]
+    dport[echo] = c["icmp_id"][echo]
+    kind[echo] = KIND_ECHO
+
+    err = first & (c["inner_l3"] != 0) & (((proto == 1) & np.isin(itype, _ERR4)) | ((proto == 58) & np.isin(itype, _ERR6)))
+    if err.any():
+        ip = c["inner_proto"]
+        l3[err] = c["inner_l3"][err]
+        proto[err] = ip[err]
+        s_hi[err], s_lo[err] = c["inner_src_hi"][err], c["inner_src_lo"][err]
+        d_hi[err], d_lo[err] = c["inner_dst_hi"][err], c["inner_dst_lo"][err]
+        ep = err & ((ip == 6) | (ip == 17))
+        sport[ep] = c["inner_sport"][ep]
+        dport[ep] = c["inner_dport"][ep]
+        kind[ep] = KIND_PORTS
+        ee = err & ((ip == 1) | (ip == 58))  # a quoted ICMP message is looked up as an echo (S11)
+        sport[ee] = c["inner_sport"][ee]
+        dport[ee] = c["inner_sport"][ee]
+        kind[ee] = KIND_ECHO
+        eo = err & ~(ep | ee)
+        sport[eo] = NOPORT
+        dport[eo] = NOPORT
+        kind[eo] = KIND_OTHER
+
+    orient = np.empty(n, ORIENT_DTYPE)
+    orient["l3"], orient["proto"] = l3, proto
+    orient["s_hi"], orient["s_lo"], orient["sport"] = s_hi, s_lo, sport
+    orient["d_hi"], orient["d_lo"], orient["dport"] = d_hi, d_lo, dport
+
+    swap = (s_hi > d_hi) | ((s_hi == d_hi) & ((s_lo > d_lo) | ((s_lo == d_lo) & (sport > dport))))
+    keys = np.empty(n, KEY_DTYPE)
+    keys["l3"], keys["proto"] = l3, proto
+    keys["a_hi"] = np.where(swap, d_hi, s_hi)
+    keys["a_lo"] = np.where(swap, d_lo, s_lo)
+    keys["a_port"] = np.where(swap, dport, sport)
+    keys["b_hi"] = np.where(swap, s_hi, d_hi)
+    keys["b_lo"] = np.where(swap, s_lo, d_lo)
+    keys["b_port"] = np.where(swap, sport, dport)
+    return keys, orient, kind
