@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from sgdp.errors import InputError, UsageError
-from sgdp.packet import DIRECTIONS, REASONS, VERDICTS, Names, Verdict, VerdictBatch
+from sgdp.packet import DIRECTIONS, REASONS, VERDICTS, Names, PacketBatch, Verdict, VerdictBatch
 
 VERDICT_COLUMNS = ("index", "ts", "verdict", "reason", "instance", "direction", "security_group", "rule")
 FORMATS = ("csv", "jsonl", "parquet", "none")
@@ -44,9 +44,14 @@ class VerdictWriter:
             except ImportError:
                 raise UsageError("--verdicts parquet needs pyarrow: pip install 'sgdp[parquet]'") from None
         if self.path is not None and fmt != "parquet":
-            self._fh = open(self.path, "w", encoding="utf-8", newline="")
+            self._fh = open(self.path, "wb")
             if fmt == "csv":
-                self._fh.write(",".join(VERDICT_COLUMNS) + "\n")
+                self._fh.write((",".join(VERDICT_COLUMNS) + "\n").encode())
+            quote = (lambda t: json.dumps(t)) if fmt == "jsonl" else _csv
+            tables = [list(VERDICTS), list(REASONS), list(names.instances) + [""], list(DIRECTIONS),
+                      list(names.groups) + [""], list(names.rules) + [""]]
+            self._tables = tuple(_blob([quote(t) for t in table]) for table in tables)
+            self._row_bound = 200 + sum(max((len(quote(t).encode()) for t in table), default=0) for table in tables)
 
     def columns(self, ts: np.ndarray, vb: VerdictBatch) -> dict[str, Any]:
         n = len(vb)
@@ -61,38 +66,57 @@ class VerdictWriter:
             "rule": self.rules[vb.rule],
         }
 
-    def write(self, ts: np.ndarray, vb: VerdictBatch) -> None:
-        if self.fmt == "none" or len(vb) == 0:
-            self._index += len(vb)
+    def write(self, batch: PacketBatch, vb: VerdictBatch) -> None:
+        """Append the rows of one batch (``batch`` gives the timestamps: exact seconds and
+        nanoseconds from a capture, else its float ``ts``)."""
+        n = len(vb)
+        if self.fmt == "none" or n == 0:
+            self._index += n
             return
-        cols = self.columns(ts, vb)
-        self._index += len(vb)
         if self.fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
+            cols = self.columns(batch["ts"], vb)
             table = pa.table({k: (v if k in ("index", "ts") else v.astype(str)) for k, v in cols.items()})
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(self.path, table.schema)
             self._parquet.write_table(table)
+            self._index += n
             return
-        lists = [cols[k].tolist() for k in VERDICT_COLUMNS]
+        sec, nsec = _seconds(batch)
+        from sgdp import _report
+
         assert self._fh is not None
-        if self.fmt == "csv":
-            self._fh.writelines(
-                f"{i},{t!r},{v},{r},{_csv(inst)},{d},{_csv(g)},{_csv(rule)}\n"
-                for i, t, v, r, inst, d, g, rule in zip(*lists)
-            )
-        else:
-            self._fh.writelines(
-                json.dumps(dict(zip(VERDICT_COLUMNS, row)), separators=(",", ":")) + "\n" for row in zip(*lists)
-            )
+        self._fh.write(_report.format_rows(self.fmt == "jsonl", self._index, sec, nsec, vb.verdict, vb.reason,
+                                           vb.instance, vb.direction, vb.group, vb.rule, self._tables,
+                                           self._row_bound))
+        self._index += n
 
     def close(self) -> None:
         if self._fh is not None:
             self._fh.close()
         if self._parquet is not None:
             self._parquet.close()
+
+
+def _blob(texts: list[str]) -> tuple[bytes, np.ndarray]:
+    """Encoded names back to back, and the offsets of each (len + 1 entries)."""
+    encoded = [t.encode() for t in texts]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(e) for e in encoded])
+    return b"".join(encoded), offsets
+
+
+def _seconds(batch: PacketBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Whole seconds and nanoseconds of each packet's timestamp."""
+    sec = getattr(batch, "ts_sec", None)
+    if sec is not None:
+        return sec, batch.ts_nsec  # type: ignore[attr-defined]
+    ts = batch["ts"]
+    sec = np.floor(ts).astype(np.int64)
+    nsec = np.minimum(np.round((ts - sec) * 1e9), 999_999_999).astype(np.uint32)
+    return sec, nsec
 
 
 def _csv(text: str) -> str:

@@ -1,0 +1,122 @@
+# cython: language_level=3
+"""Verdict rows formatted as CSV or JSON lines, in compiled code (replay writes millions of rows).
+
+Names (verdicts, reasons, instances, directions, groups, rules) arrive already encoded — CSV-quoted
+or JSON-quoted by sgdp/report.py — as one bytes blob with offsets, so the loop only copies bytes and
+formats integers.
+"""
+
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_FromStringAndSize
+
+
+cdef inline Py_ssize_t put_uint(char* out, Py_ssize_t pos, uint64_t v) noexcept nogil:
+    cdef char tmp[24]
+    cdef int k = 0
+    if v == 0:
+        out[pos] = c'0'
+        return pos + 1
+    while v:
+        tmp[k] = <char>(c'0' + v % 10)
+        v //= 10
+        k += 1
+    while k:
+        k -= 1
+        out[pos] = tmp[k]
+        pos += 1
+    return pos
+
+
+cdef inline Py_ssize_t put_int(char* out, Py_ssize_t pos, int64_t v) noexcept nogil:
+    if v < 0:
+        out[pos] = c'-'
+        return put_uint(out, pos + 1, <uint64_t>(-v))
+    return put_uint(out, pos, <uint64_t>v)
+
+
+cdef inline Py_ssize_t put_frac9(char* out, Py_ssize_t pos, uint32_t nsec) noexcept nogil:
+    cdef int k
+    for k in range(8, -1, -1):
+        out[pos + k] = <char>(c'0' + nsec % 10)
+        nsec //= 10
+    return pos + 9
+
+
+cdef inline Py_ssize_t put_name(char* out, Py_ssize_t pos, const char* blob, const int64_t* offs,
+                                Py_ssize_t idx) noexcept nogil:
+    # idx is a valid table index (checked by report.py), offs has len(table) + 1 entries
+    cdef int64_t a = offs[idx], b = offs[idx + 1]
+    memcpy(out + pos, blob + a, b - a)
+    return pos + (b - a)
+
+
+cdef inline Py_ssize_t put_lit(char* out, Py_ssize_t pos, const char* lit, Py_ssize_t n) noexcept nogil:
+    memcpy(out + pos, lit, n)
+    return pos + n
+
+
+def format_rows(bint jsonl, int64_t first, const int64_t[::1] ts_sec, const uint32_t[::1] ts_nsec,
+                const uint8_t[::1] verdict, const uint8_t[::1] reason, const int32_t[::1] instance,
+                const uint8_t[::1] direction, const int32_t[::1] group, const int32_t[::1] rule,
+                tuple tables, Py_ssize_t row_bound):
+    """The rows as bytes. ``tables`` holds six (blob: bytes, offsets: int64 array) pairs, in column
+    order; empty names (index -1) are the table's last entry. ``row_bound`` bounds one row's length
+    (report.py computes it from the longest names)."""
+    cdef Py_ssize_t n = verdict.shape[0], i, pos = 0
+    cdef const char* blobs[6]
+    cdef const int64_t* offs[6]
+    cdef Py_ssize_t last[6]
+    cdef int t
+    cdef const int64_t[::1] o
+    keep = []
+    for t in range(6):
+        blob, offsets = tables[t]
+        keep.append((blob, offsets))
+        blobs[t] = <const char*>blob
+        o = offsets
+        offs[t] = &o[0]
+        last[t] = o.shape[0] - 2  # index of the empty name
+    cdef char* buf = <char*>malloc(n * row_bound + 1)  # never more than row_bound bytes a row
+    if buf == NULL:
+        raise MemoryError()
+    with nogil:
+        for i in range(n):
+            if jsonl:
+                pos = put_lit(buf, pos, b'{"index":', 9)
+                pos = put_int(buf, pos, first + i)
+                pos = put_lit(buf, pos, b',"ts":', 6)
+            else:
+                pos = put_int(buf, pos, first + i)
+                buf[pos] = c','
+                pos += 1
+            pos = put_int(buf, pos, ts_sec[i])
+            buf[pos] = c'.'
+            pos = put_frac9(buf, pos + 1, ts_nsec[i])
+            if jsonl:
+                pos = put_lit(buf, pos, b',"verdict":', 11)
+            else:
+                buf[pos] = c','
+                pos += 1
+            pos = put_name(buf, pos, blobs[0], offs[0], verdict[i])
+            pos = put_lit(buf, pos, b',"reason":', 10) if jsonl else put_lit(buf, pos, b',', 1)
+            pos = put_name(buf, pos, blobs[1], offs[1], reason[i])
+            pos = put_lit(buf, pos, b',"instance":', 12) if jsonl else put_lit(buf, pos, b',', 1)
+            pos = put_name(buf, pos, blobs[2], offs[2], instance[i] if instance[i] >= 0 else last[2])
+            pos = put_lit(buf, pos, b',"direction":', 13) if jsonl else put_lit(buf, pos, b',', 1)
+            pos = put_name(buf, pos, blobs[3], offs[3], direction[i])
+            pos = put_lit(buf, pos, b',"security_group":', 18) if jsonl else put_lit(buf, pos, b',', 1)
+            pos = put_name(buf, pos, blobs[4], offs[4], group[i] if group[i] >= 0 else last[4])
+            pos = put_lit(buf, pos, b',"rule":', 8) if jsonl else put_lit(buf, pos, b',', 1)
+            pos = put_name(buf, pos, blobs[5], offs[5], rule[i] if rule[i] >= 0 else last[5])
+            if jsonl:
+                buf[pos] = c'}'
+                pos += 1
+            buf[pos] = c'\n'
+            pos += 1
+    try:
+        return PyBytes_FromStringAndSize(buf, pos)
+    finally:
+        free(buf)
+        del keep
