@@ -96,3 +96,126 @@ def classbench(rules: str, trace: str, match: str | None = None, engine: str | N
 
 
 CLASSBENCH_JSON_KEYS = ("rules", "headers", "mismatches", "mpps", "build_s", "table_bytes", "engine")
+
+
+# ------------------------------------------------------------------------------------ dataplane
+
+
+def _peak_rss_mb(children: bool = False) -> float:
+    import resource
+
+    who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+    return round(resource.getrusage(who).ru_maxrss / 1024, 1)  # Linux: KiB
+
+
+def dataplane(packets: int = 1_000_000, flows: int = 50_000, reference_packets: int = 20_000,
+              batch_size: int = 1 << 16, repeats: int = 3) -> dict[str, Any]:
+    """The dataplane on the generated topology (sgdp.synth: 200 instances, 20 groups of about 50
+    rules), packets already parsed: the fast engine over all packets (best of ``repeats``, each on a
+    fresh engine) and the reference engine over the first ``reference_packets``, side by side; the
+    two must agree on those packets row for row."""
+    from sgdp.engine import fast_available
+    from sgdp.model import topology_from_data
+    from sgdp.packet import PacketBatch
+    from sgdp.reference import ReferenceEngine
+    from sgdp.synth import generated_topology, generated_traffic
+
+    if not fast_available():
+        raise UsageError("bench dataplane compares the compiled engine with the reference engine; the compiled engine is not built")
+    from sgdp.fast import FastEngine
+
+    topo_data = generated_topology()
+    topo = topology_from_data(topo_data, "generated topology")
+    start = time.perf_counter()
+    engine = FastEngine(topo)
+    compile_s = time.perf_counter() - start
+    batch = generated_traffic(topo_data, packets, flows)
+    chunks = [PacketBatch({k: v[s:s + batch_size] for k, v in batch.columns.items()}) for s in range(0, packets, batch_size)]
+    best = float("inf")
+    for k in range(max(1, repeats)):
+        fe = engine if k == 0 else FastEngine(topo)
+        start = time.perf_counter()
+        for chunk in chunks:
+            fe.process(chunk)
+        best = min(best, time.perf_counter() - start)
+    m = min(reference_packets, packets)
+    head = PacketBatch({k: v[:m] for k, v in batch.columns.items()})
+    ref = ReferenceEngine(topo)
+    start = time.perf_counter()
+    want = ref.process(head)
+    ref_s = time.perf_counter() - start
+    got = FastEngine(topo).process(head)
+    agree = all(np.array_equal(getattr(got, c), getattr(want, c)) for c in ("verdict", "reason", "instance", "direction", "group", "rule"))
+    fast_pps = packets / best
+    ref_pps = m / ref_s if ref_s > 0 else 0.0
+    return {
+        "topology": {"instances": len(topo.instances), "security_groups": len(topo.security_groups),
+                     "rules": sum(len(g.rules) for g in topo.security_groups.values()), "policy_tables": len(engine.sg_tables)},
+        "packets": packets, "flows": flows,
+        "compile_s": round(compile_s, 3), "table_bytes": int(engine.table_bytes),
+        "fast": {"mpps": round(fast_pps / 1e6, 3), "ns_per_packet": round(1e9 / fast_pps, 1)},
+        "reference": {"packets": m, "mpps": round(ref_pps / 1e6, 5), "ns_per_packet": round(1e9 / ref_pps, 1) if ref_pps else None},
+        "speedup": round(fast_pps / ref_pps, 1) if ref_pps else None,
+        "agree": bool(agree),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def replay_capture(packets: int = 1_000_000, flows: int = 50_000, reference_packets: int = 20_000,
+                   capture: str | None = None, keep: bool = False) -> dict[str, Any]:
+    """Ingest alone and end-to-end ``sgdp replay`` of a generated capture of the generated traffic:
+    the fast engine over the whole capture, the reference engine over a capture of its first
+    ``reference_packets``. Each replay runs as its own ``python -m sgdp replay`` process (writing a
+    CSV verdict file), so its peak memory is its own."""
+    import json
+    import shutil
+    import subprocess
+    import tempfile
+
+    from sgdp.ingest import read_batches
+    from sgdp.packet import PacketBatch
+    from sgdp.synth import generated_topology, generated_traffic, write_pcap
+
+    work = tempfile.mkdtemp(prefix="sgdp-bench-")
+    try:
+        topo_data = generated_topology()
+        topo_path = os.path.join(work, "topology.json")
+        with open(topo_path, "w") as fh:
+            json.dump(topo_data, fh)
+        if capture is None:
+            capture = os.path.join(work, "traffic.pcap")
+            batch = generated_traffic(topo_data, packets, flows)
+            write_pcap(capture, batch)
+            small = os.path.join(work, "traffic-head.pcap")
+            m = min(reference_packets, packets)
+            write_pcap(small, PacketBatch({k: v[:m] for k, v in batch.columns.items()}))
+            del batch
+        else:
+            small = None
+        n = 0
+        best = float("inf")
+        for _ in range(2):
+            start = time.perf_counter()
+            n = sum(len(b) for b in read_batches(capture))
+            best = min(best, time.perf_counter() - start)
+        out: dict[str, Any] = {"packets": n, "capture_bytes": os.path.getsize(capture),
+                               "ingest": {"mpps": round(n / best / 1e6, 3), "ns_per_packet": round(best / n * 1e9, 1) if n else None}}
+        # the reference run first: getrusage(RUSAGE_CHILDREN) is the peak of the children so far
+        runs = ([("reference", small)] if small else []) + [("fast", capture)]
+        for engine, path in runs:
+            out_dir = os.path.join(work, f"out-{engine}")
+            start = time.perf_counter()
+            proc = subprocess.run([sys.executable, "-m", "sgdp", "replay", topo_path, path, "-o", out_dir,
+                                   "--engine", engine, "--no-progress", "--json"], capture_output=True, text=True)
+            wall = time.perf_counter() - start
+            if proc.returncode != 0:
+                raise UsageError(f"bench replay: sgdp replay exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+            summary = json.loads(proc.stdout)
+            out[engine] = {"packets": summary["packets"], "mpps": round(summary["packets_per_s"] / 1e6, 4),
+                           "wall_s": round(wall, 2), "peak_rss_mb": _peak_rss_mb(children=True)}
+        if keep:
+            out["work_dir"] = work
+        return out
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
