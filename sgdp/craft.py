@@ -198,11 +198,13 @@ def flow(client: str, server: str, proto: str | int = "udp", sport: int = 40000,
     return out
 
 
-def icmp_error(reporter: str, original: Any, type: int | None = None, code: int | None = None, quote: int = 28):
+def icmp_error(reporter: str, original: Any, type: int | None = None, code: int | None = None,
+               quote: int | None = None):
     """An ICMP (IPv4) or ICMPv6 error sent by ``reporter`` about ``original`` (an IP-level scapy packet).
 
-    It goes to the original's source and quotes its first ``quote`` bytes (the IP header and the first
-    8 bytes after it by default; IPv6 needs at least 48). Default: destination unreachable, port
+    It goes to the original's source and quotes the original's first ``quote`` bytes — by default as
+    much as routers do: up to 548 bytes for IPv4 (a 576-byte error, RFC 1812), up to 1232 for IPv6
+    (a 1280-byte error, RFC 4443). Default: destination unreachable, port
     unreachable (IPv4 type 3 code 3; ICMPv6 type 1 code 4). Other types: IPv4 11 (time exceeded),
     4, 5, 12; ICMPv6 2 (packet too big), 3 (time exceeded), 4 (parameter problem).
     """
@@ -212,15 +214,17 @@ def icmp_error(reporter: str, original: Any, type: int | None = None, code: int 
     if head is None:
         raise InputError("icmp_error: the original packet has no IP header")
     src = head.src
+    if quote is not None and quote < 1:
+        raise InputError(f"icmp_error: quote {quote} is not a positive number of bytes")
     if isinstance(head, s.IP):
         err = s.ICMP(type=3 if type is None else type, code=3 if code is None else code)
-        return ip(reporter, src) / err / s.Raw(raw[:max(quote, 28)])
+        return ip(reporter, src) / err / s.Raw(raw[:548 if quote is None else quote])
     kinds = {1: s.ICMPv6DestUnreach, 2: s.ICMPv6PacketTooBig, 3: s.ICMPv6TimeExceeded, 4: s.ICMPv6ParamProblem}
     t = 1 if type is None else type
     if t not in kinds:
         raise InputError(f"icmp_error: ICMPv6 error type {t} is not 1..4")
     err = kinds[t](code=4 if code is None and t == 1 else (code or 0))
-    return ip(reporter, src) / err / s.Raw(raw[:max(quote, 48)])
+    return ip(reporter, src) / err / s.Raw(raw[:1232 if quote is None else quote])
 
 
 def fragments(packet: Any, size: int = 1480, frag_id: int | None = None) -> list[Any]:
@@ -332,7 +336,8 @@ def to_packet(frame: Any, ts: float | None = None) -> Packet:
     """
     s = _scapy()
     pkt = Packet(ts=float(frame.time) if ts is None else float(ts), l3=0)
-    layer = frame
+    frame = type(frame)(bytes(frame))  # as on the wire: lengths, header lengths and checksums filled in
+    layer, carrier = frame, None
     while not isinstance(layer, s.NoPayload):
         if isinstance(layer, s.Ether):
             if pkt.src_mac == NO_MAC:
@@ -343,12 +348,43 @@ def to_packet(frame: Any, ts: float | None = None) -> Packet:
         elif isinstance(layer, (s.IP, s.IPv6)) and not isinstance(layer, (s.IPerror, s.IPerror6)):
             _decode_ip(layer, pkt, s)
             return pkt
-        elif isinstance(layer, s.Raw) and layer is not frame:
+        elif isinstance(layer, (s.Raw, s.Padding)) and layer is not frame:
+            # scapy left the payload undissected: an IP header cut short, or a carrier (a loopback
+            # family, say) scapy does not bind to IP
+            kind = _carries_ip(carrier)
+            if kind:
+                data = bytes(layer)
+                version = data[0] >> 4 if data else 0
+                pkt.status = MALFORMED
+                if (version == 6 and len(data) >= 40) or (version == 4 and kind == 4 and len(data) >= 20):
+                    try:
+                        head = (s.IPv6 if version == 6 else s.IP)(data)
+                    except Exception:  # noqa: BLE001 - scapy's dissectors raise many kinds
+                        return pkt
+                    pkt.status = OK
+                    _decode_ip(head, pkt, s)
+                return pkt
             break
+        carrier = layer
         layer = layer.payload
     pkt.status = NON_IP
     pkt.l3 = 0
     return pkt
+
+
+def _carries_ip(layer: Any) -> int:
+    """4 when a link layer announces IPv4 (either version follows, by its nibble), 6 for IPv6, else 0."""
+    if layer is None:
+        return 0
+    name = type(layer).__name__
+    if name in ("Loopback", "LoopbackOpenBSD"):
+        family = int(layer.type)
+        return 4 if family == 2 else 6 if family in (10, 24, 28, 30) else 0
+    for field in ("type", "proto"):
+        value = getattr(layer, field, None) if field in layer.fields or any(f.name == field for f in layer.fields_desc) else None
+        if value is not None:
+            return 4 if value == 0x0800 else 6 if value == 0x86DD else 0
+    return 0
 
 
 def _mac_int(text: str) -> int:
@@ -512,7 +548,17 @@ def read_with_scapy(path: str) -> list[Packet]:
     out = []
     try:
         with s.PcapReader(path) as reader:
+            link_class = s.conf.l2types.get(getattr(reader, "linktype", None))  # pcap: one link type
             for frame in reader:
+                if isinstance(frame, s.Raw) and link_class is not None:
+                    # scapy gave up on the whole frame: dissect it again to see whether it is cut short
+                    try:
+                        redone = link_class(bytes(frame))
+                    except Exception:  # noqa: BLE001 - scapy's dissectors raise many kinds
+                        out.append(Packet(ts=float(frame.time), l3=0, status=MALFORMED))
+                        continue
+                    redone.time = frame.time
+                    frame = redone
                 out.append(to_packet(frame))
     except (OSError, EOFError) as exc:
         raise InputError(f"{path}: scapy cannot read it: {exc}") from None

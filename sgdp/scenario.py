@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sgdp.addr import format_ip, parse_ip, parse_mac
-from sgdp.errors import ConfigError, InputError, SgdpError
+from sgdp.errors import ConfigError, SgdpError
 from sgdp.model import ICMP, ICMPV6, PORT_PROTOS, PROTO_NAMES, TCP, Topology, load_topology, proto_label, read_structured_file, topology_from_data
 from sgdp.packet import MALFORMED, NON_IP, TCP_FLAG_LETTERS, Packet, PacketBatch, Verdict, parse_tcp_flags
 from sgdp.reference import ReferenceEngine, Trace
@@ -115,6 +115,7 @@ class CaptureFailure:
     count: int                 # every differing packet (and missing or extra verdict-file row)
     packets: int               # packets replayed
     trace: Trace | None        # the reference engine's trace of the first failing packet
+    indexes: list[int] = field(default_factory=list)  # every failing packet (for --save-failures)
 
     def describe(self) -> str:
         step = self.step
@@ -132,9 +133,10 @@ class CaptureFailure:
                 lines.append(f"  packet {m.index}:")
             if m.note:
                 lines.append(f"    {m.note}")
-            if m.actual is not None:
-                keys = [k for k in EXPECT_KEYS if k in m.expected]
+            keys = [k for k in EXPECT_KEYS if k in m.expected] or list(EXPECT_KEYS)
+            if m.expected:
                 lines.append("    expected: " + ", ".join(f"{k}={m.expected[k] or '(empty)'}" for k in keys))
+            if m.actual is not None:
                 lines.append("    actual:   " + ", ".join(f"{k}={getattr(m.actual, k) or '(empty)'}" for k in keys))
         if self.count > len(self.mismatches):
             lines.append(f"  ... and {self.count - len(self.mismatches)} more")
@@ -379,6 +381,7 @@ def _run_capture(step: CaptureStep, engine, reference: ReferenceEngine) -> Captu
 
     rows = iter(_verdict_rows(step.verdicts)) if step.verdicts else None
     mismatches: list[PacketMismatch] = []
+    failing: list[int] = []
     count = 0
     trace: Trace | None = None
     index = 0
@@ -395,11 +398,7 @@ def _run_capture(step: CaptureStep, engine, reference: ReferenceEngine) -> Captu
                 expected = step.expect
                 bad = any(getattr(got, k) != v for k, v in expected.items())
             else:
-                try:
-                    exp_index, exp = next(rows)
-                except StopIteration:
-                    rows = iter(())
-                    exp_index, exp = -1, None
+                exp_index, exp = next(rows, (-1, None))
                 if exp is None:
                     expected, bad = {}, True
                     note = "the verdict file has no row for this packet"
@@ -411,10 +410,11 @@ def _run_capture(step: CaptureStep, engine, reference: ReferenceEngine) -> Captu
                         note = f"the verdict file's row here has index {exp_index}"
             if bad:
                 count += 1
+                failing.append(index)
                 if trace is None:
                     trace = want
                 if len(mismatches) < MAX_LISTED:
-                    mismatches.append(PacketMismatch(index, pkt, expected, got if expected else None, note))
+                    mismatches.append(PacketMismatch(index, pkt, expected, got, note))
             index += 1
     if rows is not None:
         extra = sum(1 for _ in rows)
@@ -429,7 +429,7 @@ def _run_capture(step: CaptureStep, engine, reference: ReferenceEngine) -> Captu
                                          "the capture holds no packets: an expectation for every packet checks nothing"))
     if not count:
         return None
-    return CaptureFailure(step, mismatches, count, index, trace)
+    return CaptureFailure(step, mismatches, count, index, trace, failing)
 
 
 def _no_trace(pkt: Packet) -> str:
@@ -442,23 +442,21 @@ def _no_trace(pkt: Packet) -> str:
 
 def describe_packet(pkt: Packet) -> str:
     if pkt.status == MALFORMED:
-        return f"t={pkt.ts:.6f} malformed frame"
+        return f"t={_time(pkt.ts)} malformed frame"
     if pkt.status == NON_IP or pkt.l3 not in (4, 6):
-        return f"t={pkt.ts:.6f} non-IP frame"
-    return _describe_ip(pkt)
-
-
-def _describe_ip(pkt: Packet) -> str:
+        return f"t={_time(pkt.ts)} non-IP frame"
     src, dst = format_ip(pkt.l3, pkt.src), format_ip(pkt.l3, pkt.dst)
-    text = f"t={pkt.ts:g} {proto_label(pkt.proto)} {src}"
-    if pkt.proto in PORT_PROTOS:
+    text = f"t={_time(pkt.ts)} {proto_label(pkt.proto)} {src}"
+    if pkt.proto in PORT_PROTOS and not pkt.frag_offset:
         text += f":{pkt.sport} -> {dst}:{pkt.dport}"
     else:
         text += f" -> {dst}"
-    if pkt.proto == TCP:
+    if pkt.proto == TCP and not pkt.frag_offset:
         text += " flags=" + ("".join(k for k, v in TCP_FLAG_LETTERS.items() if pkt.tcp_flags & v) or "none")
     if pkt.proto in (ICMP, ICMPV6) and pkt.icmp_type >= 0:
-        text += f" type={pkt.icmp_type} code={pkt.icmp_code} id={pkt.icmp_id}"
+        text += f" type={pkt.icmp_type} code={pkt.icmp_code}"
+        if pkt.icmp_type in ((0, 8) if pkt.proto == ICMP else (128, 129)):
+            text += f" id={pkt.icmp_id}"
     if pkt.inner_l3:
         isrc, idst = format_ip(pkt.inner_l3, pkt.inner_src), format_ip(pkt.inner_l3, pkt.inner_dst)
         if pkt.inner_proto in PORT_PROTOS:
@@ -471,6 +469,12 @@ def _describe_ip(pkt: Packet) -> str:
     if pkt.frag_offset or pkt.more_fragments:
         text += f" fragment id={pkt.frag_id} offset={pkt.frag_offset * 8}{' MF' if pkt.more_fragments else ''}"
     return text
+
+
+def _time(ts: float) -> str:
+    """A timestamp to the microsecond, without trailing zeros (``5``, ``0.01``, ``1700000005.022``)."""
+    text = f"{ts:.6f}".rstrip("0").rstrip(".")
+    return text if text not in ("", "-0") else "0"
 
 
 def format_trace(trace: Trace) -> list[str]:
