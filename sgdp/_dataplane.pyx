@@ -813,15 +813,42 @@ cdef class Dataplane:
 
     # -- S12 ------------------------------------------------------------------------------
 
-    def drop_inbound(self, nics):
-        """Forget entries opened by inbound traffic at these NICs (a rule change, S12)."""
-        cdef set wanted = set(int(x) for x in nics)
-        cdef Py_ssize_t j = 0
-        while j < self.cap:
-            if self.slots[j].used and self.slots[j].inbound and <int>self.slots[j].key.nic in wanted:
-                self.ct_delete(j)  # the slot may hold a shifted entry now: examine it again
-            else:
-                j += 1
+    def remap(self, const int32_t[::1] old_to_new, const uint8_t[::1] drop_sg, const uint8_t[::1] drop_acl):
+        """A new topology version (S12): every entry moves to its NIC's new index (``old_to_new``,
+        -1: the NIC is gone and so are its entries); entries opened by inbound traffic at NICs with
+        ``drop_sg`` (security-group table) or ``drop_acl`` (ACL table) set are dropped, except
+        load-balancer client-IP-transfer entries (no rule decides them). The table is rebuilt, so
+        no entry is visited twice."""
+        cdef Py_ssize_t j, t, mask
+        cdef int32_t new_nic
+        cdef CtSlot* old = self.slots
+        cdef CtSlot* fresh = alloc_slots(self.cap)
+        cdef Py_ssize_t n_old = old_to_new.shape[0], n_new = drop_sg.shape[0]
+        if fresh == NULL:
+            raise MemoryError()
+        if drop_acl.shape[0] != n_new:
+            free(fresh)
+            raise ValueError("remap: drop_sg and drop_acl differ in length")
+        mask = self.cap - 1
+        self.count = 0
+        for j in range(self.cap):
+            if not old[j].used or <Py_ssize_t>old[j].key.nic >= n_old:
+                continue
+            new_nic = old_to_new[old[j].key.nic]
+            if new_nic < 0 or new_nic >= n_new:
+                continue
+            if old[j].inbound and not old[j].lb and (
+                    (old[j].key.table == 0 and drop_sg[new_nic]) or (old[j].key.table == 1 and drop_acl[new_nic])):
+                continue
+            old[j].key.nic = <uint32_t>new_nic
+            t = <Py_ssize_t>(ct_hash(&old[j].key) & <uint64_t>mask)
+            while fresh[t].used:
+                t = (t + 1) & mask
+            fresh[t] = old[j]
+            self.count += 1
+        self.slots = fresh
+        self.cursor = 0
+        free(old)
 
     # -- pass 2 ---------------------------------------------------------------------------
 

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="verdict file format (parquet needs the parquet extra)")
     p.add_argument("--split", action="store_true", help="also write allowed.pcap and denied.pcap")
     p.add_argument("--expect", metavar="FILE", help="compare with a saved verdict file; exit 1 on any difference")
+    p.add_argument("--timeline", metavar="FILE", help="topology versions applied at capture times (S12)")
+    p.add_argument("--save-failures", metavar="DIR",
+                   help="with --expect: write the differing packets and the earlier packets of their flows to DIR/differences.pcap")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when not on a terminal)")
     _engine_arg(p)
@@ -63,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("test", help="run scenario files")
     p.add_argument("paths", nargs="+", metavar="PATH", help="scenario files, or directories searched for *.sgdp.yaml")
     p.add_argument("--junit-xml", metavar="FILE")
+    p.add_argument("--save-failures", metavar="DIR",
+                   help="write each failing scenario's packets (with the earlier packets of their flows) to DIR/<scenario>.pcap")
     _engine_arg(p)
 
     p = sub.add_parser("bench", help="measure throughput")
@@ -73,6 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--match", metavar="MATCH", help="expected first match of every header; exit 1 on any mismatch")
     b.add_argument("--json", action="store_true", help="print the result as JSON")
     _engine_arg(b)
+    b = bench.add_parser("dataplane", help="the dataplane on a generated topology: fast and reference engines side by side")
+    b.add_argument("--packets", type=int, default=1_000_000)
+    b.add_argument("--flows", type=int, default=50_000)
+    b.add_argument("--reference-packets", type=int, default=20_000, help="packets for the (slow) reference engine")
+    b.add_argument("--json", action="store_true")
+    b = bench.add_parser("replay", help="ingest alone and end-to-end replay of a generated capture")
+    b.add_argument("--packets", type=int, default=1_000_000)
+    b.add_argument("--flows", type=int, default=50_000)
+    b.add_argument("--reference-packets", type=int, default=20_000)
+    b.add_argument("--json", action="store_true")
     diff_cmd.add_parser(sub)
     decode.add_parser(sub)
     importer.add_parser(sub)
@@ -200,7 +215,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     progress = not args.no_progress and sys.stderr.isatty()
     result = replay(args.topology, args.captures, args.output, args.verdicts, args.split, args.engine,
-                    args.expect, progress)
+                    args.expect, progress, timeline=args.timeline, save_failures=args.save_failures)
     s = result.summary
     if args.json:
         print(json.dumps(s, indent=2))
@@ -210,6 +225,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"({s['engine']} engine, {s['packets_per_s'] or 0:,.0f} packets/s)")
         for reason, n in s["by_reason"].items():
             print(f"  {reason:<12} {n}")
+        for v in s.get("versions", ()):
+            since = "from the start" if v["at"] is None else f"from {v['at']}"
+            print(f"  version {v['topology']} ({since}): {v['packets']} packets")
         print(f"outputs in {args.output}/")
     if result.error is not None:
         raise result.error
@@ -218,6 +236,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"{result.difference_count} packet(s) differ from {args.expect}; the first:", file=sys.stderr)
             for line in result.differences:
                 print(f"  {line}", file=sys.stderr)
+            if result.failures_file:
+                print(f"{result.failures_packets} packet(s) of the differing flows written to {result.failures_file}",
+                      file=sys.stderr)
             return 1
         print(f"all {s['packets']} verdicts match {args.expect}")
     return 0
@@ -234,6 +255,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     engine = resolve_engine(args.engine)
     passed = failed = errors = 0
     cases = []
+    saved: set[str] = set()
     for path in files:
         try:
             scenario = load_scenario(path)
@@ -253,6 +275,10 @@ def cmd_test(args: argparse.Namespace) -> int:
             text = "\n".join(f.describe() for f in result.failures)
             for line in text.splitlines():
                 print("  " + line)
+            if args.save_failures:
+                from sgdp.counterexamples import save_scenario_failures
+
+                print(f"  failing packets written to {save_scenario_failures(result, args.save_failures, saved)}")
             cases.append((path, scenario.name, "fail", text))
     print(f"{passed} passed, {failed} failed" + (f", {errors} errors" if errors else ""))
     if args.junit_xml:
@@ -297,9 +323,40 @@ def write_junit(path: str, cases: list[tuple[str, str, str, str]], engine: str) 
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from sgdp.bench import CLASSBENCH_JSON_KEYS, classbench
+    from sgdp import bench
 
-    r = classbench(args.rules, args.trace, args.match, args.engine)
+    if args.bench_command == "dataplane":
+        r = bench.dataplane(args.packets, args.flows, args.reference_packets)
+        if args.json:
+            print(json.dumps(r, indent=2))
+        else:
+            t = r["topology"]
+            print(f"generated topology: {t['instances']} instances, {t['security_groups']} groups, {t['rules']} rules, "
+                  f"{t['policy_tables']} policy tables; compiled in {r['compile_s']:.2f} s, tables {r['table_bytes'] / 1e6:.1f} MB")
+            print(f"fast engine:      {r['fast']['mpps']:.2f} Mpps ({r['fast']['ns_per_packet']:.0f} ns/packet), "
+                  f"{r['packets']:,} packets in {r['flows']:,} flows")
+            print(f"reference engine: {r['reference']['mpps'] * 1e3:.1f} kpps ({r['reference']['ns_per_packet']:.0f} ns/packet), "
+                  f"first {r['reference']['packets']:,} packets")
+            print(f"speedup {r['speedup']}x; engines agree: {'yes' if r['agree'] else 'NO'}; peak memory {r['peak_rss_mb']} MB")
+        return 0 if r["agree"] else 1
+    if args.bench_command == "replay":
+        r = bench.replay_capture(args.packets, args.flows, args.reference_packets)
+        if args.json:
+            print(json.dumps(r, indent=2))
+        else:
+            print(f"generated capture: {r['packets']:,} packets, {r['capture_bytes'] / 1e6:.0f} MB")
+            print(f"ingest alone:        {r['ingest']['mpps']:.2f} Mpps ({r['ingest']['ns_per_packet']:.0f} ns/packet)")
+            for key, label in (("scapy_raw_reader", "scapy RawPcapReader"), ("scapy_reader_reference_engine", "scapy PcapReader + reference")):
+                if key in r:
+                    print(f"{label + ':':<21}{r[key]['mpps'] * 1e3:.1f} kpps over {r[key]['packets']:,} packets")
+            for engine in ("fast", "reference"):
+                if engine in r:
+                    e = r[engine]
+                    print(f"replay, {engine + ' engine:':<18}{e['mpps']:.3f} Mpps over {e['packets']:,} packets "
+                          f"({e['wall_s']} s wall), peak memory {e['peak_rss_mb']} MB")
+        return 0
+    r = bench.classbench(args.rules, args.trace, args.match, args.engine)
+    CLASSBENCH_JSON_KEYS = bench.CLASSBENCH_JSON_KEYS
     if args.json:
         print(json.dumps({k: r[k] for k in CLASSBENCH_JSON_KEYS}))
     else:

@@ -79,7 +79,7 @@ def diff(old: str, new: str, captures: list[str], engine_name: str | None = None
     result.flows = len(table)
     out = []
     for f, (ov, nv) in first_change.items():
-        flow = table.flows[f]
+        flow = table.flow(f)
         item = flow.describe()
         item.update(first_ts=flow.first_ts, last_ts=flow.last_ts, packets=flow.packets,
                     changed_packets=int(changed[f]), old=_row(ov), new=_row(nv))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 from sgdp.errors import UsageError
 from sgdp.model import Topology
@@ -52,14 +53,19 @@ def resolve_engine(name: str | None) -> str:
     return name
 
 
-def make_engine(topo: Topology, name: str | None = None, names: Names | None = None) -> ReferenceEngine:
-    """A fresh stateful dataplane over ``topo``; ``names``: name tables covering more than ``topo``
-    (a timeline's, sgdp.timeline)."""
-    resolved = resolve_engine(name)
-    if resolved == "fast":  # pragma: no cover - arrives with the compiled module
-        from sgdp.fast import FastEngine
+def make_engine(topo: Topology, name: str | None = None, names: Names | None = None) -> Any:
+    """A fresh stateful dataplane over ``topo`` (a ReferenceEngine or a FastEngine: the same
+    interface); ``names``: name tables covering more than ``topo`` (a timeline's, sgdp.timeline)."""
+    if resolve_engine(name) == "fast":
+        from sgdp.fast import FastEngine, Unsupported
 
-        return FastEngine(topo) if names is None else FastEngine(topo, names=names)  # type: ignore[call-arg]
+        try:
+            return FastEngine(topo, names=names)
+        except Unsupported as exc:
+            if os.environ.get("SGDP_REQUIRE_EXTENSION") == "1":
+                raise UsageError(f"the compiled engine cannot run this topology ({exc}) and SGDP_REQUIRE_EXTENSION=1") from None
+            print(f"sgdp: warning: the compiled engine cannot run this topology ({exc}); using the reference engine",
+                  file=sys.stderr)
     return ReferenceEngine(topo, names=names)
 
 

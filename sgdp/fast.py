@@ -28,7 +28,7 @@ from sgdp.addr import Net
 from sgdp.classifier import FastClassifier
 from sgdp.compiler import RULE_COLUMNS, Headers, Rule as Box, RuleTable
 from sgdp.model import ICMP, ICMPV6, PORT_PROTOS, Rule, Topology
-from sgdp.packet import PacketBatch, VerdictBatch
+from sgdp.packet import Names, PacketBatch, VerdictBatch
 from sgdp.policy import Policy
 from sgdp.reference import SERVICE_V4, SERVICE_V6, lb_source, names_for
 
@@ -88,26 +88,49 @@ class FastEngine:
 
     name = "fast"
 
-    def __init__(self, topo: Topology, policy: Policy | None = None):
-        self.topo = topo
-        self.policy = policy or Policy(topo)
-        self.names = names_for(topo)
+    def __init__(self, topo: Topology, policy: Policy | None = None, names: Names | None = None):
+        self.names = names or names_for(topo)  # a superset is fine (a timeline's names of every version)
         self.rule_index = {r: i for i, r in enumerate(self.names.rules)}
-        n_sg = len(topo.security_groups)
-        group_of_rule = [i for i, sg in enumerate(topo.security_groups.values()) for _ in sg.rules]
-        for j, acl in enumerate(topo.network_acls.values()):
-            group_of_rule.extend([n_sg + j] * (len(acl.inbound) + len(acl.outbound)))
-        self.rule_group = np.array(group_of_rule + [-1], np.int32)
-        self.acl_group = np.array([n_sg + j for j in range(len(topo.network_acls))] + [-1], np.int32)
+        self.rule_group = np.full(len(self.names.rules) + 1, -1, np.int32)
         self.rule_direction_names = ("", "ingress", "egress")
-        arrays = _plan_arrays(topo)
+        self._setup(topo, policy or Policy(topo))
+        self.dp = _dataplane.Dataplane(len(self.names.rules))
+
+    def _setup(self, topo: Topology, policy: Policy) -> None:
+        """Compile a topology (rules to tables, the plan); the dataplane state is kept elsewhere."""
+        self.topo = topo
+        self.policy = policy
+        group_index = self.names.group_index
+        for sg in topo.security_groups.values():
+            for rule in sg.rules:
+                self.rule_group[self.rule_index[rule.id]] = group_index[sg.name]
+        for acl in topo.network_acls.values():
+            for acl_rule in acl.inbound + acl.outbound:
+                self.rule_group[self.rule_index[acl_rule.id]] = group_index[acl.name]
+        self.acl_group = np.array([group_index[name] for name in topo.network_acls] + [-1], np.int32)
+        arrays = _plan_arrays(topo, self.names)
         self._compile_tables()
         arrays.update(self._table_arrays())
         _check_plan(arrays, len(topo.nics), len(topo.vpcs), len(self.names.rules))
         self.plan = _dataplane.Plan(arrays, len(topo.vpcs))
-        self.dp = _dataplane.Dataplane(len(self.names.rules))
 
-    # -- compile --------------------------------------------------------------------------------
+    def retarget(self, topo: Topology, names: Names, nic_map: dict[int, int], drop_sg: set[int],
+                 drop_acl: set[int]) -> None:
+        """S12: continue with another version of the topology, keeping the dataplane state (as
+        :meth:`sgdp.reference.ReferenceEngine.retarget`). ``names`` must be the names this engine
+        was built with (a timeline's names of every version)."""
+        if names.rules != self.names.rules or names.groups != self.names.groups or names.instances != self.names.instances:
+            raise ValueError("retarget: the names must be those the engine was built with")
+        old_to_new = np.full(max(nic_map, default=-1) + 1, -1, np.int32)
+        for old, new in nic_map.items():
+            old_to_new[old] = new
+        n = len(topo.nics)
+        sg = np.zeros(n, np.uint8)
+        acl = np.zeros(n, np.uint8)
+        sg[sorted(k for k in drop_sg if k < n)] = 1
+        acl[sorted(k for k in drop_acl if k < n)] = 1
+        self._setup(topo, Policy(topo))
+        self.dp.remap(old_to_new, sg, acl)
 
     def _compile_tables(self) -> None:
         """One first-match table per distinct security-group policy (NICs with the same groups in
@@ -235,9 +258,6 @@ class FastEngine:
         out.sort(key=lambda h: (h["security_group"], h["rule"], h["direction"]))
         return out
 
-    def drop_inbound_entries(self, nic_indexes: set[int]) -> None:
-        """S12: forget entries opened by inbound traffic at these NICs."""
-        self.dp.drop_inbound(sorted(nic_indexes))
 
 
 # ------------------------------------------------------------------------------------------- plan
@@ -258,9 +278,9 @@ def _ranges(items: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
     }
 
 
-def _plan_arrays(topo: Topology) -> dict[str, np.ndarray]:
+def _plan_arrays(topo: Topology, names: Names) -> dict[str, np.ndarray]:
     """The topology as the flat arrays of ``_dataplane.Plan`` (same candidate order as
-    ReferenceEngine._candidates)."""
+    ReferenceEngine._candidates); instances are numbered as in ``names``."""
     a: dict[str, np.ndarray] = {}
     # exact addresses -> candidates, in the reference's order: fixed IPs, EIP, virtual IPs, LB
     exact: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
@@ -332,7 +352,7 @@ def _plan_arrays(topo: Topology) -> dict[str, np.ndarray]:
     a["mac_key"] = np.array([m for m, _ in macs], np.int64)
     a["mac_nic"] = np.array([k for _, k in macs], np.int32)
 
-    inst_ids = {name: i for i, name in enumerate(topo.instances)}
+    inst_ids = names.instance_index
     acl_ids = {name: j for j, name in enumerate(topo.network_acls)}
     nics = topo.nics
     a["nic_vpc"] = np.array([vpc_ids[n.vpc] for n in nics], np.int32)

@@ -50,10 +50,10 @@ class Flow:
 
     __slots__ = ("l3", "proto", "src", "sport", "dst", "dport", "first_ts", "last_ts", "packets")
 
-    def __init__(self, l3: int, proto: int, src: int, sport: int | None, dst: int, dport: int | None, ts: float):
+    def __init__(self, l3: int, proto: int, src: int, sport: int | None, dst: int, dport: int | None,
+                 first_ts: float, last_ts: float, packets: int):
         self.l3, self.proto, self.src, self.sport, self.dst, self.dport = l3, proto, src, sport, dst, dport
-        self.first_ts = self.last_ts = ts
-        self.packets = 0
+        self.first_ts, self.last_ts, self.packets = first_ts, last_ts, packets
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -63,25 +63,47 @@ class Flow:
 
     def label(self) -> str:
         src, dst = format_ip(self.l3, self.src), format_ip(self.l3, self.dst)
-        if self.l3 == 6:
-            src, dst = f"[{src}]", f"[{dst}]"
         if self.dport is not None:
+            if self.l3 == 6:
+                src, dst = f"[{src}]", f"[{dst}]"
             return f"{proto_label(self.proto)} {src}:{self.sport} -> {dst}:{self.dport}"
         if self.sport is not None:
-            return f"{proto_label(self.proto)} {src.strip('[]')} -> {dst.strip('[]')} id {self.sport}"
-        return f"{proto_label(self.proto)} {src.strip('[]')} -> {dst.strip('[]')}"
+            return f"{proto_label(self.proto)} {src} -> {dst} id {self.sport}"
+        return f"{proto_label(self.proto)} {src} -> {dst}"
 
 
 class FlowTable:
-    """Assigns flow ids (0, 1, … in order of first appearance) to the packets of successive batches."""
+    """Assigns flow ids (0, 1, … in order of first appearance) to the packets of successive batches.
+
+    Per flow: its first packet's tuple (``info``), and first/last timestamps and packet count in
+    NumPy arrays; :meth:`flow` gives one flow as a :class:`Flow`."""
 
     def __init__(self) -> None:
         self.index: dict[tuple, int] = {}
-        self.flows: list[Flow] = []
+        self.info: list[tuple] = []  # (l3, proto, src, sport, dst, dport) of each flow's first packet
+        self.first_ts = np.zeros(0, np.float64)
+        self.last_ts = np.zeros(0, np.float64)
+        self.packets = np.zeros(0, np.int64)
         self._frags: dict[tuple, tuple[float, Any, Any, int]] = {}
 
     def __len__(self) -> int:
-        return len(self.flows)
+        return len(self.info)
+
+    def flow(self, f: int) -> Flow:
+        return Flow(*self.info[f], float(self.first_ts[f]), float(self.last_ts[f]), int(self.packets[f]))
+
+    @property
+    def flows(self) -> list[Flow]:
+        return [self.flow(f) for f in range(len(self))]
+
+    def _grow(self, n: int) -> None:
+        if n > len(self.packets):
+            size = max(n, 2 * len(self.packets), 1024)
+            for name in ("first_ts", "last_ts", "packets"):
+                old = getattr(self, name)
+                arr = np.zeros(size, old.dtype)
+                arr[:len(old)] = old
+                setattr(self, name, arr)
 
     def assign(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """Flow id of every packet of a batch (``PACKET_COLUMNS``), -1 for packets in no flow; updates
@@ -95,25 +117,33 @@ class FlowTable:
         if len(rows) == 0:
             return fid
         ts = columns["ts"]
-        uniq, first, inverse = np.unique(keys[rows], return_index=True, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        uniq, first, inverse = _unique(keys[rows])
         last = np.zeros(len(uniq), np.int64)
         np.maximum.at(last, inverse, np.arange(len(rows)))
         counts = np.bincount(inverse, minlength=len(uniq))
-        ufid = np.empty(len(uniq), np.int64)
-        for u, key in enumerate(uniq.tolist()):
-            f = self.index.get(key)
-            if f is None:
-                f = self.index[key] = len(self.flows)
-                r = int(rows[first[u]])
-                l3, proto, s_hi, s_lo, sport, d_hi, d_lo, dport = (int(x) for x in orient[r])
-                k = int(kind[r])
-                self.flows.append(Flow(l3, proto, (s_hi << 64) | s_lo, None if k == KIND_OTHER else sport,
-                                       (d_hi << 64) | d_lo, dport if k == KIND_PORTS else None, float(ts[r])))
-            flow = self.flows[f]
-            flow.packets += int(counts[u])
-            flow.last_ts = float(ts[rows[last[u]]])
-            ufid[u] = f
+        ukeys = uniq.tolist()
+        get = self.index.get
+        ufid = np.fromiter((get(k, -1) for k in ukeys), np.int64, len(ukeys))
+        new = np.flatnonzero(ufid < 0)
+        if len(new):
+            new = new[np.argsort(first[new], kind="stable")]  # new flows numbered in order of appearance
+            start = len(self.info)
+            ids = np.arange(start, start + len(new))
+            ufid[new] = ids
+            self.index.update(zip([ukeys[u] for u in new.tolist()], ids.tolist()))
+            r = rows[first[new]]
+            o, k = orient[r], kind[r]
+            src = [(h << 64) | lo for h, lo in zip(o["s_hi"].tolist(), o["s_lo"].tolist())]
+            dst = [(h << 64) | lo for h, lo in zip(o["d_hi"].tolist(), o["d_lo"].tolist())]
+            sport = np.where(k == KIND_OTHER, -1, o["sport"]).tolist()
+            dport = np.where(k == KIND_PORTS, o["dport"], -1).tolist()
+            self.info.extend(
+                (l3, proto, s, None if sp < 0 else sp, d, None if dp < 0 else dp)
+                for l3, proto, s, sp, d, dp in zip(o["l3"].tolist(), o["proto"].tolist(), src, sport, dst, dport))
+            self._grow(len(self.info))
+            self.first_ts[ids] = ts[r]
+        self.packets[ufid] += counts
+        self.last_ts[ufid] = ts[rows[last]]
         fid[rows] = ufid[inverse]
         return fid
 
@@ -137,6 +167,24 @@ class FlowTable:
                 seen = self._frags.get(dkey)
                 if seen is not None:
                     _, keys[r], orient[r], kind[r] = seen
+
+
+def _unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(keys, return_index=True, return_inverse=True)`` for ``KEY_DTYPE`` rows, by a
+    stable lexsort of the fields (several times faster than sorting the structured rows)."""
+    fields = [keys[name] for name in reversed(KEY_DTYPE.names)]  # lexsort: the last key is the primary one
+    order = np.lexsort(fields)
+    start = np.ones(len(keys), bool)
+    for col in fields:
+        s = col[order]
+        start[1:] &= s[1:] == s[:-1]
+    start = ~start
+    start[0] = True
+    group = np.cumsum(start) - 1
+    inverse = np.empty(len(keys), np.int64)
+    inverse[order] = group
+    first = order[start]  # stable sort: the earliest row of each group comes first
+    return keys[first], first, inverse
 
 
 ORIENT_DTYPE = np.dtype([

@@ -611,15 +611,6 @@ class ReferenceEngine:
             setattr(self, attr, moved)
         self._index_addresses()
 
-    def drop_inbound_entries(self, nic_indexes: set[int]) -> None:
-        """S12: forget entries opened by inbound traffic at these NICs (after a rule change)."""
-        for tables in (self.conntrack, self.acl_conntrack):
-            for idx in nic_indexes:
-                table = tables.get(idx)
-                if table:
-                    for key in [k for k, c in table.items() if c.inbound]:
-                        del table[key]
-
 
 def _initial_state(pkt: Packet) -> int:
     if pkt.proto == TCP:

@@ -34,6 +34,8 @@ class ReplayResult:
     differences: list[str] = field(default_factory=list)  # --expect mismatches (first ones)
     difference_count: int = 0
     error: SgdpError | None = None  # a capture error met after the earlier packets were processed
+    failures_file: str | None = None  # --save-failures: the capture of the differing packets' flows
+    failures_packets: int = 0
 
 
 class SplitWriter:
@@ -126,16 +128,29 @@ class FrameSource:
 
 def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdicts: str = "csv",
            split: bool = False, engine_name: str | None = None, expect: str | None = None,
-           progress: bool = False, batch_size: int = 1 << 16) -> ReplayResult:
-    """Replay captures; writes summary.json, verdicts.<fmt> and the split captures into out_dir."""
+           progress: bool = False, batch_size: int = 1 << 16, timeline: str | None = None,
+           save_failures: str | None = None) -> ReplayResult:
+    """Replay captures; writes summary.json, verdicts.<fmt> and the split captures into out_dir.
+
+    ``timeline``: topology versions applied at capture times (S12, sgdp.timeline); ``save_failures``
+    (with ``expect``): a directory for the capture of the differing packets (sgdp.counterexamples)."""
     if verdicts not in FORMATS:
         raise UsageError(f"--verdicts: {verdicts!r} is not a format ({', '.join(FORMATS)})")
+    if save_failures and not expect:
+        raise UsageError("--save-failures needs --expect (it saves the packets that differ from the expected verdicts)")
     topo = load_topology(topology)
     for path in captures:
         if not os.path.isfile(path):
             raise InputError(f"{path}: no such capture file")
     name = resolve_engine(engine_name)
-    engine = make_engine(topo, name)
+    versions = None
+    if timeline:
+        from sgdp.timeline import Timeline
+
+        versions = Timeline(topology, topo, timeline, name)
+        engine, name = versions.engine, versions.engine_name
+    else:
+        engine = make_engine(topo, name)
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as exc:
@@ -146,16 +161,24 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     expected = _expected_rows(expect) if expect else None
     splits = (SplitWriter(os.path.join(out_dir, "allowed.pcap")), SplitWriter(os.path.join(out_dir, "denied.pcap"))) if split else None
     source = FrameSource() if split else None
+    if save_failures:
+        from sgdp.counterexamples import ReplayFailures
+
+        failures = ReplayFailures(save_failures)
+    else:
+        failures = None
     bar = _progress_bar(captures) if progress else None
     start = time.perf_counter()
     index = 0
     try:
         for batch in read_batches(captures, batch_size):
-            vb = engine.process(batch)
+            vb = engine.process(batch) if versions is None else versions.process(batch)
             summary.add(vb)
-            writer.write(batch.columns["ts"], vb)
+            writer.write(batch, vb)
             if expected is not None:
-                _compare(result, expected, index, writer, batch, vb)
+                bad = _compare(result, expected, index, writer, batch, vb)
+                if failures is not None:
+                    failures.add(batch, index, bad)
             if splits is not None:
                 _split(splits, source, batch, vb)  # type: ignore[arg-type]
             index += len(batch)
@@ -178,6 +201,11 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
             result.difference_count += extra
             _note(result, f"the expected verdict file has {extra} more row(s) than the {index} packet(s) replayed")
     result.summary = summary.as_dict(engine.rule_hits(), elapsed)
+    if versions is not None:
+        result.summary["versions"] = versions.summary()
+    if failures is not None:
+        result.failures_file = failures.write(captures, batch_size)
+        result.failures_packets = failures.written
     with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as fh:
         json.dump(result.summary, fh, indent=2)
         fh.write("\n")
@@ -191,8 +219,9 @@ def _expected_rows(path: str) -> Iterator[tuple[int, Verdict]]:
 
 
 def _compare(result: ReplayResult, expected: Iterator[tuple[int, Verdict]], first: int, writer: VerdictWriter,
-             batch: CaptureBatch, vb) -> None:
-    """Compare one batch with the next rows of the expected verdict file."""
+             batch: CaptureBatch, vb) -> list[int]:
+    """Compare one batch with the next rows of the expected verdict file; the rows that differ."""
+    bad: list[int] = []
     cols = writer.columns(batch.columns["ts"], vb)
     names = ("verdict", "reason", "instance", "direction", "security_group", "rule")
     actual = list(zip(*(cols[k].tolist() for k in names)))
@@ -203,16 +232,20 @@ def _compare(result: ReplayResult, expected: Iterator[tuple[int, Verdict]], firs
         except StopIteration:
             result.difference_count += len(actual) - k
             _note(result, f"packet {i}: the expected verdict file ends after {i} row(s)")
-            return
+            bad.extend(range(k, len(actual)))
+            return bad
         got = Verdict(*row)
         if exp_index != i:
             result.difference_count += 1
             _note(result, f"packet {i}: the expected verdict file has index {exp_index} here")
+            bad.append(k)
         elif got != exp:
             result.difference_count += 1
+            bad.append(k)
             diffs = ", ".join(f"{f}: expected {getattr(exp, f) or '(empty)'}, got {getattr(got, f) or '(empty)'}"
                               for f in names if getattr(exp, f) != getattr(got, f))
             _note(result, f"packet {i} ({batch.path} #{batch.first + k + 1}): {diffs}")
+    return bad
 
 
 def _note(result: ReplayResult, text: str) -> None:
