@@ -118,18 +118,8 @@ def rule_boxes(rule: Rule, policy: Policy) -> list[Box]:
         xs = [(rule.icmp_type * 256 + (code or 0), rule.icmp_type * 256 + (255 if code is None else code))]
     else:
         xs = [(0, 65535)]
-    top = (1 << (32 if rule.ethertype == 4 else 128)) - 1
-    genuine = (0, 1)
-    if rule.remote_kind == "any":
-        addrs = [(0, top)]
-    elif rule.remote_kind == "prefix":
-        assert isinstance(rule.remote, Net)
-        addrs = [(rule.remote.lo, rule.remote.hi)]
-    elif rule.remote_kind == "address_group":
-        addrs = [(n.lo, n.hi) for n in policy.topo.address_groups[rule.remote].entries]  # type: ignore[index]
-    else:
-        addrs = [(v, v) for ver, v in sorted(policy.group_members[rule.remote]) if ver == rule.ethertype]  # type: ignore[index]
-        genuine = (1, 1)
+    addrs, members_only = policy.remote_ranges(rule)
+    genuine = (1, 1) if members_only else (0, 1)
     return [(p[0], p[1], x[0], x[1], a[0], a[1], genuine[0], genuine[1]) for p in protos for x in xs for a in addrs]
 
 

@@ -28,7 +28,6 @@ every array before it enters compiled code; ``sgdp.compiler.Classifier`` is its 
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, fields
 from typing import Iterable, NamedTuple
 

@@ -26,8 +26,8 @@ import numpy as np
 from sgdp import _dataplane
 from sgdp.addr import Net
 from sgdp.classifier import FastClassifier
-from sgdp.compiler import RULE_COLUMNS, Headers, Rule as Box, RuleTable
-from sgdp.model import ICMP, ICMPV6, PORT_PROTOS, Rule, Topology
+from sgdp.compiler import Rule as Box, RuleTable
+from sgdp.model import ICMP, ICMPV6, Rule, Topology
 from sgdp.packet import Names, PacketBatch, VerdictBatch
 from sgdp.policy import Policy
 from sgdp.reference import SERVICE_V4, SERVICE_V6, lb_source, names_for
@@ -48,39 +48,16 @@ class Unsupported(Exception):
     """The topology exceeds a limit of the compiled engine (the reference engine still handles it)."""
 
 
-def _classifier(table: RuleTable) -> FastClassifier:
-    return FastClassifier(table)
-
-
-def _table_from_boxes(boxes: list[Box]) -> RuleTable:
-    """Boxes (in priority order) as RuleTable columns."""
-    cols = {
-        "l3": [b.l3 for b in boxes],
-        "src_min_hi": [b.src[0] >> 64 for b in boxes], "src_min_lo": [b.src[0] & MASK64 for b in boxes],
-        "src_max_hi": [b.src[1] >> 64 for b in boxes], "src_max_lo": [b.src[1] & MASK64 for b in boxes],
-        "dst_min_hi": [b.dst[0] >> 64 for b in boxes], "dst_min_lo": [b.dst[0] & MASK64 for b in boxes],
-        "dst_max_hi": [b.dst[1] >> 64 for b in boxes], "dst_max_lo": [b.dst[1] & MASK64 for b in boxes],
-        "sport_min": [b.sport[0] for b in boxes], "sport_max": [b.sport[1] for b in boxes],
-        "dport_min": [b.dport[0] for b in boxes], "dport_max": [b.dport[1] for b in boxes],
-        "proto_value": [b.proto[0] for b in boxes], "proto_mask": [b.proto[1] for b in boxes],
-    }
-    return RuleTable(**{k: np.array(v, dtype=RULE_COLUMNS[k]) for k, v in cols.items()})
-
-
 class _Table:
     """One compiled first-match table and what its rows mean."""
 
     __slots__ = ("table", "row_rule", "row_allow", "classifier")
 
     def __init__(self, boxes: list[Box], row_rule: list[int], row_allow: list[int]):
-        self.table = _table_from_boxes(boxes)
-        self.row_rule = np.array(row_rule + [-1], np.int32)  # index -1 (no match) maps to -1
-        self.row_allow = np.array(row_allow + [0], np.uint8)
-        self.classifier = _classifier(self.table)
-
-    def classify(self, headers: Headers) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.classifier.classify(headers)
-        return self.row_rule[rows], self.row_allow[rows]
+        self.table = RuleTable.from_rules(boxes)
+        self.row_rule = np.array(row_rule, np.int32)  # row -> global rule index (names.rules)
+        self.row_allow = np.array(row_allow, np.uint8)
+        self.classifier = FastClassifier(self.table)
 
 
 class FastEngine:
@@ -164,8 +141,8 @@ class FastEngine:
         """The tables as Plan arrays: which table each NIC and ACL uses, and what each row means."""
         def rows(tables: list[_Table]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             off = np.cumsum([0] + [len(t.table) for t in tables]).astype(np.int64)
-            rule = np.concatenate([t.row_rule[:-1] for t in tables] + [np.zeros(0, np.int32)]).astype(np.int32)
-            allow = np.concatenate([t.row_allow[:-1] for t in tables] + [np.zeros(0, np.uint8)]).astype(np.uint8)
+            rule = np.concatenate([t.row_rule for t in tables] + [np.zeros(0, np.int32)]).astype(np.int32)
+            allow = np.concatenate([t.row_allow for t in tables] + [np.zeros(0, np.uint8)]).astype(np.uint8)
             return off, rule, allow
 
         a: dict[str, Any] = {"nic_sg": self.nic_table.reshape(-1).astype(np.int32),
@@ -195,17 +172,8 @@ class FastEngine:
             l4 = [((rule.icmp_type, rule.icmp_type), code)]
         else:
             l4 = [(FULL, FULL)]
-        genuine = (0, 1)
-        if rule.remote_kind == "any":
-            peers = [(0, TOP[version])]
-        elif rule.remote_kind == "prefix":
-            assert isinstance(rule.remote, Net)
-            peers = [(rule.remote.lo, rule.remote.hi)]
-        elif rule.remote_kind == "address_group":
-            peers = [(n.lo, n.hi) for n in self.topo.address_groups[rule.remote].entries]  # type: ignore[index]
-        else:
-            peers = [(v, v) for ver, v in sorted(self.policy.group_members[rule.remote]) if ver == version]  # type: ignore[index]
-            genuine = (1, 1)
+        peers, members_only = self.policy.remote_ranges(rule)
+        genuine = (1, 1) if members_only else (0, 1)
         return [Box(version, peer, genuine, sp, dp, proto) for peer in peers for sp, dp in l4]
 
     def _acl_table(self, rules) -> _Table:
@@ -366,10 +334,9 @@ def _plan_arrays(topo: Topology, names: Names) -> dict[str, np.ndarray]:
     acls = [topo.subnets[n.subnet].network_acl for n in nics]
     a["nic_acl"] = np.array([-1 if name is None else acl_ids[name] for name in acls], np.int32)
 
-    nv = len(topo.vpcs)
-    names = list(topo.vpcs)
-    a["peered"] = np.array([topo.peered(x, y) for x in names for y in names], np.uint8)
-    a["pn_vpc"] = np.array([v in pn.vpcs for pn in topo.private_networks for v in names], np.uint8)
+    vpc_names = list(topo.vpcs)
+    a["peered"] = np.array([topo.peered(x, y) for x in vpc_names for y in vpc_names], np.uint8)
+    a["pn_vpc"] = np.array([v in pn.vpcs for pn in topo.private_networks for v in vpc_names], np.uint8)
 
     lb_list = list(topo.load_balancers.values())
     a["lb_source"] = np.array([lb_source(topo, lb) for lb in lb_list], np.uint64)

@@ -136,6 +136,20 @@ class Policy:
             out[name] = frozenset(a for k in idx for a in self.topo.nics[k].fixed_ips)
         return out
 
+    def remote_ranges(self, rule: Rule) -> tuple[list[tuple[int, int]], bool]:
+        """The peer addresses a rule's remote admits, as inclusive intervals of its ethertype, and
+        whether only genuine members match (a remote group: its members' fixed IPs, S8)."""
+        kind = rule.remote_kind
+        if kind == "any":
+            return [(0, (1 << (32 if rule.ethertype == 4 else 128)) - 1)], False
+        if kind == "prefix":
+            assert isinstance(rule.remote, Net)
+            return [(rule.remote.lo, rule.remote.hi)], False
+        if kind == "address_group":
+            return [(n.lo, n.hi) for n in self.topo.address_groups[rule.remote].entries], False  # type: ignore[index]
+        members = self.group_members[rule.remote]  # type: ignore[index]
+        return [(v, v) for ver, v in sorted(members) if ver == rule.ethertype], True
+
     def remote_matches(self, rule: Rule, version: int, peer: int, genuine: bool) -> bool:
         """Does the peer address lie in the rule's remote?
 

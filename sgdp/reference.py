@@ -465,7 +465,6 @@ class ReferenceEngine:
         return decided
 
     def _acl(self, nic: Nic, acl_name: str, way: str, view: View, trace: Trace | None) -> Filter:
-        pkt = view.pkt
         table = self.acl_conntrack.setdefault(nic.index, {})
         tracked = self._tracked(table, nic, view, "ingress" if way == "inbound" else "egress")
         if tracked is not None:
