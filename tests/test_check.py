@@ -1,7 +1,7 @@
 """`sgdp check` (SPEC §5): findings, their JSON form and the exit codes.
 
 Every finding kind is produced by a small topology and NOT produced by a near-miss variant.
-Expectations are worked out from /work/shared/SPEC.md, not from the tool's output.
+Expectations are worked out from ../shared/SPEC.md, not from the tool's output.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The command line (SPEC §5): `sgdp explain`, `sgdp test`, exit codes and one-line errors.
 
-Expectations are worked out from /work/shared/SPEC.md, not from the tool's output.
+Expectations are worked out from ../shared/SPEC.md, not from the tool's output.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Topology loading: S1 (validation, every error one `sgdp: error:` line), S2 (creation order as
 loaded) and S3 (the default group).
 
-Every expectation below is worked out from /work/shared/SPEC.md (§2, S1–S3, §5 exit codes), not from
+Every expectation below is worked out from ../shared/SPEC.md (§2, S1–S3, §5 exit codes), not from
 the tool's output.
 """
 

@@ -1,7 +1,7 @@
 """Effective policy: S2 (creation order, through its effects), S8 (walk order and first match),
 S9 (quota) and S10 (flavor families).
 
-Expectations are worked out from /work/shared/SPEC.md, not from the tool's output.
+Expectations are worked out from ../shared/SPEC.md, not from the tool's output.
 """
 
 from __future__ import annotations
