@@ -36,6 +36,8 @@ class VerdictWriter:
         self.rules = _table(names.rules)
         self._fh = None
         self._parquet = None
+        self._pool = None
+        self._pending = None
         self._index = 0
         if fmt == "parquet":
             try:
@@ -87,15 +89,34 @@ class VerdictWriter:
         sec, nsec = _seconds(batch)
         from sgdp import _report
 
-        assert self._fh is not None
-        self._fh.write(_report.format_rows(self.fmt == "jsonl", self._index, sec, nsec, vb.verdict, vb.reason,
-                                           vb.instance, vb.direction, vb.group, vb.rule, self._tables,
-                                           self._row_bound))
+        rows = _report.format_rows(self.fmt == "jsonl", self._index, sec, nsec, vb.verdict, vb.reason,
+                                   vb.instance, vb.direction, vb.group, vb.rule, self._tables, self._row_bound)
         self._index += n
+        # The file write runs in a background thread (it releases the GIL) while the caller reads
+        # and evaluates the next batch; at most one write is pending, so memory stays bounded.
+        self._wait()
+        self._pending = self._writer().submit(self._fh.write, rows)
+
+    def _writer(self):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgdp-verdicts")
+        return self._pool
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()  # re-raises a write error (disk full...) here
+            self._pending = None
 
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
+        try:
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+            if self._fh is not None:
+                self._fh.close()
         if self._parquet is not None:
             self._parquet.close()
 
