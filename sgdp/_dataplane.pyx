@@ -1,17 +1,13 @@
 # cython: language_level=3
 """Compiled dataplane: the per-packet steps of sgdp/reference.py over NumPy columns.
 
-Two passes per batch (sgdp/fast.py drives them):
-
-1. ``resolve`` (stateless): endpoints (S5), paths (S6), local traffic, load-balancer listener and
-   backend (S14), ACL exemptions (S13), and for each stage the view the rules see (peer address,
-   remote-group membership, ACL addresses). Rule classification of those views happens next, in
-   batches, through the generic classifier (sgdp/compiler.py).
-2. ``Conntrack.run`` (sequential, in capture order): fragment memory (S15), connection tracking
-   (S11) in an open-addressing hash table in C memory, ACL tables, and the verdict row of S7.
-
-Every branch mirrors a line of the reference engine; tests/test_differential.py checks that both
-give the same columns on random topologies and packet sequences.
+One pass per batch, in capture order (``Dataplane.run``; sgdp/fast.py builds the ``Plan``): the
+clock, fragment memory (S15), ``resolve_one`` — endpoints (S5), paths (S6), local traffic,
+load-balancer listener and backend (S14), ACL exemptions (S13) and the view each stage sees — then
+the stages: connection tracking (S11) in an open-addressing hash table in C memory, and only when it
+does not decide, the first-match rule of the NIC's policy table or subnet ACL (``tuple_lookup`` of
+sgdp/_fastmatch.pyx). Every branch mirrors a line of the reference engine; tests/test_differential.py
+checks that both give the same columns on random topologies and packet sequences.
 """
 
 cimport cython
@@ -269,16 +265,6 @@ cdef inline bint in_range(uint8_t l3, uint64_t hi, uint64_t lo, uint8_t rl3, uin
     if hi > hh or (hi == hh and lo > hl):
         return False
     return True
-
-
-cdef inline int cmp_addr(uint8_t l3a, uint64_t ha, uint64_t la, uint8_t l3b, uint64_t hb, uint64_t lb) noexcept nogil:
-    if l3a != l3b:
-        return -1 if l3a < l3b else 1
-    if ha != hb:
-        return -1 if ha < hb else 1
-    if la != lb:
-        return -1 if la < lb else 1
-    return 0
 
 
 cdef int candidates(Plan p, uint8_t l3, uint64_t hi, uint64_t lo, Endpoint* out) noexcept nogil:
@@ -800,19 +786,6 @@ cdef class Dataplane:
         self.fcount += 1
         return 0
 
-    def probe_stats(self):
-        """(entries, capacity, mean and max distance of an entry from its home slot): table health."""
-        cdef Py_ssize_t j, total = 0, worst = 0, d, home
-        for j in range(self.cap):
-            if self.slots[j].used:
-                home = <Py_ssize_t>(ct_hash(&self.slots[j].key) & <uint64_t>(self.cap - 1))
-                d = (j - home) & (self.cap - 1)
-                total += d
-                worst = max(worst, d)
-        return self.count, self.cap, (total / self.count if self.count else 0.0), worst
-
-    # -- S12 ------------------------------------------------------------------------------
-
     def remap(self, const int32_t[::1] old_to_new, const uint8_t[::1] drop_sg, const uint8_t[::1] drop_acl):
         """A new topology version (S12): every entry moves to its NIC's new index (``old_to_new``,
         -1: the NIC is gone and so are its entries); entries opened by inbound traffic at NICs with
@@ -891,6 +864,9 @@ cdef class Dataplane:
 
         cdef Py_ssize_t n = ts.shape[0], i, j
         cdef Row row
+        if not (v_verdict.shape[0] == v_reason.shape[0] == v_instance.shape[0] == v_direction.shape[0]
+                == v_group.shape[0] == v_rule.shape[0] == n):
+            raise ValueError("run: the verdict columns must have one row per packet")
         cdef Pkt pk
         cdef View view
         cdef FragSlot f

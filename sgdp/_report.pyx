@@ -46,7 +46,7 @@ cdef inline Py_ssize_t put_frac9(char* out, Py_ssize_t pos, uint32_t nsec) noexc
 
 cdef inline Py_ssize_t put_name(char* out, Py_ssize_t pos, const char* blob, const int64_t* offs,
                                 Py_ssize_t idx) noexcept nogil:
-    # idx is a valid table index (checked by report.py), offs has len(table) + 1 entries
+    # idx is a valid table index (report._check_codes), offs has len(table) + 1 entries
     cdef int64_t a = offs[idx], b = offs[idx + 1]
     memcpy(out + pos, blob + a, b - a)
     return pos + (b - a)
@@ -65,6 +65,9 @@ def format_rows(bint jsonl, int64_t first, const int64_t[::1] ts_sec, const uint
     order; empty names (index -1) are the table's last entry. ``row_bound`` bounds one row's length
     (report.py computes it from the longest names)."""
     cdef Py_ssize_t n = verdict.shape[0], i, pos = 0
+    if not (ts_sec.shape[0] == ts_nsec.shape[0] == reason.shape[0] == instance.shape[0] == direction.shape[0]
+            == group.shape[0] == rule.shape[0] == n):
+        raise ValueError("format_rows: columns of different lengths")
     cdef const char* blobs[6]
     cdef const int64_t* offs[6]
     cdef Py_ssize_t last[6]

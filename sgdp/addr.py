@@ -106,10 +106,6 @@ def parse_mac(text: str) -> int:
         raise ValueError(f"{text!r} is not a MAC address") from None
 
 
-def format_mac(value: int) -> str:
-    return ":".join(f"{(value >> s) & 0xFF:02x}" for s in range(40, -8, -8))
-
-
 def parse_endpoint(text: str) -> tuple[Addr, int | None]:
     """``IP``, ``IPv4:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address."""
     text = text.strip()

@@ -1,7 +1,8 @@
 """Choose an engine: ``fast`` (the compiled path) or ``reference`` (plain Python).
 
-The compiled engine is not built yet in this version: ``fast`` falls back to the reference engine
-with a warning, and ``SGDP_REQUIRE_EXTENSION=1`` turns that fallback into an error.
+``fast`` falls back to the reference engine, with a warning, when the extension modules are not
+built or when a topology exceeds a limit of the compiled engine (``sgdp.fast.Unsupported``);
+``SGDP_REQUIRE_EXTENSION=1`` turns that fallback into an error.
 """
 
 from __future__ import annotations

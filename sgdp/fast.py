@@ -27,6 +27,7 @@ from sgdp import _dataplane
 from sgdp.addr import Net
 from sgdp.classifier import FastClassifier
 from sgdp.compiler import Rule as Box, RuleTable
+from sgdp.errors import SgdpError
 from sgdp.model import ICMP, ICMPV6, Rule, Topology
 from sgdp.packet import Names, PacketBatch, VerdictBatch
 from sgdp.policy import Policy
@@ -44,8 +45,16 @@ INGRESS, EGRESS = 1, 2
 
 
 
-class Unsupported(Exception):
+class Unsupported(SgdpError):
     """The topology exceeds a limit of the compiled engine (the reference engine still handles it)."""
+
+
+def check_supported(topo: Topology, where: str) -> None:
+    """Raise Unsupported (naming ``where``) if the compiled engine cannot run ``topo``."""
+    try:
+        _plan_arrays(topo, names_for(topo))
+    except Unsupported as exc:
+        raise Unsupported(f"{where}: {topo.file}: {exc}") from None
 
 
 class _Table:
@@ -70,6 +79,7 @@ class FastEngine:
         self.rule_index = {r: i for i, r in enumerate(self.names.rules)}
         self.rule_group = np.full(len(self.names.rules) + 1, -1, np.int32)
         self.rule_direction_names = ("", "ingress", "egress")
+        self._earlier_hits: dict[tuple[str, str, str], int] = {}  # hits under earlier topology versions
         self._setup(topo, policy or Policy(topo))
         self.dp = _dataplane.Dataplane(len(self.names.rules))
 
@@ -106,7 +116,11 @@ class FastEngine:
         acl = np.zeros(n, np.uint8)
         sg[sorted(k for k in drop_sg if k < n)] = 1
         acl[sorted(k for k in drop_acl if k < n)] = 1
+        # hits so far are kept by (group, rule, direction) names: a rule may change groups
+        for hit in self.rule_hits():
+            self._earlier_hits[(hit["security_group"], hit["rule"], hit["direction"])] = hit["hits"]
         self._setup(topo, Policy(topo))
+        self.dp.hits[:] = 0
         self.dp.remap(old_to_new, sg, acl)
 
     def _compile_tables(self) -> None:
@@ -216,23 +230,16 @@ class FastEngine:
     # -- state ----------------------------------------------------------------------------------
 
     def rule_hits(self) -> list[dict[str, Any]]:
+        counts = dict(self._earlier_hits)
         hits = self.dp.hits
-        out = []
-        rules = self.names.rules
         for idx, d in zip(*np.nonzero(hits)):
-            group = self.names.groups[self.rule_group[idx]]
-            out.append({"security_group": group, "rule": rules[idx], "direction": self.rule_direction_names[d],
-                        "hits": int(hits[idx, d])})
-        out.sort(key=lambda h: (h["security_group"], h["rule"], h["direction"]))
-        return out
+            key = (self.names.groups[self.rule_group[idx]], self.names.rules[idx], self.rule_direction_names[d])
+            counts[key] = counts.get(key, 0) + int(hits[idx, d])
+        return [{"security_group": g, "rule": r, "direction": d, "hits": n} for (g, r, d), n in sorted(counts.items())]
 
 
 
 # ------------------------------------------------------------------------------------------- plan
-
-
-def _split(v: int) -> tuple[int, int]:
-    return v >> 64, v & MASK64
 
 
 def _ranges(items: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
@@ -360,12 +367,12 @@ def _plan_arrays(topo: Topology, names: Names) -> dict[str, np.ndarray]:
 
 
 def _check_plan(a: dict[str, Any], n_nic: int, n_vpc: int, n_rules: int) -> None:
-    """Every index the compiled code follows is in range (its loops run without bounds checks)."""
-    def within(name: str, size: int, allow_negative: bool = False) -> None:
+    """Every index the compiled code follows is in range (its loops run without bounds checks).
+    (``nic_subnet``/``sr_subnet`` are only compared, never followed; ``nic_inst`` only reported.)"""
+    def within(name: str, size: int, lo: int = 0) -> None:
         v = a[name]
-        lo = -1 if allow_negative else 0
         if len(v) and (v.min() < lo or v.max() >= size):
-            raise AssertionError(f"plan: {name} out of range 0..{size - 1}")
+            raise AssertionError(f"plan: {name} out of range {lo}..{size - 1}")
 
     within("c_idx", max(n_nic, len(a["lb_source"]), 1))
     if len(a["ak_start"]) and (a["ak_start"] + a["ak_count"]).max() > len(a["c_kind"]):
@@ -375,6 +382,13 @@ def _check_plan(a: dict[str, Any], n_nic: int, n_vpc: int, n_rules: int) -> None
     within("mac_nic", n_nic)
     within("nic_vpc", n_vpc)
     within("be_nic", n_nic)
+    within("nic_acl", max(len(a["acl_group"]) - 1, 0), lo=-1)
+    lbs = len(a["lb_source"])
+    if len(a["lb_lstart"]) != lbs or len(a["lb_lcount"]) != lbs:
+        raise AssertionError("plan: load-balancer arrays differ in length")
+    for k, (kind, idx) in enumerate(zip(a["c_kind"].tolist(), a["c_idx"].tolist())):
+        if not (0 <= idx < (n_nic if kind == K_NIC else lbs)):
+            raise AssertionError(f"plan: candidate {k} points past its table")
     if len(a["ls_bcount"]) and (a["ls_bcount"].min() < 1 or (a["ls_bstart"] + a["ls_bcount"]).max() > len(a["be_nic"])):
         raise AssertionError("plan: backend ranges out of range")
     if len(a["lb_lstart"]) and (a["lb_lstart"] + a["lb_lcount"]).max() > len(a["ls_proto"]):

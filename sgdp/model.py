@@ -478,7 +478,7 @@ class _Loader:
             if name in out:
                 raise self.err(f"{p}.name", f"duplicate address group name {name!r}")
             version = raw.get("ip_version", 4)
-            if version not in (4, 6):
+            if type(version) is not int or version not in (4, 6):
                 raise self.err(f"{p}.ip_version", f"expected 4 or 6, got {_show(version)}")
             entries = []
             for j, entry in enumerate(self.lst(raw.get("ip_set"), f"{p}.ip_set")):
@@ -907,7 +907,7 @@ class _Loader:
                 if action not in ("allow", "deny"):
                     raise self.err(f"{rp}.action", f"expected allow or deny, got {_show(rraw.get('action'))}")
                 version = rraw.get("ip_version", 4)
-                if version not in (4, 6):
+                if type(version) is not int or version not in (4, 6):
                     raise self.err(f"{rp}.ip_version", f"expected 4 or 6, got {_show(version)}")
                 proto = self.protocol(rraw.get("protocol"), f"{rp}.protocol")
                 if (proto == ICMP and version == 6) or (proto == ICMPV6 and version == 4):

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from sgdp.errors import InputError, UsageError
+from sgdp.errors import InputError, SgdpError, UsageError
 from sgdp.packet import DIRECTIONS, REASONS, VERDICTS, Names, PacketBatch, Verdict, VerdictBatch
 
 VERDICT_COLUMNS = ("index", "ts", "verdict", "reason", "instance", "direction", "security_group", "rule")
@@ -89,6 +89,8 @@ class VerdictWriter:
         sec, nsec = _seconds(batch)
         from sgdp import _report
 
+        _check_codes(vb, len(sec), [len(t[1]) - 1 for t in self._tables])
+
         rows = _report.format_rows(self.fmt == "jsonl", self._index, sec, nsec, vb.verdict, vb.reason,
                                    vb.instance, vb.direction, vb.group, vb.rule, self._tables, self._row_bound)
         self._index += n
@@ -119,6 +121,17 @@ class VerdictWriter:
                 self._fh.close()
         if self._parquet is not None:
             self._parquet.close()
+
+
+def _check_codes(vb: VerdictBatch, n_ts: int, sizes: list[int]) -> None:
+    """Every code is an index of its name table (-1 = empty where allowed) and every column has one
+    row per packet: the compiled formatter follows them without checks."""
+    cols = (vb.verdict, vb.reason, vb.instance, vb.direction, vb.group, vb.rule)
+    if any(len(c) != len(vb) for c in cols) or n_ts != len(vb):
+        raise ValueError("verdict batch: columns of different lengths")
+    for col, size in zip(cols, sizes):
+        if len(col) and (int(col.min()) < -1 or int(col.max()) >= size):
+            raise ValueError(f"verdict batch: a code is outside its name table (0..{size - 1})")
 
 
 def _blob(texts: list[str]) -> tuple[bytes, np.ndarray]:
@@ -215,4 +228,10 @@ def read_verdict_file(path: str) -> Iterator[tuple[int, Verdict]]:
                 for raw in reader:
                     yield row_of(raw, f"line {reader.line_num}")
     except OSError as exc:
-        raise InputError(f"{path}: cannot read verdict file: {exc.strerror}") from None
+        raise InputError(f"{path}: cannot read verdict file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a text verdict file (byte offset {exc.start} is not UTF-8)") from None
+    except SgdpError:
+        raise
+    except ValueError as exc:  # pyarrow's ArrowInvalid for a file that is not parquet
+        raise InputError(f"{path}: not a verdict file: {exc}") from None

@@ -20,6 +20,7 @@ processed at their time.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -288,7 +289,10 @@ def packet_from_spec(raw: Any, p: str, file: str, default_time: float = 0.0) -> 
     if src[0] != dst[0]:
         raise err("dst", f"{raw['dst']!r} is not the same IP version as src {raw['src']!r}")
     proto = _proto(raw.get("proto", "tcp"), err)
-    pkt = Packet(ts=float(raw.get("time", default_time)), l3=src[0], src=src[1], dst=dst[1], proto=proto)
+    ts = raw.get("time", default_time)
+    if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
+        raise err("time", f"{ts!r} is not a time in seconds (a finite number)")
+    pkt = Packet(ts=float(ts), l3=src[0], src=src[1], dst=dst[1], proto=proto)
     if proto in PORT_PROTOS:
         pkt.sport = _int(raw.get("sport", DEFAULT_SPORT), "sport", 0, 65535, err)
         if raw.get("dport") is None:

@@ -187,15 +187,13 @@ class Timeline:
     def __init__(self, topology_path: str, topo: Topology, timeline_path: str, engine_name: str):
         self.versions = [Version(None, topology_path, topo)] + load_timeline(timeline_path)
         self.names = union_names([v.topo for v in self.versions])
-        if engine_name == "fast":
-            from sgdp.fast import FastEngine
-
-            if not hasattr(FastEngine, "retarget"):
-                print("sgdp: warning: --timeline: the fast engine cannot change topology versions during a replay yet; "
-                      "using the reference engine", file=sys.stderr)
-                engine_name = "reference"
-        self.engine_name = engine_name
         self.engine = make_engine(topo, engine_name, self.names)
+        self.engine_name = self.engine.name
+        if self.engine_name == "fast":
+            from sgdp.fast import check_supported
+
+            for version in self.versions[1:]:
+                check_supported(version.topo, timeline_path)
         self.current = 0
         self.clock = -math.inf
 
