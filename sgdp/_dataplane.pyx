@@ -867,6 +867,9 @@ cdef class Dataplane:
         if not (v_verdict.shape[0] == v_reason.shape[0] == v_instance.shape[0] == v_direction.shape[0]
                 == v_group.shape[0] == v_rule.shape[0] == n):
             raise ValueError("run: the verdict columns must have one row per packet")
+        for name, col in c.items():
+            if len(col) != n:
+                raise ValueError(f"run: packet column {name!r} has {len(col)} rows, not {n}")
         cdef Pkt pk
         cdef View view
         cdef FragSlot f
