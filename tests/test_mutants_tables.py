@@ -47,3 +47,19 @@ def test_s15_fragment_memory_is_per_protocol(run):
     assert (rows[1].verdict, rows[1].rule) == ("deny", "udp-deny")
     assert rows[2] == rows[0]
     assert rows[3] == rows[1]
+
+
+def test_s10_flavor_family_is_case_insensitive():
+    """S10: the family is the flavor's prefix before the first '.'; Huawei flavor names are
+    case-insensitive, so 'S1.medium' is a legacy S1 instance and 'KAI1S.large' a Kai1 one."""
+    from sgdp.model import topology_from_data
+    from sgdp.policy import Policy
+
+    topo = topology_from_data({
+        "vpcs": [{"name": "V", "cidr": "10.0.0.0/16", "subnets": [{"name": "A", "cidr": "10.0.0.0/24"}]}],
+        "security_groups": [{"name": "G", "rules": [{"id": "mp", "direction": "ingress", "protocol": "tcp", "multiport": "22,80"}]}],
+        "instances": [{"name": "old", "flavor": "S1.medium", "subnet": "A", "ip": "10.0.0.10", "security_groups": ["G"]},
+                      {"name": "kai", "flavor": "KAI1S.large.2", "subnet": "A", "ip": "10.0.0.11", "security_groups": ["G"]}],
+    }, "t.yaml")
+    whys = {(ne.instance, ne.rule): ne.why for ne in Policy(topo).not_effective()}
+    assert whys == {("old", "mp"): "flavor", ("kai", "mp"): "kai1"}
