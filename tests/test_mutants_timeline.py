@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import os
 
 import pytest
 import yaml
@@ -38,10 +37,10 @@ def base() -> dict:
         ]}],
         "private_networks": [{"name": "office", "cidr": "172.16.0.0/24", "vpcs": ["VPC-X"]}],
         "security_groups": [
-            {"name": "Sg-Ssh", "rules": [
-                {"id": "ssh", "direction": "ingress", "protocol": "tcp", "multiport": "22", "remote_ip_prefix": "172.16.0.0/24"}]},
-            {"name": "Sg-Mon", "rules": [
-                {"id": "mon", "direction": "ingress", "protocol": "udp", "multiport": "161", "remote_ip_prefix": "172.16.0.0/24"}]},
+            {"name": "Sg-Ssh", "rules": [{"id": "ssh", "direction": "ingress", "protocol": "tcp", "multiport": "22",
+                                          "remote_ip_prefix": "172.16.0.0/24"}]},
+            {"name": "Sg-Mon", "rules": [{"id": "mon", "direction": "ingress", "protocol": "udp", "multiport": "161",
+                                          "remote_ip_prefix": "172.16.0.0/24"}]},
             {"name": "Sg-Back", "rules": [
                 {"id": "back-8080", "direction": "ingress", "protocol": "tcp", "multiport": "8080"}]},
         ],
