@@ -159,3 +159,21 @@ def test_s12_lb_client_ip_transfer_entries_survive_group_change(story):
     specs = [tcp(NET, LB_EIP, 40000, 80, "S", 1.0), tcp(B1, NET, 8080, 40000, "SA", 11.0)]
     assert story(base(), v2, specs) == [("allow", "lb_bypass", "b1", "ingress", "", ""),
                                         ("allow", "established", "b1", "egress", "", "")]
+
+
+# A version that takes a path away: web-1 loses its EIP while its outbound HTTPS connection to the
+# Internet is open. The entry survives (opened by outbound traffic), but S6 decides first: without an
+# EIP web-1 has no path to the Internet, so its next packet is no_route - an open entry gives no path
+# (only a load balancer's client-IP-transfer flow does, docs/semantics.md S14).
+def test_s12_s6_entry_gives_no_path_after_eip_removed(story):
+    v1 = base()
+    v1["instances"][0]["eip"] = "203.0.113.10"
+    v1["security_groups"][0]["rules"].append({"id": "https-out", "direction": "egress", "protocol": "tcp", "multiport": "443"})
+    v2 = copy.deepcopy(v1)
+    del v2["instances"][0]["eip"]
+    specs = [tcp(WEB, NET, 50000, 443, "S", 1.0), tcp(NET, WEB, 443, 50000, "SA", 2.0),
+             tcp(WEB, NET, 50000, 443, "A", 11.0)]
+    assert story(v1, v1, specs) == [("allow", "rule", "web-1", "egress", "Sg-Ssh", "https-out"),
+                                    ("allow", "established", "web-1", "ingress", "", ""),
+                                    ("allow", "established", "web-1", "egress", "", "")]
+    assert story(v1, v2, specs)[2] == ("deny", "no_route", "web-1", "", "", "")
