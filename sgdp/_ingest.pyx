@@ -608,6 +608,17 @@ cdef inline void record(Cols* c, Py_ssize_t i, const uint8_t* data, int64_t offs
     decode_frame(data, present, link, &k)
     store(c, i, &k)
 
+cdef inline uint32_t spb_caplen(uint32_t orig, int64_t blen, uint32_t snaplen) noexcept nogil:
+    """A simple packet block records no captured length: it is the original length, cut to the
+    block's room (block length - 16) and to the interface's snap length (0 = none)."""
+    cdef uint32_t n = orig
+    if n > <uint32_t>(blen - 16):
+        n = <uint32_t>(blen - 16)
+    if snaplen != 0 and n > snaplen:
+        n = snaplen
+    return n
+
+
 cdef inline void mark_cut(Cols* c, Py_ssize_t i, uint16_t code, uint32_t declared) noexcept nogil:
     # the last record, cut short by the end of the file (S15): malformed, whatever it decoded to
     c.status[i] = ST_MALFORMED
@@ -966,7 +977,7 @@ cdef class Parser:
 
     cdef int _pcapng(self, const uint8_t* buf, Py_ssize_t* pos, Py_ssize_t end, bint eof, int64_t base,
                      Cols* c, Py_ssize_t* n, Py_ssize_t cap) noexcept nogil:
-        cdef Py_ssize_t p = pos[0], cnt = n[0], avail, blen, padded, room, at = 0
+        cdef Py_ssize_t p = pos[0], cnt = n[0], avail, blen, padded, at = 0
         cdef uint32_t btype, bom, blen32, trailer, iface, incl, orig, present, declared, limit
         cdef uint32_t bc = 0, bl = 0, minlen
         cdef uint64_t units
@@ -1096,11 +1107,7 @@ cdef class Parser:
                         return self._fail(E_IFACE, base + p, 0, 0)
                     f = &self.ifaces[0]
                     orig = rd32(blk + 8, big)
-                    declared = orig
-                    if declared > <uint32_t>(blen - 16):
-                        declared = <uint32_t>(blen - 16)
-                    if f.snaplen != 0 and declared > f.snaplen:
-                        declared = f.snaplen
+                    declared = spb_caplen(orig, blen, f.snaplen)
                     if declared > MAXCAP:
                         pos[0] = p
                         n[0] = cnt
@@ -1175,12 +1182,7 @@ cdef class Parser:
                     return self._fail(E_IFACE, base + p, 0, 0)
                 f = &self.ifaces[0]
                 orig = rd32(blk + 8, big)
-                room = blen - 16
-                incl = orig
-                if incl > room:
-                    incl = <uint32_t>room
-                if f.snaplen != 0 and incl > f.snaplen:
-                    incl = f.snaplen
+                incl = spb_caplen(orig, blen, f.snaplen)
                 if incl > MAXCAP:
                     pos[0] = p
                     n[0] = cnt

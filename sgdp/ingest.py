@@ -27,7 +27,7 @@ What the reader decides (S15):
 from __future__ import annotations
 
 import os
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -101,49 +101,36 @@ def detail_text(code: int, aux: int = 0, caplen: int = 0, wirelen: int = 0) -> s
     return text
 
 
+# What each parser error code says; ``a`` and ``b`` are the values the parser recorded with it.
+_ERROR_TEXTS: dict[str, Callable[[int, int], str]] = {
+    "not_capture": lambda a, b: f"not a pcap or pcapng capture (it starts with bytes {a.to_bytes(4, 'little').hex(' ')})",
+    "short_file": lambda a, b: "file is empty, not a capture" if a == 0 else f"file too short to be a capture ({a} bytes)",
+    "pcap_version": lambda a, b: f"unsupported pcap format version {a}.{b} (expected 2.x)",
+    "linktype_reserved": lambda a, b: f"pcap link-type field 0x{a:08x} has reserved bits set",
+    "caplen": lambda a, b: f"record claims {a} captured bytes, more than {b}: corrupt capture",
+    "cut_implausible": lambda a, b: (f"file ends inside a record that claims {a} captured bytes, more than the snap "
+                                     f"length {b}: corrupt capture"),
+    "shb_bom": lambda a, b: f"pcapng section header has an invalid byte-order magic 0x{a:08x}",
+    "shb_version": lambda a, b: f"unsupported pcapng version {a}.{b} (expected 1.0)",
+    "block_len": lambda a, b: f"pcapng block total length {a} is invalid (a multiple of 4, at least 12)",
+    "block_too_big": lambda a, b: f"pcapng block total length {a} is more than {b}: corrupt capture",
+    "block_trailer": lambda a, b: f"pcapng block total length {a} does not match its trailing copy {b}",
+    "option": lambda a, b: f"pcapng option {a} of length {b} runs past the end of its block",
+    "iface": lambda a, b: ("pcapng packet block before any interface description block" if a == 0 and b == 0
+                           else f"pcapng packet refers to interface {a}, but its section describes {b}"),
+    "pkt_data": lambda a, b: f"pcapng packet data ({a} bytes) runs past the end of its {b}-byte block",
+    "too_many_ifaces": lambda a, b: f"more than {a} interfaces in one pcapng section",
+    "trailing": lambda a, b: f"file ends with {a} stray byte(s) after the last block",
+    "tsresol": lambda a, b: f"unsupported pcapng if_tsresol value 0x{a:02x}",
+    "block_short": lambda a, b: f"pcapng block of type 0x{a:08x} is too short ({b} bytes)",
+    "nomem": lambda a, b: "out of memory",
+}
+
+
 def _error_text(code: int, a: int, b: int) -> str:
-    e = ERROR
-    if code == e["not_capture"]:
-        return f"not a pcap or pcapng capture (it starts with bytes {a.to_bytes(4, 'little').hex(' ')})"
-    if code == e["short_file"]:
-        return "file is empty, not a capture" if a == 0 else f"file too short to be a capture ({a} bytes)"
-    if code == e["pcap_version"]:
-        return f"unsupported pcap format version {a}.{b} (expected 2.x)"
-    if code == e["linktype_reserved"]:
-        return f"pcap link-type field 0x{a:08x} has reserved bits set"
-    if code == e["caplen"]:
-        return f"record claims {a} captured bytes, more than {b}: corrupt capture"
-    if code == e["cut_implausible"]:
-        return (f"file ends inside a record that claims {a} captured bytes, more than the snap length {b}: "
-                "corrupt capture")
-    if code == e["shb_bom"]:
-        return f"pcapng section header has an invalid byte-order magic 0x{a:08x}"
-    if code == e["shb_version"]:
-        return f"unsupported pcapng version {a}.{b} (expected 1.0)"
-    if code == e["block_len"]:
-        return f"pcapng block total length {a} is invalid (a multiple of 4, at least 12)"
-    if code == e["block_too_big"]:
-        return f"pcapng block total length {a} is more than {b}: corrupt capture"
-    if code == e["block_trailer"]:
-        return f"pcapng block total length {a} does not match its trailing copy {b}"
-    if code == e["option"]:
-        return f"pcapng option {a} of length {b} runs past the end of its block"
-    if code == e["iface"]:
-        if a == 0 and b == 0:
-            return "pcapng packet block before any interface description block"
-        return f"pcapng packet refers to interface {a}, but its section describes {b}"
-    if code == e["pkt_data"]:
-        return f"pcapng packet data ({a} bytes) runs past the end of its {b}-byte block"
-    if code == e["too_many_ifaces"]:
-        return f"more than {a} interfaces in one pcapng section"
-    if code == e["trailing"]:
-        return f"file ends with {a} stray byte(s) after the last block"
-    if code == e["tsresol"]:
-        return f"unsupported pcapng if_tsresol value 0x{a:02x}"
-    if code == e["block_short"]:
-        return f"pcapng block of type 0x{a:08x} is too short ({b} bytes)"
-    if code == e["nomem"]:
-        return "out of memory"
+    for name, text in _ERROR_TEXTS.items():
+        if ERROR.get(name) == code:
+            return text(a, b)
     return f"capture error {code}"
 
 
