@@ -12,7 +12,7 @@ import copy
 
 import pytest
 
-from sgdp.packet import Verdict
+from sgdp.capture.packet import Verdict
 
 V6A = "2407:c080:802:469"
 

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from sgdp.cli import main
-from sgdp.craft import write_pcap
+from sgdp.capture.craft import write_pcap
 from sgdp.errors import ConfigError
-from sgdp.scenario import CaptureFailure, CaptureStep, StepFailure, load_scenario, run_scenario
+from sgdp.testing.scenario import CaptureFailure, CaptureStep, StepFailure, load_scenario, run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 1_700_000_000.0

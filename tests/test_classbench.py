@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from sgdp import classbench as cb
-from sgdp.classifier import FastClassifier, ReferenceClassifier
+from sgdp.bench import rulesets as cb
+from sgdp.engine.classifier import FastClassifier, ReferenceClassifier
 from sgdp.cli import main
 from sgdp.errors import InputError
 

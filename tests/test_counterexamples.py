@@ -1,5 +1,5 @@
 """Counterexample captures (issue 5): `sgdp test --save-failures DIR` and
-`sgdp replay --expect FILE --save-failures DIR`, and the frame encoder they use (sgdp.frames).
+`sgdp replay --expect FILE --save-failures DIR`, and the frame encoder they use (sgdp.capture.frames).
 
 Every file written is read back with sgdp's own reader and, when installed, with scapy (checksums
 recomputed by scapy must equal the ones written).
@@ -16,11 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sgdp.cli import main
-from sgdp.frames import DEFAULT_SRC_MAC, checksum, packet_to_frame, timestamp
-from sgdp.ingest import read_batches
-from sgdp.packet import Packet
-from sgdp.replay import SplitWriter
-from sgdp.scenario import packet_from_spec
+from sgdp.capture.frames import DEFAULT_SRC_MAC, checksum, packet_to_frame, timestamp
+from sgdp.capture.ingest import read_batches
+from sgdp.capture.packet import Packet
+from sgdp.pipeline.split import SplitWriter
+from sgdp.testing.scenario import packet_from_spec
 from tests.framegen import handshake, tcp, write_capture
 
 WEB, ALICE, BOB = "192.168.0.10", "172.16.0.5", "172.16.0.9"
@@ -75,7 +75,7 @@ def scapy_check(path, count):
     return packets
 
 
-# ------------------------------------------------------------------------------------ sgdp.frames
+# ------------------------------------------------------------------------------------ sgdp.capture.frames
 
 
 SPECS = [
@@ -104,7 +104,7 @@ SPECS = [
 
 
 def expected_read_back(pkt: Packet) -> Packet:
-    """What the reader gives for an encoded packet (sgdp.frames docstring)."""
+    """What the reader gives for an encoded packet (sgdp.capture.frames docstring)."""
     want = dataclasses.replace(pkt)
     if want.src_mac < 0:
         want.src_mac = DEFAULT_SRC_MAC

@@ -1,5 +1,5 @@
-"""sgdp.craft: scapy helpers to craft packets and captures, and the scapy-based slow reader that
-cross-checks the compiled reader of sgdp.ingest (S15)."""
+"""sgdp.capture.craft: scapy helpers to craft packets and captures, and the scapy-based slow reader that
+cross-checks the compiled reader of sgdp.capture.ingest (S15)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from sgdp import craft
+from sgdp.capture import craft
 from sgdp.errors import InputError
-from sgdp.ingest import read_batches
-from sgdp.packet import FIN, MALFORMED, NON_IP, OK, SYN, Packet
+from sgdp.capture.ingest import read_batches
+from sgdp.capture.packet import FIN, MALFORMED, NON_IP, OK, SYN, Packet
 
 scapy = pytest.importorskip("scapy")
 
@@ -251,12 +251,12 @@ def run_without_scapy(code: str) -> subprocess.CompletedProcess:
 
 
 def test_core_imports_without_scapy(tmp_path):
-    """scapy is in the test extra only: the core (and sgdp.craft itself) import without it, capture
+    """scapy is in the test extra only: the core (and sgdp.capture.craft itself) import without it, capture
     steps run without it, and a helper that needs it says how to install it."""
     code = f"""
-import sgdp, sgdp.cli, sgdp.scenario, sgdp.ingest, sgdp.replay, sgdp.craft
+import sgdp, sgdp.cli, sgdp.testing.scenario, sgdp.capture.ingest, sgdp.pipeline.run, sgdp.capture.craft
 assert "scapy" not in sys.modules
-from sgdp import craft
+from sgdp.capture import craft
 from sgdp.errors import UsageError
 assert not craft.scapy_available()
 try:
@@ -271,5 +271,5 @@ assert "scapy" not in sys.modules
 """
     proc = run_without_scapy(code)
     assert proc.returncode == 0, proc.stderr
-    assert "USAGE: sgdp.craft needs scapy" in proc.stdout and "pip install" in proc.stdout
+    assert "USAGE: sgdp.capture.craft needs scapy" in proc.stdout and "pip install" in proc.stdout
     assert "RC 0" in proc.stdout

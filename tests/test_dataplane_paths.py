@@ -11,10 +11,10 @@ import copy
 
 import pytest
 
-from sgdp.engine import make_engine
-from sgdp.model import topology_from_data
-from sgdp.packet import PacketBatch, Verdict
-from sgdp.scenario import packet_from_spec
+from sgdp.engine.choice import make_engine
+from sgdp.topology.model import topology_from_data
+from sgdp.capture.packet import PacketBatch, Verdict
+from sgdp.testing.scenario import packet_from_spec
 
 
 def V(verdict, reason, instance="", direction="", sg="", rule=""):

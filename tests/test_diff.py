@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from sgdp.cli import main
-from sgdp.flows import FlowTable
-from sgdp.packet import PacketBatch
-from sgdp.scenario import packet_from_spec
+from sgdp.pipeline.flows import FlowTable
+from sgdp.capture.packet import PacketBatch
+from sgdp.testing.scenario import packet_from_spec
 from tests.framegen import handshake, tcp, write_capture
 
 WEB, DB = "192.168.0.10", "192.168.0.20"
@@ -238,7 +238,7 @@ def test_flow_table_across_batches():
 
 
 def test_unique_matches_numpy():
-    from sgdp.flows import KEY_DTYPE, _unique
+    from sgdp.pipeline.flows import KEY_DTYPE, _unique
 
     rng = np.random.default_rng(5)
     keys = np.zeros(5000, KEY_DTYPE)

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sgdp.engine import fast_available
-from sgdp.model import topology_from_data
-from sgdp.packet import PacketBatch
-from sgdp.reference import ReferenceEngine
+from sgdp.engine.choice import fast_available
+from sgdp.topology.model import topology_from_data
+from sgdp.capture.packet import PacketBatch
+from sgdp.engine.reference import ReferenceEngine
 from tests.topogen import packet_sequences, topologies
 
 pytestmark = pytest.mark.skipif(not fast_available(), reason="the compiled engine is not built")
@@ -24,7 +24,7 @@ COLUMNS = ("verdict", "reason", "instance", "direction", "group", "rule")
 
 
 def _run_both(topo_dict, packets, cuts):
-    from sgdp.fast import FastEngine
+    from sgdp.engine.fast import FastEngine
 
     topo = topology_from_data(topo_dict, "generated.yaml")
     ref, fast = ReferenceEngine(topo), FastEngine(topo)
@@ -44,7 +44,7 @@ def _run_both(topo_dict, packets, cuts):
 
 
 def _one(row):
-    from sgdp.packet import VerdictBatch
+    from sgdp.capture.packet import VerdictBatch
 
     vb = VerdictBatch(1)
     for c, v in zip(COLUMNS, row):
@@ -68,8 +68,8 @@ def test_fast_equals_reference_across_a_rule_change(data):
     rules; every column still agrees."""
     import copy
 
-    from sgdp.fast import FastEngine
-    from sgdp.timeline import plan_change, union_names
+    from sgdp.engine.fast import FastEngine
+    from sgdp.pipeline.timeline import plan_change, union_names
 
     old_dict = data.draw(topologies())
     new_dict = copy.deepcopy(old_dict)

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sgdp.classifier import FastClassifier, ReferenceClassifier, make_classifier
-from sgdp.compiler import (HEADER_COLUMNS, Headers, Rule, RuleTable, build_tuple_space, first_match_reference)
+from sgdp.engine.classifier import FastClassifier, ReferenceClassifier, make_classifier
+from sgdp.engine.compiler import (HEADER_COLUMNS, Headers, Rule, RuleTable, build_tuple_space, first_match_reference)
 
 _fastmatch = pytest.importorskip("sgdp._fastmatch")
 
@@ -253,8 +253,8 @@ def test_rule_table_columns_are_read_only_copies():
         table.dport_max[0] = 1
 
 
-def test_compiler_exposes_the_compiled_classifier():
-    from sgdp.compiler import Classifier
+def test_engine_exposes_the_compiled_classifier():
+    from sgdp.engine import Classifier
 
     table = RuleTable.from_rules([Rule(4, (0, 9), (0, 9), dport=(80, 80), proto=(6, 0xFF))])
     c = Classifier(table)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from sgdp.packet import Verdict
+from sgdp.capture.packet import Verdict
 
 V6A = "2407:c080:802:469"
 A1, A2, B1 = "192.168.0.10", "192.168.0.20", "192.168.0.30"

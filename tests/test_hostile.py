@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sgdp.engine import fast_available
-from sgdp.model import topology_from_data
-from sgdp.packet import PACKET_COLUMNS, PacketBatch, Packet, VerdictBatch
+from sgdp.engine.choice import fast_available
+from sgdp.topology.model import topology_from_data
+from sgdp.capture.packet import PACKET_COLUMNS, PacketBatch, Packet, VerdictBatch
 
 pytestmark = pytest.mark.skipif(not fast_available(), reason="the compiled engine is not built")
 
@@ -22,7 +22,7 @@ TOPO = {
 
 @pytest.fixture
 def engine():
-    from sgdp.fast import FastEngine
+    from sgdp.engine.fast import FastEngine
 
     return FastEngine(topology_from_data(TOPO, "t.yaml"))
 
@@ -76,8 +76,8 @@ def test_packet_batch_validates_before_compiled_code():
 
 
 def test_format_rows_rejects_mismatched_lengths_and_bad_codes(engine, tmp_path):
-    from sgdp import _report
-    from sgdp.report import VerdictWriter
+    from sgdp.pipeline import _writers as _report
+    from sgdp.pipeline.writers import VerdictWriter
 
     writer = VerdictWriter(str(tmp_path), "csv", engine.names)
     vb = VerdictBatch(3)

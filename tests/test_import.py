@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sgdp import cli, importer
+from sgdp import cli
+
+from sgdp.topology import importer
 from sgdp.errors import InputError, SgdpError
-from sgdp.model import load_topology, topology_from_data
+from sgdp.topology.model import load_topology, topology_from_data
 
 SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "import"
 SAMPLE_FILES = ["vpcs.json", "subnets.json", "address_groups.json", "security_groups.json", "servers.json",

@@ -1,4 +1,4 @@
-"""The capture reader (sgdp.ingest, compiled sgdp._ingest) on synthetic captures built here.
+"""The capture reader (sgdp.capture.ingest, compiled sgdp.capture._ingest) on synthetic captures built here.
 
 Every capture is built byte by byte by the helpers below, so each test shows exactly what the file
 holds: both pcap byte orders and timestamp resolutions, pcapng with several sections, interfaces
@@ -16,12 +16,12 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from sgdp import _ingest
+from sgdp.capture import _ingest
 from sgdp.cli import main
 from sgdp.errors import InputError
-from sgdp.ingest import (ALL_COLUMNS, DETAIL, EXTRA_COLUMNS, FLAG, CaptureBatch, CaptureReader, detail_text,
+from sgdp.capture.ingest import (ALL_COLUMNS, DETAIL, EXTRA_COLUMNS, FLAG, CaptureBatch, CaptureReader, detail_text,
                          new_columns, open_capture, read_batches)
-from sgdp.packet import MALFORMED, NON_IP, OK, PACKET_COLUMNS, PacketBatch
+from sgdp.capture.packet import MALFORMED, NON_IP, OK, PACKET_COLUMNS, PacketBatch
 
 # ----------------------------------------------------------------------------------- frame builders
 

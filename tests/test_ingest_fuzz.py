@@ -21,9 +21,9 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sgdp import _ingest
+from sgdp.capture import _ingest
 from sgdp.errors import InputError
-from sgdp.ingest import FLAG, MAX_CAPLEN, CaptureReader, new_columns
+from sgdp.capture.ingest import FLAG, MAX_CAPLEN, CaptureReader, new_columns
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # the capture builders of test_ingest.py
 from test_ingest import ah, epb, eth, ext, frag6, icmp, idb, ipv4, ipv6, opb, other, pcap, shb, spb, tcp, udp  # noqa: E402

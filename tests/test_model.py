@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from sgdp.cli import main
-from sgdp.model import load_topology, topology_from_data
+from sgdp.topology.model import load_topology, topology_from_data
 
 # ------------------------------------------------------------------------------------------ helpers
 

@@ -13,10 +13,10 @@ tcp 22 only. Every NIC's groups allow everything, so the ACL decides.
 
 from __future__ import annotations
 
-from sgdp.engine import make_engine
-from sgdp.model import topology_from_data
-from sgdp.packet import PacketBatch, Verdict
-from sgdp.scenario import packet_from_spec
+from sgdp.engine.choice import make_engine
+from sgdp.topology.model import topology_from_data
+from sgdp.capture.packet import PacketBatch, Verdict
+from sgdp.testing.scenario import packet_from_spec
 
 
 def V(verdict, reason, instance="", direction="", sg="", rule=""):

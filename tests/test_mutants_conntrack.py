@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from sgdp.packet import Verdict
+from sgdp.capture.packet import Verdict
 
 T0 = 1_700_000_000.0
 A, P = "192.168.0.10", "192.168.0.50"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 
-from sgdp.packet import Verdict
+from sgdp.capture.packet import Verdict
 
 A1, A2, B1 = "192.168.0.10", "192.168.0.20", "192.168.0.30"
 

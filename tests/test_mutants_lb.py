@@ -20,7 +20,7 @@ import ipaddress
 
 import pytest
 
-from sgdp.packet import Verdict
+from sgdp.capture.packet import Verdict
 
 
 def V(verdict, reason, instance="", direction="", sg="", rule=""):

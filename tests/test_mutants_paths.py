@@ -15,7 +15,7 @@ group".
 
 from __future__ import annotations
 
-from sgdp.packet import Verdict
+from sgdp.capture.packet import Verdict
 
 
 def V(verdict, reason, instance="", direction="", sg="", rule=""):

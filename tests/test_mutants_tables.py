@@ -52,8 +52,8 @@ def test_s15_fragment_memory_is_per_protocol(run):
 def test_s10_flavor_family_is_case_insensitive():
     """S10: the family is the flavor's prefix before the first '.'; Huawei flavor names are
     case-insensitive, so 'S1.medium' is a legacy S1 instance and 'KAI1S.large' a Kai1 one."""
-    from sgdp.model import topology_from_data
-    from sgdp.policy import Policy
+    from sgdp.topology.model import topology_from_data
+    from sgdp.topology.policy import Policy
 
     topo = topology_from_data({
         "vpcs": [{"name": "V", "cidr": "10.0.0.0/16", "subnets": [{"name": "A", "cidr": "10.0.0.0/24"}]}],

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from sgdp.model import topology_from_data
-from sgdp.policy import Policy
+from sgdp.topology.model import topology_from_data
+from sgdp.topology.policy import Policy
 
 V4_SUBNET = "192.168.0.0/24"
 V6_SUBNET = "2407:c080:802:469::/64"

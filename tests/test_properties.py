@@ -20,10 +20,10 @@ import ipaddress
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sgdp.engine import make_engine
-from sgdp.model import topology_from_data
-from sgdp.packet import PacketBatch
-from sgdp.scenario import packet_from_spec
+from sgdp.engine.choice import make_engine
+from sgdp.topology.model import topology_from_data
+from sgdp.capture.packet import PacketBatch
+from sgdp.testing.scenario import packet_from_spec
 
 SETTINGS = settings(max_examples=130, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from sgdp.decode import COLUMNS, decode_rows
+from sgdp.capture.decode import COLUMNS, decode_rows
 from sgdp.errors import InputError
-from sgdp.ingest import DETAIL, read_batches
-from sgdp.packet import MALFORMED, NON_IP
+from sgdp.capture.ingest import DETAIL, read_batches
+from sgdp.capture.packet import MALFORMED, NON_IP
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "pcaps" / "real"
 NAMES = sorted(p.name for p in REAL.glob("*.pcap*")) if REAL.is_dir() else ["(corpus absent)"]
@@ -205,7 +205,7 @@ def scapy_fields(pkt) -> dict:
 
 
 def sgdp_fields(batch, i: int, want: dict) -> dict:
-    from sgdp.addr import format_ip
+    from sgdp.topology.addr import format_ip
 
     p = batch.packet(i)
     got: dict = {}

@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from sgdp.cli import main
-from sgdp.model import topology_from_data
-from sgdp.replay import replay
-from sgdp.timeline import plan_change
+from sgdp.topology.model import topology_from_data
+from sgdp.pipeline.run import replay
+from sgdp.pipeline.timeline import plan_change
 from tests.framegen import tcp, write_capture
 
 WEB, DB, APP, DB2 = "192.168.0.10", "192.168.0.20", "192.168.0.30", "192.168.0.40"
@@ -119,7 +119,7 @@ def run(tmp_path, capsys, engine_name, versions: list[tuple[float, dict]], specs
 def fast_fallback_expected(engine_name: str) -> bool:
     if engine_name != "fast":
         return False
-    from sgdp.fast import FastEngine
+    from sgdp.engine.fast import FastEngine
 
     return not hasattr(FastEngine, "retarget")
 
