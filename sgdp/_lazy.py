@@ -10,10 +10,13 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable
 
+EXPORTS: dict[str, dict[str, str]] = {}  # package -> {public name: defining module}, for the layout test
+
 
 def lazy_exports(package: str, table: dict[str, list[str]]) -> tuple[list[str], Callable[[str], Any], Callable[[], list[str]]]:
     """``(__all__, __getattr__, __dir__)`` for ``package`` from ``{module: [names]}``."""
     where = {name: module for module, names in table.items() for name in names}
+    EXPORTS[package] = where
 
     def __getattr__(name: str) -> Any:
         module = where.get(name)
