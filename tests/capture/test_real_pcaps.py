@@ -24,7 +24,7 @@ from sgdp.errors import InputError
 from sgdp.capture.ingest import DETAIL, read_batches
 from sgdp.capture.packet import MALFORMED, NON_IP
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "pcaps" / "real"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "pcaps" / "real"
 NAMES = sorted(p.name for p in REAL.glob("*.pcap*")) if REAL.is_dir() else ["(corpus absent)"]
 
 # (capture, tshark frame number) -> {decode column: sgdp's value}, each with the reason.

@@ -18,7 +18,7 @@ from sgdp.capture.packet import FIN, MALFORMED, NON_IP, OK, SYN, Packet
 
 scapy = pytest.importorskip("scapy")
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED_REAL = ROOT.parent / "shared" / "pcaps" / "real"
 
 

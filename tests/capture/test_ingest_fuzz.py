@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))   # the capture builder
 from test_ingest import ah, epb, eth, ext, frag6, icmp, idb, ipv4, ipv6, opb, other, pcap, shb, spb, tcp, udp  # noqa: E402
 
 EXAMPLES = int(os.environ.get("SGDP_FUZZ_EXAMPLES", "150"))
-REAL = Path(__file__).resolve().parents[2] / "shared" / "pcaps" / "real"
+REAL = Path(__file__).resolve().parents[3] / "shared" / "pcaps" / "real"
 
 
 def _frames() -> list[bytes]:

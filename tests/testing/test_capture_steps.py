@@ -18,7 +18,7 @@ from sgdp.capture.craft import write_pcap
 from sgdp.errors import ConfigError
 from sgdp.testing.scenario import CaptureFailure, CaptureStep, StepFailure, load_scenario, run_scenario
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 T = 1_700_000_000.0
 
 TOPOLOGY = {

@@ -20,7 +20,7 @@ from sgdp.topology import importer
 from sgdp.errors import InputError, SgdpError
 from sgdp.topology.model import load_topology, topology_from_data
 
-SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "import"
+SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "import"
 SAMPLE_FILES = ["vpcs.json", "subnets.json", "address_groups.json", "security_groups.json", "servers.json",
                 "ports.json"]
 

@@ -1,5 +1,5 @@
 """Rule changes during a replay (S12, `sgdp replay --timeline`): cases that mutation testing showed
-tests/test_timeline.py left open. Every expectation is worked out by hand from S12 and the S12 section
+tests/pipeline/test_timeline.py left open. Every expectation is worked out by hand from S12 and the S12 section
 of docs/semantics.md:
 
 - "A NIC whose own binding changes (the order of its groups) or whose instance's flavor family kind
