@@ -13,5 +13,5 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "addr": ["Net", "format_ip", "parse_ip", "parse_mac", "parse_cidr", "parse_endpoint"],
     "policy": ["Policy", "rule_matches_packet"],
     "findings": ["check", "Finding"],
-    "importer": ["import_huawei", "write_topology"],
+    "huawei": ["import_huawei", "write_topology"],
 })

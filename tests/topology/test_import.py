@@ -16,7 +16,7 @@ import yaml
 
 from sgdp import cli
 
-from sgdp.topology import importer
+from sgdp.topology import huawei
 from sgdp.errors import InputError, SgdpError
 from sgdp.topology.model import load_topology, topology_from_data
 
@@ -45,9 +45,9 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
     else:
         parser = cli._Parser(prog="sgdp")
         sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=cli._Parser)
-        importer.add_parser(sub)
+        huawei.add_parser(sub)
         try:
-            rc = importer.cmd_import(parser.parse_args(argv))
+            rc = huawei.cmd_import(parser.parse_args(argv))
         except SgdpError as exc:
             print(f"sgdp: error: {exc}", file=sys.stderr)
             rc = 2
@@ -94,7 +94,7 @@ def test_samples_import_and_pass_check(tmp_path, capsys, suffix):
 
 
 def test_sample_values_worked_out_by_hand():
-    topo, lines = importer.import_huawei(samples())
+    topo, lines = huawei.import_huawei(samples())
     # VPC and subnets: names kept (unique), ids kept, IPv6 CIDR from cidr_v6
     (vpc,) = topo["vpcs"]
     assert (vpc["name"], vpc["id"], vpc["cidr"]) == ("vpc-prod", VPC, "192.168.0.0/16")
@@ -144,13 +144,13 @@ def test_sample_values_worked_out_by_hand():
 
 
 def test_port_security_group_order_wins_over_the_server_list():
-    topo, lines = importer.import_huawei(samples())
+    topo, lines = huawei.import_huawei(samples())
     app = by_name(topo["instances"], "ecs-app-01")
     # servers.json lists [sg-app, sg-db]; ports.json binds eth0 to [sg-app] and eth1 to [sg-db, sg-app]
     assert [n["security_groups"] for n in app["nics"]] == [["sg-app"], ["sg-db", "sg-app"]]
     assert any("ports[2].security_groups" in line and "['sg-db', 'sg-app'] is used" in line for line in lines)
     # without the ports export, both NICs get the server's list in its order
-    topo2, _ = importer.import_huawei(samples(*[f for f in SAMPLE_FILES if f != "ports.json"]))
+    topo2, _ = huawei.import_huawei(samples(*[f for f in SAMPLE_FILES if f != "ports.json"]))
     app2 = by_name(topo2["instances"], "ecs-app-01")
     assert [n["security_groups"] for n in app2["nics"]] == [["sg-app", "sg-db"], ["sg-app", "sg-db"]]
     web2 = by_name(topo2["instances"], "ecs-web-01")
@@ -173,7 +173,7 @@ def test_ports_fixed_ips_and_mac_win(tmp_path):
     entry["addr"] = "192.168.3.99"  # the server's view disagrees with the port
     entry["OS-EXT-IPS-MAC:mac_addr"] = "fa:16:3e:00:00:99"
     files = samples("vpcs.json", "subnets.json", "security_groups.json", "address_groups.json", "ports.json")
-    topo, lines = importer.import_huawei(files + [write(tmp_path, "servers.json", servers)])
+    topo, lines = huawei.import_huawei(files + [write(tmp_path, "servers.json", servers)])
     db = by_name(topo["instances"], "ecs-db-01")
     assert db["ip"] == "192.168.3.30" and db["mac"] == "fa:16:3e:2b:9c:41"
     assert any("differ from the server's" in l for l in lines)
@@ -203,7 +203,7 @@ def test_neutron_rules_are_accepted(tmp_path):
          "port_range_min": 53, "port_range_max": None, "remote_ip_prefix": "192.168.0.0/16"},
     ]}
     files = samples("security_groups.json", "address_groups.json") + [write(tmp_path, "rules.json", rules)]
-    topo, lines = importer.import_huawei(files)
+    topo, lines = huawei.import_huawei(files)
     web = by_name(topo["security_groups"], "sg-web")["security_group_rules"]
     got = {r["id"]: r for r in web if r["id"].startswith("n")}
     assert got["n1"] == {"id": "n1", "direction": "ingress", "action": "allow", "priority": 1, "ethertype": "IPv4",
@@ -238,7 +238,7 @@ def test_v1_security_groups_with_neutron_rules_inline(tmp_path):
              "ethertype": "IPv6", "protocol": None, "port_range_min": None, "port_range_max": None,
              "remote_ip_prefix": None, "remote_group_id": None, "tenant_id": "t"},
         ]}]}
-    topo, lines = importer.import_huawei([write(tmp_path, "v1.json", data)])
+    topo, lines = huawei.import_huawei([write(tmp_path, "v1.json", data)])
     (g,) = topo["security_groups"]
     assert g["security_group_rules"][0]["multiport"] == "3389" and g["security_group_rules"][0]["protocol"] == "tcp"
     assert g["security_group_rules"][1] == {"id": "r-2", "direction": "egress", "action": "allow", "priority": 1,
@@ -250,7 +250,7 @@ def test_rules_only_export_names_the_group_by_its_id(tmp_path):
     rules = {"security_group_rules": [{"id": "x1", "security_group_id": "77777777-aaaa-4bbb-8ccc-dddddddddddd",
                                        "direction": "ingress", "protocol": "tcp", "multiport": "443", "action": "allow",
                                        "priority": 1, "ethertype": "IPv4", "remote_ip_prefix": "0.0.0.0/0"}]}
-    topo, lines = importer.import_huawei([write(tmp_path, "rules.json", rules)])
+    topo, lines = huawei.import_huawei([write(tmp_path, "rules.json", rules)])
     (g,) = topo["security_groups"]
     assert g["name"] == g["id"] == "77777777-aaaa-4bbb-8ccc-dddddddddddd"
     assert any("known only from its rules" in l for l in lines)
@@ -286,7 +286,7 @@ def test_unmappable_items_are_reported_not_dropped(tmp_path):
     files = [write(tmp_path, "security_groups.json", groups), write(tmp_path, "servers.json", servers),
              write(tmp_path, "ports.json", ports), write(tmp_path, "vpcs.json", vpcs)]
     files += samples("subnets.json", "address_groups.json")
-    topo, lines = importer.import_huawei(files)
+    topo, lines = huawei.import_huawei(files)
 
     def line(*words):
         found = [l for l in lines if all(w in l for w in words)]
@@ -334,7 +334,7 @@ def test_placeholder_group_from_a_port_keeps_membership(tmp_path):
     ports = load_sample("ports.json")
     ports["ports"][0]["security_groups"] = [SG_WEB, "12121212-3434-4565-8787-909090909090"]
     files = samples("vpcs.json", "subnets.json", "address_groups.json", "security_groups.json", "servers.json")
-    topo, lines = importer.import_huawei(files + [write(tmp_path, "ports.json", ports)])
+    topo, lines = huawei.import_huawei(files + [write(tmp_path, "ports.json", ports)])
     web = by_name(topo["instances"], "ecs-web-01")
     assert web["security_groups"] == ["sg-web", "12121212-3434-4565-8787-909090909090"]
     assert any("12121212-3434-4565-8787-909090909090" in l and "placeholder" in l for l in lines)
@@ -357,7 +357,7 @@ def test_duplicate_names_are_disambiguated_deterministically(tmp_path):
          "security_groups": [{"id": "aaaa1111-0000-4000-8000-000000000001", "name": "web"}]}]}
     files = [write(tmp_path, "sg.json", groups), write(tmp_path, "subnets.json", subnets),
              write(tmp_path, "servers.json", servers)] + samples("vpcs.json")
-    topo, lines = importer.import_huawei(files)
+    topo, lines = huawei.import_huawei(files)
     assert [g["name"] for g in topo["security_groups"]] == ["web-aaaa1111", "web-bbbb2222"]
     assert topo["security_groups"][1]["security_group_rules"][0]["remote_group_id"] == "web-aaaa1111"
     assert [s["name"] for s in topo["vpcs"][0]["subnets"]] == ["subnet-web-4779ab1c", "subnet-web-8d5a2f4b", "subnet-db"]
@@ -366,7 +366,7 @@ def test_duplicate_names_are_disambiguated_deterministically(tmp_path):
         ("ecs-cccc3333", "subnet-web-4779ab1c", ["web-bbbb2222"]), ("ecs-dddd4444", "subnet-web-8d5a2f4b", ["web-aaaa1111"])]
     assert sum("is shared by 2 objects: renamed" in l for l in lines) == 3
     # the same input in the same order gives the same output
-    assert importer.import_huawei(files)[0] == topo
+    assert huawei.import_huawei(files)[0] == topo
 
 
 def test_virtual_ip_and_source_dest_check_from_allowed_address_pairs(tmp_path):
@@ -377,7 +377,7 @@ def test_virtual_ip_and_source_dest_check_from_allowed_address_pairs(tmp_path):
     ports["ports"].append(vip)
     ports["ports"][0]["allowed_address_pairs"] = [{"ip_address": "192.168.1.100"}, {"ip_address": "1.1.1.1/0"}]
     files = samples("vpcs.json", "subnets.json", "address_groups.json", "security_groups.json", "servers.json")
-    topo, lines = importer.import_huawei(files + [write(tmp_path, "ports.json", ports)])
+    topo, lines = huawei.import_huawei(files + [write(tmp_path, "ports.json", ports)])
     assert topo["virtual_ips"] == [{"id": "vip-port-1", "ip": "192.168.1.100", "subnet": "subnet-web",
                                     "instances": ["ecs-web-01"]}]
     assert by_name(topo["instances"], "ecs-web-01")["source_dest_check"] is False
@@ -392,7 +392,7 @@ def test_virtual_ip_and_source_dest_check_from_allowed_address_pairs(tmp_path):
 def test_malformed_json_is_a_clean_error_naming_file_and_position(tmp_path, capsys):
     bad = write(tmp_path, "broken.json", '{\n  "security_groups": [\n    {"id": "x", "name": "a",}\n  ]\n}\n')
     with pytest.raises(InputError) as exc:
-        importer.import_huawei([bad])
+        huawei.import_huawei([bad])
     assert str(exc.value).startswith(f"{bad}: invalid JSON at line 3 column 29")
     rc, stdout, stderr = run_cli(["import", "huawei", bad, "-o", str(tmp_path / "t.yaml")], capsys)
     assert rc == 2
@@ -418,7 +418,7 @@ def test_malformed_security_group_file_names_the_json_path(tmp_path, mutate, pat
     mutate(data)
     bad = write(tmp_path, "sg.json", data)
     with pytest.raises(InputError) as exc:
-        importer.import_huawei([bad])
+        huawei.import_huawei([bad])
     assert str(exc.value).startswith(f"{bad}: {path}: "), str(exc.value)
 
 
@@ -427,14 +427,14 @@ def test_malformed_server_address_names_the_json_path(tmp_path):
     servers["servers"][1]["addresses"][VPC][1]["addr"] = "192.168.3.300"
     bad = write(tmp_path, "servers.json", servers)
     with pytest.raises(InputError) as exc:
-        importer.import_huawei(samples("vpcs.json", "subnets.json") + [bad])
+        huawei.import_huawei(samples("vpcs.json", "subnets.json") + [bad])
     assert str(exc.value).startswith(f'{bad}: servers[1].addresses["{VPC}"][1].addr: ')
 
 
 def test_top_level_must_be_an_object(tmp_path):
     bad = write(tmp_path, "list.json", [{"id": "x"}])
     with pytest.raises(InputError, match=r"list\.json: expected a JSON object"):
-        importer.import_huawei([bad])
+        huawei.import_huawei([bad])
 
 
 def test_invalid_result_is_traced_back_to_the_source(tmp_path):
@@ -443,7 +443,7 @@ def test_invalid_result_is_traced_back_to_the_source(tmp_path):
     servers["servers"][2]["addresses"][VPC][0]["addr"] = "192.168.3.20"  # ecs-app-01 eth1 has it already
     bad = write(tmp_path, "servers.json", servers)
     with pytest.raises(InputError) as exc:
-        importer.import_huawei(samples("vpcs.json", "subnets.json", "address_groups.json", "security_groups.json") + [bad])
+        huawei.import_huawei(samples("vpcs.json", "subnets.json", "address_groups.json", "security_groups.json") + [bad])
     assert str(exc.value).startswith(f"{bad}: servers[2]: ") and "192.168.3.20" in str(exc.value)
 
 
@@ -458,8 +458,8 @@ def test_output_option_is_required(capsys):
 
 
 def test_file_order_does_not_change_the_result():
-    forward, _ = importer.import_huawei(samples())
-    backward, lines = importer.import_huawei(samples(*reversed(SAMPLE_FILES)))
+    forward, _ = huawei.import_huawei(samples())
+    backward, lines = huawei.import_huawei(samples(*reversed(SAMPLE_FILES)))
 
     def norm(topo):
         return {k: sorted(json.dumps(x, sort_keys=True) for x in v) for k, v in topo.items() if isinstance(v, list)}
