@@ -164,7 +164,6 @@ class _Src:
         return _Src(self.file, sub)
 
 
-
 @dataclass
 class _Obj:
     """A VPC, subnet, address group, server or port: its raw data, where it came from, its output name."""

@@ -48,7 +48,6 @@ class _Group:
     out: str = ""
 
 
-
 class _Groups(_Reporter):
     """Reads and emits security groups, their rules and address groups."""
 

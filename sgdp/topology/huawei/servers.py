@@ -28,12 +28,11 @@ class _NicDraft:
     src: _Src | None = None
 
 
-
 class _Servers(_Reporter):
     """Reads servers and ports and builds the instances, their NICs and the virtual IPs.
 
-    Uses the groups (``placeholder_group``, ``group_for_server_ref``) and the network (``subnet_of``)
-    of the importer it is mixed into.
+    Uses the groups (``placeholder_group``, ``group_for_server_ref``, ``_group_names``) and the network
+    (``subnet_of``) of the importer it is mixed into.
     """
 
     def __init__(self) -> None:
