@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import yaml
 from sgdp import cli
 
 from sgdp.topology import huawei
-from sgdp.errors import InputError, SgdpError
+from sgdp.errors import InputError
 from sgdp.topology.model import load_topology, topology_from_data
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "import"
@@ -39,18 +38,8 @@ def load_sample(name: str) -> dict:
 
 
 def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
-    """`sgdp ARGV` through sgdp.cli.main once `import` is wired there, else through the importer's parser."""
-    if "import" in cli.COMMANDS:
-        rc = cli.main(argv)
-    else:
-        parser = cli._Parser(prog="sgdp")
-        sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=cli._Parser)
-        huawei.add_parser(sub)
-        try:
-            rc = huawei.cmd_import(parser.parse_args(argv))
-        except SgdpError as exc:
-            print(f"sgdp: error: {exc}", file=sys.stderr)
-            rc = 2
+    """`sgdp ARGV` through sgdp.cli.main: exit code, stdout, stderr."""
+    rc = cli.main(argv)
     out = capsys.readouterr()
     return rc, out.out, out.err
 
@@ -466,3 +455,12 @@ def test_file_order_does_not_change_the_result():
 
     assert norm(forward) == norm(backward)
     assert lines[-1] == "1 item(s) not mapped exactly, 3 note(s)"
+
+
+def test_non_string_subnet_gateway_is_a_clean_error(tmp_path, capsys):
+    subnets = load_sample("subnets.json")
+    subnets["subnets"][0]["gateway_ip"] = 1
+    bad = write(tmp_path, "subnets.json", subnets)
+    rc, _, stderr = run_cli(["import", "huawei", *samples("vpcs.json"), bad, "-o", str(tmp_path / "t.yaml")], capsys)
+    assert rc == 2 and "Traceback" not in stderr
+    assert stderr.count("\n") == 1 and stderr.startswith(f"sgdp: error: {bad}: subnets[0].gateway_ip: expected a string")

@@ -52,6 +52,7 @@ class _Network(_Reporter):
         net = doc.cidr(raw.get("cidr"), _key(path, "cidr"))
         if net.version != 4:
             raise doc.err(_key(path, "cidr"), f"{raw['cidr']!r} is not an IPv4 CIDR")
+        doc.string(raw.get("gateway_ip"), _key(path, "gateway_ip"))
         v6key = "cidr_v6" if raw.get("cidr_v6") else "ipv6_cidr"
         if doc.string(raw.get(v6key), _key(path, v6key)) is not None:
             if doc.cidr(raw[v6key], _key(path, v6key)).version != 6:
