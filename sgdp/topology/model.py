@@ -969,8 +969,8 @@ class _Loader:
     def check_addresses(self, nics: tuple[Nic, ...], vips: tuple[VirtualIp, ...], lbs: dict[str, LoadBalancer]) -> None:
         """IPs unique within a VPC; EIPs and MACs unique everywhere."""
         seen: dict[tuple[str, int, int], str] = {}
-        eips: dict[int, str] = {}
-        macs: dict[int, str] = {}
+        eips: dict[str, str] = {}
+        macs: dict[str, str] = {}
         owners = {n.index: f"instance {n.instance!r}" for n in nics}
 
         def claim(vpc: str, addr: Addr, path: str, owner: str) -> None:
@@ -988,15 +988,15 @@ class _Loader:
             for k, addr in enumerate(nic.extra_ips):
                 claim(nic.vpc, addr, f"{p}.extra_ips[{k}]", owners[nic.index])
             if nic.eip is not None:
-                self.unique(eips, nic.eip, f"{p}.eip", "EIP")
+                self.unique(eips, format_ip(4, nic.eip), f"{p}.eip", "EIP")
             if nic.mac is not None:
-                self.unique(macs, nic.mac, f"{p}.mac", "MAC")
+                self.unique(macs, _format_mac(nic.mac), f"{p}.mac", "MAC")
         for i, vip in enumerate(vips):
             claim(vip.vpc, vip.ip, f"virtual_ips[{i}].ip", f"virtual IP {format_ip(*vip.ip)}")
         for i, lb in enumerate(lbs.values()):
             claim(lb.vpc, lb.vip, f"load_balancers[{i}].vip", f"load balancer {lb.name!r}")
             if lb.eip is not None:
-                self.unique(eips, lb.eip, f"load_balancers[{i}].eip", "EIP")
+                self.unique(eips, format_ip(4, lb.eip), f"load_balancers[{i}].eip", "EIP")
 
 
 def parse_multiport(value: Any) -> Ports:
@@ -1055,6 +1055,10 @@ def _lacks_groups(raw: Any) -> bool:
     if isinstance(nics, list) and nics:
         return any(isinstance(n, dict) and n.get("security_groups") is None for n in nics)
     return raw.get("security_groups") is None
+
+
+def _format_mac(value: int) -> str:
+    return ":".join(f"{b:02x}" for b in value.to_bytes(6, "big"))
 
 
 def _lower(value: Any) -> Any:
