@@ -883,7 +883,7 @@ class _Loader:
                 if v != 4:
                     raise self.err(f"{p}.eip", f"{raw['eip']!r} is not an IPv4 address")
             listeners = []
-            seen: dict[tuple[int, int], str] = {}
+            seen: dict[str, str] = {}
             for j, lraw in enumerate(self.lst(raw.get("listeners"), f"{p}.listeners")):
                 lp = f"{p}.listeners[{j}]"
                 self.obj(lraw, lp, KEYS["listener"], ("protocol", "port"))
@@ -906,7 +906,7 @@ class _Loader:
                 if not backends:
                     raise self.err(f"{lp}.backends", "a listener needs at least one backend")
                 listener = Listener(proto, port, tci, tuple(backends))
-                self.unique(seen, (listener.ip_protocol, port), f"{lp}.port", "listener protocol and port")
+                self.unique(seen, f"{_proto_label(listener.ip_protocol)} {port}", f"{lp}.port", "listener (TCP or UDP) port")
                 listeners.append(listener)
             out[name] = LoadBalancer(name, self.ident(raw.get("id"), f"{p}.id"), kind, vip, eip, subnet, vpc, tuple(listeners))
         return out
