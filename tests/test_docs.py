@@ -313,3 +313,19 @@ def test_program_messages_cite_only_what_the_docs_define():
         assert not re.search(r"\bSPEC\b|§", text), f"{path}:{line}: a message cites the SPEC: {text!r}"
         cited = {int(n) for n in re.findall(r"\bS(\d{1,2})\b", text)}
         assert cited <= defined, f"{path}:{line}: a message cites S{sorted(cited - defined)}: {text!r}"
+
+
+@pytest.mark.parametrize("doc", USER_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_tests_cited_by_the_docs_exist(doc):
+    for file, name in re.findall(r"`tests/([\w/]+\.py)::(\w+)`", _text(doc)):
+        path = ROOT / "tests" / file
+        assert path.exists(), f"{doc.name} cites tests/{file}, which does not exist"
+        assert re.search(rf"^def {name}\(", _text(path), flags=re.M), f"{doc.name} cites tests/{file}::{name}, which does not exist"
+
+
+def test_semantics_doc_points_every_item_at_tests():
+    text = _text(DOCS / "semantics.md")
+    items = re.split(r"^### (S\d+)\b", text, flags=re.M)[1:]
+    for number, body in zip(items[::2], items[1::2]):
+        body = body.split("\n#", 1)[0]
+        assert "`tests/" in body, f"docs/semantics.md: {number} names no test that pins it"
