@@ -329,3 +329,39 @@ def test_semantics_doc_points_every_item_at_tests():
     for number, body in zip(items[::2], items[1::2]):
         body = body.split("\n#", 1)[0]
         assert "`tests/" in body, f"docs/semantics.md: {number} names no test that pins it"
+
+
+# ------------------------------------------------------------------------------ docs/scenarios.md
+
+
+def _saved_examples(doc: Path) -> list[tuple[str, str]]:
+    """(path, source) of every YAML block preceded by "Saved as `PATH`"."""
+    out = []
+    text = _text(doc)
+    pieces = re.split(r"^```yaml\n(.*?)^```", text, flags=re.M | re.S)
+    for before, source in zip(pieces[0::2], pieces[1::2]):
+        tail = before.rsplit("```", 1)[-1]
+        where = re.findall(r"Saved as `([^`]+)`", tail)
+        assert where, f"{doc.name}: a YAML example without 'Saved as `PATH`' before it:\n{source}"
+        out.append((where[-1], source))
+    return out
+
+
+@pytest.mark.parametrize("engine", ["reference", "fast"])
+def test_scenarios_doc_examples_pass(tmp_path, engine):
+    import shutil
+
+    from sgdp.engine import available_engines
+    from sgdp.testing import load_scenario, run_scenario
+
+    if engine not in available_engines():
+        pytest.skip(f"the {engine} engine is not built")
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(ROOT / "pcaps", tmp_path / "pcaps")
+    examples = _saved_examples(DOCS / "scenarios.md")
+    assert len(examples) >= 2
+    for where, source in examples:
+        path = tmp_path / where
+        path.write_text(source, encoding="utf-8")
+        result = run_scenario(load_scenario(str(path)), engine)
+        assert result.passed, "\n".join(f.describe() for f in result.failures)
