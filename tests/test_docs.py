@@ -243,8 +243,32 @@ def test_craft_doc_examples_run(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     shutil.copytree(ROOT / "examples", tmp_path / "examples")
-    for block in re.findall(r"^```python\n(.*?)^```", _text(DOCS / "craft.md"), flags=re.M | re.S):
-        exec(compile(block, "docs/craft.md", "exec"), {"__name__": "docs_example"})
+    import contextlib
+    import io
+
+    blocks = re.findall(r"^```python\n(.*?)^```", _text(DOCS / "craft.md"), flags=re.M | re.S)
+    assert len(blocks) >= 10
+    for block in blocks:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(block, "docs/craft.md", "exec"), {"__name__": "docs_example"})
+        assert out.getvalue().splitlines() == _printed(block), block
+
+
+def _printed(block: str) -> list[str]:
+    """What an example says it prints: the comment after a print(...) and the comment lines below it."""
+    expected: list[str] = []
+    after_print = False
+    for line in block.splitlines():
+        if line.lstrip().startswith("print("):
+            after_print = True
+            if "  # " in line:
+                expected.append(line.split("  # ", 1)[1].strip())
+        elif after_print and line.startswith("# "):
+            expected.append(line[2:])
+        else:
+            after_print = False
+    return expected
 
 
 # ------------------------------------------------------------------------------------ links, S-items
@@ -272,6 +296,7 @@ def test_user_docs_link_only_files_of_the_repository(doc):
 def _anchors(text: str) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes."""
     out = set()
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)  # not the comments of code blocks
     for heading in re.findall(r"^#+ (.*)$", text, flags=re.M):
         slug = re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
         out.add(slug)
