@@ -282,6 +282,8 @@ def test_user_docs_link_only_files_of_the_repository(doc):
     text = _text(doc)
     assert "../shared" not in text, f"{doc.name} sends users to ../shared, which the published package does not have"
     assert not re.search(r"\bSPEC\b", text), f"{doc.name} cites the SPEC, which users do not have"
+    for source in re.findall(r"\b((?:sgdp|tests|benchmarks|pcaps|examples)/[\w/.-]*\.(?:py|pyx|pxd|pcap|csv))\b", text):
+        assert (ROOT / source).exists(), f"{doc.name} names {source}, which is not in the repository"
     for target in re.findall(r"\]\(([^)\s]+)\)", text):
         if re.match(r"[a-z]+:", target):
             continue  # a web address
