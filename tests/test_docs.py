@@ -392,3 +392,19 @@ def test_scenarios_doc_examples_pass(tmp_path, engine):
         path.write_text(source, encoding="utf-8")
         result = run_scenario(load_scenario(str(path)), engine)
         assert result.passed, "\n".join(f.describe() for f in result.failures)
+
+
+@pytest.mark.parametrize("kind", sorted(SECTIONS))
+def test_topology_doc_keys_of_any_type_take_anything(kind):
+    """A key documented with type `any` (and no error example) really accepts any value."""
+    for key, row in documented_keys(kind).items():
+        if row[1] != "any":
+            assert row[-1] != "—", f"{kind}.{key}: a checked key needs a bad-value example"
+            continue
+        assert row[-1] == "—", f"{kind}.{key}: documented as `any` but with an error example"
+        data = copy.deepcopy(complete_example())
+        obj = data
+        for step in SECTIONS[kind][1]:
+            obj = obj[step]
+        obj[key] = [1, {"a": None}, "x"]
+        topology_from_data(data, "topo.yaml")
