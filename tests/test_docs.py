@@ -408,3 +408,56 @@ def test_topology_doc_keys_of_any_type_take_anything(kind):
             obj = obj[step]
         obj[key] = [1, {"a": None}, "x"]
         topology_from_data(data, "topo.yaml")
+
+
+# ------------------------------------------------------------------- shell examples of the docs
+
+RUNNABLE = ("check", "explain", "decode", "test")  # read-only and deterministic (no timings)
+
+
+def _files_exist(argv: list[str]) -> bool:
+    """Every file the command names is in the repository (or is the complete example, topology.yaml)."""
+    paths = [a for a in argv[2:] if not a.startswith("-") and ("/" in a or a.endswith((".yaml", ".pcap")))]
+    return all(p == "topology.yaml" or (ROOT / p).exists() for p in paths)
+
+
+def _shell_examples():
+    """(doc, command, expected output lines) of `$ sgdp ...` lines in text blocks, for RUNNABLE commands."""
+    for doc in (DOCS / "topology.md", DOCS / "commands.md"):
+        for block in re.findall(r"^```text\n(.*?)^```", _text(doc), flags=re.M | re.S):
+            lines = block.splitlines()
+            starts = [i for i, line in enumerate(lines) if line.startswith("$ ")] + [len(lines)]
+            for a, b in zip(starts, starts[1:]):
+                argv = lines[a][2:].split()
+                if argv[0] == "sgdp" and argv[1] in RUNNABLE and "--json" not in argv and _files_exist(argv):
+                    yield doc.name, argv, lines[a + 1:b]
+
+
+def _matches(got: list[str], want: list[str]) -> bool:
+    """``want`` with "..." lines standing for any number of lines."""
+    if not want:
+        return not got
+    if want[0] == "...":
+        return any(_matches(got[k:], want[1:]) for k in range(len(got) + 1))
+    return bool(got) and got[0] == want[0] and _matches(got[1:], want[1:])
+
+
+SHELL_EXAMPLES = list(_shell_examples())
+
+
+@pytest.mark.parametrize("doc,argv,want", SHELL_EXAMPLES, ids=[f"{d}: {' '.join(a[1:])}" for d, a, _ in SHELL_EXAMPLES])
+def test_docs_shell_examples_print_what_the_docs_show(tmp_path, doc, argv, want):
+    import shutil
+    import subprocess
+    import sys
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    shutil.copytree(ROOT / "pcaps", tmp_path / "pcaps")
+    (tmp_path / "topology.yaml").write_text(yaml_blocks(_text(TOPOLOGY_MD))[0], encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "sgdp", *argv[1:]], cwd=tmp_path, capture_output=True, text=True)
+    got = (run.stdout + run.stderr).splitlines()
+    assert _matches(got, want), "\n".join(["got:", *got, "documented:", *want])
+
+
+def test_docs_have_shell_examples():
+    assert len(SHELL_EXAMPLES) >= 6
