@@ -63,14 +63,12 @@ def _sections(text: str) -> dict[str, str]:
 
 
 def _section_for(kind: str) -> str:
+    """The section whose heading is exactly the marker, or holds it as its path in parentheses
+    (`security_groups[]` must not find `security_groups[].rules[]`)."""
     marker = SECTIONS[kind][0]
-    found = [body for heading, body in _sections(_text(TOPOLOGY_MD)).items() if marker in heading
-             and (marker.startswith("`") or heading == marker)]
-    # `vpcs[]` is also a prefix of nothing else in a heading, but `security_groups[]` is inside
-    # `security_groups[].rules[]`: take the heading whose path is exactly the marker
     exact = [body for heading, body in _sections(_text(TOPOLOGY_MD)).items()
-             if re.search(r"\(" + re.escape(marker) + r"(\)| and )", heading) or heading == marker]
-    assert len(exact) == 1, f"docs/topology.md: expected one section for {kind} ({marker}), found {len(exact)} ({len(found)} loosely)"
+             if heading == marker or re.search(r"\(" + re.escape(marker) + r"(\)| and )", heading)]
+    assert len(exact) == 1, f"docs/topology.md: expected one section for {kind} ({marker}), found {len(exact)}"
     return exact[0]
 
 
