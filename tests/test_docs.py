@@ -466,3 +466,14 @@ def test_docs_shell_examples_print_what_the_docs_show(tmp_path, doc, argv, want)
 
 def test_docs_have_shell_examples():
     assert len(SHELL_EXAMPLES) >= 6
+
+
+def test_loader_checks_keys_only_through_its_table():
+    """Every mapping the loader reads is checked against ``KEYS`` (no key set written inline), so the
+    table — and with it docs/topology.md — is the whole truth."""
+    source = (ROOT / "sgdp" / "topology" / "model.py").read_text(encoding="utf-8")
+    calls = re.findall(r"self\.obj\(([^\n]*)\)", source)
+    assert len(calls) >= 16
+    for args in calls:
+        allowed = [a.strip() for a in args.split(",")][2]
+        assert re.fullmatch(r"(KEYS\[\"\w+\"\]|self\.\w+_KEYS)( \| (KEYS\[\"\w+\"\]|self\.\w+_KEYS))*", allowed), args
