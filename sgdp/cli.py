@@ -28,7 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sgdp", description="Huawei Cloud VPC security-group dataplane emulator.")
+    parser = _Parser(prog="sgdp", description="Huawei Cloud VPC security-group dataplane emulator.",
+                     epilog="Reference: docs/ in the sgdp repository (topology.md, commands.md, scenarios.md, "
+                            "craft.md); the items S1..S16 that messages cite are defined in docs/semantics.md.")
     parser.add_argument("--version", action="version", version=f"sgdp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -401,7 +403,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 def _add_import(subparsers) -> argparse.ArgumentParser:
     """Register ``import`` with its ``huawei`` sub-command (uses the caller's parser class)."""
     p = subparsers.add_parser("import", help="turn saved cloud API responses into a topology file",
-                              description="Turn saved cloud API responses into a topology file (SPEC S4).")
+                              description="Turn saved cloud API responses into a topology file (S4).")
     clouds = p.add_subparsers(dest="import_cloud", metavar="CLOUD", parser_class=type(p), required=True)
     h = clouds.add_parser(
         "huawei", help="Huawei Cloud: VPC, ECS and port API responses (JSON)",

@@ -29,6 +29,37 @@ RULE_QUOTA = 120
 
 Ports = tuple[tuple[int, int], ...]
 
+# The keys each kind of object accepts, by kind: the loader checks every mapping against this table
+# (unknown keys are errors, S1), and the docs test checks docs/topology.md against it. An
+# instance also accepts the NIC keys (the one-NIC shorthand).
+KEYS: dict[str, frozenset[str]] = {
+    "topology": frozenset({
+        "version", "name", "description", "vpcs", "peerings", "private_networks", "address_groups",
+        "security_groups", "instances", "virtual_ips", "load_balancers", "network_acls"}),
+    "vpc": frozenset({"name", "id", "description", "cidr", "subnets"}),
+    "subnet": frozenset({"name", "id", "description", "cidr", "ipv6_cidr", "network_acl", "gateway_ip"}),
+    "peering": frozenset({"name", "id", "description", "vpcs"}),
+    "private_network": frozenset({"name", "description", "cidr", "vpcs"}),
+    "address_group": frozenset({"name", "id", "description", "ip_version", "ip_set", "max_capacity"}),
+    "security_group": frozenset({"name", "id", "description", "security_group_rules", "rules"}),
+    "security_group_rule": frozenset({
+        "id", "direction", "action", "priority", "ethertype", "protocol", "multiport", "remote_ip_prefix",
+        "remote_group_id", "remote_address_group_id", "port_range_min", "port_range_max", "enabled",
+        "description", "created_at", "security_group_id", "updated_at", "project_id"}),
+    "instance": frozenset({"name", "id", "description", "flavor", "nics"}),
+    "nic": frozenset({"subnet", "ip", "ipv6", "extra_ips", "mac", "security_groups", "eip", "ipv6_internet",
+                      "source_dest_check"}),
+    "virtual_ip": frozenset({"ip", "subnet", "instances", "description", "id"}),
+    "load_balancer": frozenset({"name", "id", "description", "type", "vip", "eip", "subnet", "listeners"}),
+    "listener": frozenset({"name", "id", "description", "protocol", "port", "transfer_client_ip", "backends"}),
+    "backend": frozenset({"instance", "port", "weight"}),
+    "network_acl": frozenset({"name", "id", "description", "inbound_rules", "outbound_rules"}),
+    "network_acl_rule": frozenset({
+        "id", "name", "description", "action", "ip_version", "protocol", "source_ip_address",
+        "destination_ip_address", "source_address_group_id", "destination_address_group_id", "source_port",
+        "destination_port", "enabled"}),
+}
+
 
 # --------------------------------------------------------------------------------------------- objects
 
@@ -313,10 +344,7 @@ def topology_from_data(data: Any, file: str = "<topology>") -> Topology:
 class _Loader:
     """One pass over the file's data, building objects and checking S1 as it goes."""
 
-    TOP_KEYS = {
-        "version", "name", "description", "vpcs", "peerings", "private_networks", "address_groups",
-        "security_groups", "instances", "virtual_ips", "load_balancers", "network_acls",
-    }
+    TOP_KEYS = KEYS["topology"]
 
     def __init__(self, file: str):
         self.file = file
@@ -419,7 +447,7 @@ class _Loader:
         acl_names: dict[str, str] = {}
         for i, raw in enumerate(acl_data):  # names first: subnets refer to ACLs
             p = f"network_acls[{i}]"
-            self.obj(raw, p, {"name", "id", "description", "inbound_rules", "outbound_rules"}, ("name",))
+            self.obj(raw, p, KEYS["network_acl"], ("name",))
             name = self.text(raw["name"], f"{p}.name")
             self.unique(acl_names, name, f"{p}.name", "network ACL name")
             self.register_id(self.acl_ids, raw.get("id"), name, f"{p}.id", "network ACL")
@@ -433,7 +461,7 @@ class _Loader:
         self.sg_ids: dict[str, str] = {}
         for i, raw in enumerate(sg_data):
             p = f"security_groups[{i}]"
-            self.obj(raw, p, {"name", "id", "description", "security_group_rules", "rules"}, ("name",))
+            self.obj(raw, p, KEYS["security_group"], ("name",))
             name = self.text(raw["name"], f"{p}.name")
             if name in groups_by_name:
                 raise self.err(f"{p}.name", f"duplicate security group name {name!r} (first at security_groups[{groups_by_name[name]}])")
@@ -473,7 +501,7 @@ class _Loader:
         ids: dict[str, str] = {}
         for i, raw in enumerate(self.lst(data, "address_groups")):
             p = f"address_groups[{i}]"
-            self.obj(raw, p, {"name", "id", "description", "ip_version", "ip_set", "max_capacity"}, ("name",))
+            self.obj(raw, p, KEYS["address_group"], ("name",))
             name = self.text(raw["name"], f"{p}.name")
             if name in out:
                 raise self.err(f"{p}.name", f"duplicate address group name {name!r}")
@@ -498,7 +526,7 @@ class _Loader:
         subnet_ids: dict[str, str] = {}
         for i, raw in enumerate(self.lst(data, "vpcs")):
             p = f"vpcs[{i}]"
-            self.obj(raw, p, {"name", "id", "description", "cidr", "subnets"}, ("name", "cidr"))
+            self.obj(raw, p, KEYS["vpc"], ("name", "cidr"))
             name = self.text(raw["name"], f"{p}.name")
             if name in vpcs:
                 raise self.err(f"{p}.name", f"duplicate VPC name {name!r}")
@@ -508,7 +536,7 @@ class _Loader:
             names = []
             for j, sraw in enumerate(self.lst(raw.get("subnets"), f"{p}.subnets")):
                 sp = f"{p}.subnets[{j}]"
-                self.obj(sraw, sp, {"name", "id", "description", "cidr", "ipv6_cidr", "network_acl", "gateway_ip"}, ("name", "cidr"))
+                self.obj(sraw, sp, KEYS["subnet"], ("name", "cidr"))
                 sname = self.text(sraw["name"], f"{sp}.name")
                 if sname in subnets:
                     raise self.err(f"{sp}.name", f"duplicate subnet name {sname!r}")
@@ -550,7 +578,7 @@ class _Loader:
         names: dict[str, str] = {}
         for i, raw in enumerate(self.lst(data, "peerings")):
             p = f"peerings[{i}]"
-            self.obj(raw, p, {"name", "id", "description", "vpcs"}, ("vpcs",))
+            self.obj(raw, p, KEYS["peering"], ("vpcs",))
             name = self.text(raw.get("name", f"peering-{i + 1}"), f"{p}.name")
             self.unique(names, name, f"{p}.name", "peering name")
             pair = self.lst(raw["vpcs"], f"{p}.vpcs")
@@ -568,7 +596,7 @@ class _Loader:
         names: dict[str, str] = {}
         for i, raw in enumerate(self.lst(data, "private_networks")):
             p = f"private_networks[{i}]"
-            self.obj(raw, p, {"name", "description", "cidr", "vpcs"}, ("name", "cidr", "vpcs"))
+            self.obj(raw, p, KEYS["private_network"], ("name", "cidr", "vpcs"))
             name = self.text(raw["name"], f"{p}.name")
             self.unique(names, name, f"{p}.name", "private network name")
             cidr = self.parse(parse_cidr, raw["cidr"], f"{p}.cidr")
@@ -582,11 +610,7 @@ class _Loader:
 
     # -- security groups -----------------------------------------------------------------------
 
-    RULE_KEYS = {
-        "id", "direction", "action", "priority", "ethertype", "protocol", "multiport", "remote_ip_prefix",
-        "remote_group_id", "remote_address_group_id", "port_range_min", "port_range_max", "enabled",
-        "description", "created_at", "security_group_id", "updated_at", "project_id",
-    }
+    RULE_KEYS = KEYS["security_group_rule"]
 
     def load_group(self, raw: dict, p: str) -> SecurityGroup:
         name = raw["name"]
@@ -734,7 +758,7 @@ class _Loader:
 
     # -- instances ----------------------------------------------------------------------------
 
-    NIC_KEYS = {"subnet", "ip", "ipv6", "extra_ips", "mac", "security_groups", "eip", "ipv6_internet", "source_dest_check"}
+    NIC_KEYS = KEYS["nic"]
 
     def load_instances(self, data: list, groups: dict[str, SecurityGroup]):
         instances: dict[str, Instance] = {}
@@ -743,7 +767,7 @@ class _Loader:
         self.nic_paths: dict[int, str] = {}
         for i, raw in enumerate(data):
             p = f"instances[{i}]"
-            self.obj(raw, p, {"name", "id", "description", "flavor", "nics"} | self.NIC_KEYS, ("name",))
+            self.obj(raw, p, KEYS["instance"] | self.NIC_KEYS, ("name",))
             name = self.text(raw["name"], f"{p}.name")
             if name in instances:
                 raise self.err(f"{p}.name", f"duplicate instance name {name!r}")
@@ -821,7 +845,7 @@ class _Loader:
         out = []
         for i, raw in enumerate(self.lst(data, "virtual_ips")):
             p = f"virtual_ips[{i}]"
-            self.obj(raw, p, {"ip", "subnet", "instances", "description", "id"}, ("ip", "subnet"))
+            self.obj(raw, p, KEYS["virtual_ip"], ("ip", "subnet"))
             subnet = self.ref(self.subnets, self.subnet_ids, raw["subnet"], f"{p}.subnet", "subnet")
             addr = self.address_in(raw["ip"], f"{p}.ip", self.subnets[subnet], None)
             names = self.lst(raw.get("instances"), f"{p}.instances")
@@ -839,7 +863,7 @@ class _Loader:
         out: dict[str, LoadBalancer] = {}
         for i, raw in enumerate(self.lst(data, "load_balancers")):
             p = f"load_balancers[{i}]"
-            self.obj(raw, p, {"name", "id", "description", "type", "vip", "eip", "subnet", "listeners"}, ("name", "vip", "subnet"))
+            self.obj(raw, p, KEYS["load_balancer"], ("name", "vip", "subnet"))
             name = self.text(raw["name"], f"{p}.name")
             if name in out:
                 raise self.err(f"{p}.name", f"duplicate load balancer name {name!r}")
@@ -859,10 +883,10 @@ class _Loader:
                 if v != 4:
                     raise self.err(f"{p}.eip", f"{raw['eip']!r} is not an IPv4 address")
             listeners = []
-            seen: dict[tuple[int, int], str] = {}
+            seen: dict[str, str] = {}
             for j, lraw in enumerate(self.lst(raw.get("listeners"), f"{p}.listeners")):
                 lp = f"{p}.listeners[{j}]"
-                self.obj(lraw, lp, {"name", "id", "description", "protocol", "port", "transfer_client_ip", "backends"}, ("protocol", "port"))
+                self.obj(lraw, lp, KEYS["listener"], ("protocol", "port"))
                 proto = _lower(lraw["protocol"])
                 if proto not in ("tcp", "udp", "http", "https"):
                     raise self.err(f"{lp}.protocol", f"expected tcp, udp, http or https, got {_show(lraw['protocol'])}")
@@ -873,7 +897,7 @@ class _Loader:
                 backends = []
                 for k, braw in enumerate(self.lst(lraw.get("backends"), f"{lp}.backends")):
                     bp = f"{lp}.backends[{k}]"
-                    self.obj(braw, bp, {"instance", "port", "weight"}, ("instance", "port"))
+                    self.obj(braw, bp, KEYS["backend"], ("instance", "port"))
                     inst = self.ref(self.instances, self.instance_ids, braw["instance"], f"{bp}.instance", "instance")
                     nic = self.nic_of(inst, vpc, None)
                     if nic is None:
@@ -882,17 +906,14 @@ class _Loader:
                 if not backends:
                     raise self.err(f"{lp}.backends", "a listener needs at least one backend")
                 listener = Listener(proto, port, tci, tuple(backends))
-                self.unique(seen, (listener.ip_protocol, port), f"{lp}.port", "listener protocol and port")
+                self.unique(seen, f"{_proto_label(listener.ip_protocol)} {port}", f"{lp}.port", "listener (TCP or UDP) port")
                 listeners.append(listener)
             out[name] = LoadBalancer(name, self.ident(raw.get("id"), f"{p}.id"), kind, vip, eip, subnet, vpc, tuple(listeners))
         return out
 
     # -- network ACLs -------------------------------------------------------------------------
 
-    ACL_RULE_KEYS = {
-        "id", "name", "description", "action", "ip_version", "protocol", "source_ip_address", "destination_ip_address",
-        "source_address_group_id", "destination_address_group_id", "source_port", "destination_port", "enabled",
-    }
+    ACL_RULE_KEYS = KEYS["network_acl_rule"]
 
     def load_acl(self, raw: dict, p: str) -> NetworkAcl:
         name = raw["name"]
@@ -948,8 +969,8 @@ class _Loader:
     def check_addresses(self, nics: tuple[Nic, ...], vips: tuple[VirtualIp, ...], lbs: dict[str, LoadBalancer]) -> None:
         """IPs unique within a VPC; EIPs and MACs unique everywhere."""
         seen: dict[tuple[str, int, int], str] = {}
-        eips: dict[int, str] = {}
-        macs: dict[int, str] = {}
+        eips: dict[str, str] = {}
+        macs: dict[str, str] = {}
         owners = {n.index: f"instance {n.instance!r}" for n in nics}
 
         def claim(vpc: str, addr: Addr, path: str, owner: str) -> None:
@@ -967,15 +988,15 @@ class _Loader:
             for k, addr in enumerate(nic.extra_ips):
                 claim(nic.vpc, addr, f"{p}.extra_ips[{k}]", owners[nic.index])
             if nic.eip is not None:
-                self.unique(eips, nic.eip, f"{p}.eip", "EIP")
+                self.unique(eips, format_ip(4, nic.eip), f"{p}.eip", "EIP")
             if nic.mac is not None:
-                self.unique(macs, nic.mac, f"{p}.mac", "MAC")
+                self.unique(macs, _format_mac(nic.mac), f"{p}.mac", "MAC")
         for i, vip in enumerate(vips):
             claim(vip.vpc, vip.ip, f"virtual_ips[{i}].ip", f"virtual IP {format_ip(*vip.ip)}")
         for i, lb in enumerate(lbs.values()):
             claim(lb.vpc, lb.vip, f"load_balancers[{i}].vip", f"load balancer {lb.name!r}")
             if lb.eip is not None:
-                self.unique(eips, lb.eip, f"load_balancers[{i}].eip", "EIP")
+                self.unique(eips, format_ip(4, lb.eip), f"load_balancers[{i}].eip", "EIP")
 
 
 def parse_multiport(value: Any) -> Ports:
@@ -1034,6 +1055,10 @@ def _lacks_groups(raw: Any) -> bool:
     if isinstance(nics, list) and nics:
         return any(isinstance(n, dict) and n.get("security_groups") is None for n in nics)
     return raw.get("security_groups") is None
+
+
+def _format_mac(value: int) -> str:
+    return ":".join(f"{b:02x}" for b in value.to_bytes(6, "big"))
 
 
 def _lower(value: Any) -> Any:
