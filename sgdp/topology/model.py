@@ -8,7 +8,6 @@ group…) are resolved to names: after loading, every reference is the reference
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -312,28 +311,11 @@ def load_topology(path: str | os.PathLike[str]) -> Topology:
 
 
 def read_structured_file(path: str, what: str) -> Any:
-    """Parse a YAML or JSON file into Python data; a parse error names the file and the line."""
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ConfigError(path, "", f"cannot read {what} file: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(path, "", f"not a text file (byte offset {exc.start} is not UTF-8)") from None
-    if path.endswith(".json"):
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(path, "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    import yaml
+    """Parse a YAML or JSON file into Python data; a parse error names the file and the line. Bounded in
+    size, nesting and alias expansion; duplicate keys are errors (:mod:`sgdp.topology.structured`)."""
+    from sgdp.topology.structured import read_structured_file as read_bounded_file
 
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(path, "", f"invalid YAML{where}: {problem}") from None
+    return read_bounded_file(path, what)
 
 
 def topology_from_data(data: Any, file: str = "<topology>") -> Topology:

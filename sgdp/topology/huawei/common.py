@@ -255,17 +255,21 @@ def _in(cidr: str, ip: str) -> bool:
 
 
 def _read_json(path: str) -> Any:
+    from sgdp.errors import ConfigError
+    from sgdp.topology.structured import read_bounded
+
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read: {exc.strerror}") from None
+        data = read_bounded(path, "JSON")
+    except ConfigError as exc:
+        raise InputError(str(exc)) from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not a JSON text file (byte offset {exc.start} is not UTF-8)") from None
     try:
         return json.loads(text)
+    except RecursionError:
+        raise InputError(f"{path}: JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} (character {exc.pos}): "
                          f"{exc.msg}") from None

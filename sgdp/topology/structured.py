@@ -1,0 +1,286 @@
+"""Bounded reading of YAML and JSON input files (topologies, scenarios, timelines).
+
+A hostile or mistaken file must end in one clear error, quickly and in little memory, never in a
+traceback, a hang or gigabytes of RAM. This layer sits under every structured file sgdp reads:
+
+* at most ``max_bytes`` are read (``SGDP_MAX_INPUT_BYTES``, default 64 MiB), in chunks, so a device
+  or a stream (``/dev/zero``, a FIFO) is cut off as surely as a large file;
+* YAML aliases may add at most ``MAX_ALIAS_NODES`` nodes to the document when expanded (a "billion
+  laughs" file is refused while it is composed, before anything is expanded), and an alias may not
+  refer to the collection it is in;
+* collections nest at most ``MAX_DEPTH`` levels (YAML and JSON; no RecursionError, no crash of the
+  C parser, which recurses without a limit);
+* a mapping may not repeat a key: both lines are named (JSON: both found again with the YAML loader).
+
+The YAML loader is libyaml's (``CSafeLoader``) when PyYAML was built with it, else the pure-Python
+``SafeLoader``; either way the scanner and parser are PyYAML's and the composition (events to nodes)
+is PyYAML's Python composer with the checks above, so both loaders give the same errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from sgdp.errors import ConfigError
+
+DEFAULT_MAX_BYTES = 64 << 20
+MAX_DEPTH = 100            # a topology nests about 7 levels deep
+MAX_ALIAS_NODES = 100_000  # nodes that aliases may add to a document when expanded
+_CHUNK = 1 << 20
+
+
+def max_input_bytes() -> int:
+    """The byte limit for one input file: ``$SGDP_MAX_INPUT_BYTES`` or 64 MiB."""
+    raw = os.environ.get("SGDP_MAX_INPUT_BYTES", "")
+    if raw.isascii() and raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    return DEFAULT_MAX_BYTES
+
+
+def read_bounded(path: str, what: str, max_bytes: int | None = None) -> bytes:
+    """The bytes of ``path``, read in chunks up to ``max_bytes``; more is a ConfigError."""
+    limit = max_input_bytes() if max_bytes is None else max_bytes
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with open(path, "rb") as fh:
+            while size <= limit:
+                chunk = fh.read(min(_CHUNK, limit + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except IsADirectoryError:
+        raise ConfigError(path, "", f"is a directory, not a {what} file") from None
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read {what} file: {exc.strerror or exc}") from None
+    if size > limit:
+        raise ConfigError(path, "", f"{what} file is larger than {limit:,} bytes "
+                                    "(the limit; set SGDP_MAX_INPUT_BYTES to raise it)")
+    return b"".join(chunks)
+
+
+def parse_structured(path: str, what: str, data: bytes) -> Any:
+    """YAML or JSON (by the file's extension) to Python data, with the bounds of this module."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"not a text file (byte offset {exc.start} is not UTF-8)") from None
+    if "\0" in text:
+        raise ConfigError(path, "", f"not a text file (byte offset {data.index(0)} is a NUL byte)")
+    if path.endswith(".json"):
+        return _load_json(path, text)
+    return _load_yaml(path, text)
+
+
+# -------------------------------------------------------------------------------------------- JSON
+
+
+def _load_json(path: str, text: str) -> Any:
+    def pairs(items: list[tuple[str, Any]]) -> dict:
+        out: dict = {}
+        for key, value in items:
+            if key in out:
+                raise _DuplicateJsonKey(key)
+            out[key] = value
+        return out
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(path, "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise ConfigError(path, "", f"nesting deeper than {MAX_DEPTH} levels") from None
+    except _DuplicateJsonKey as exc:
+        try:  # JSON is YAML: the YAML loader names both lines
+            _load_yaml(path, text)
+        except ConfigError as again:
+            if "duplicate key" in again.detail:
+                raise again from None
+        raise ConfigError(path, "", f"duplicate key {_short(exc.args[0])} in one object") from None
+    _check_depth(path, data)
+    return data
+
+
+class _DuplicateJsonKey(Exception):
+    pass
+
+
+def _check_depth(path: str, data: Any) -> None:
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (list, dict)):
+            if depth > MAX_DEPTH:
+                raise ConfigError(path, "", f"nesting deeper than {MAX_DEPTH} levels")
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+
+
+# -------------------------------------------------------------------------------------------- YAML
+
+
+def _loader_classes():
+    import yaml
+
+    bases = [yaml.SafeLoader]
+    if getattr(yaml, "__with_libyaml__", False):
+        bases.insert(0, yaml.CSafeLoader)
+    return tuple(_bounded(base) for base in bases)
+
+
+_LOADERS: tuple | None = None
+
+
+def yaml_loader():
+    """The bounded YAML loader class: libyaml's parser when available, else PyYAML's."""
+    global _LOADERS
+    if _LOADERS is None:
+        _LOADERS = _loader_classes()
+    return _LOADERS[0]
+
+
+def _bounded(base):
+    """A subclass of ``base`` (CSafeLoader or SafeLoader) whose composition counts depth and alias
+    expansion and whose mappings reject duplicate keys."""
+    import yaml
+    from yaml.composer import Composer
+    from yaml.constructor import ConstructorError
+    from yaml.events import AliasEvent, MappingStartEvent, ScalarEvent, SequenceStartEvent
+    from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    class Loader(base):  # type: ignore[misc, valid-type]
+        def __init__(self, stream):
+            super().__init__(stream)
+            self.anchors = {}
+            self._depth = 0
+            self._sizes: dict[int, int] = {}   # id(node) -> its size when expanded (finished nodes)
+            self._added = 0                    # nodes added by aliases so far
+
+        # Python composition over either parser's events (CParser offers the same event calls).
+        get_single_node = Composer.get_single_node
+        compose_document = Composer.compose_document
+        check_node = Composer.check_node
+        get_node = Composer.get_node
+
+        def compose_node(self, parent, index):
+            if self.check_event(AliasEvent):
+                event = self.get_event()
+                anchor = event.anchor
+                if anchor not in self.anchors:
+                    raise yaml.composer.ComposerError(None, None, f"found undefined alias {anchor!r}", event.start_mark)
+                node = self.anchors[anchor]
+                size = self._sizes.get(id(node))
+                if size is None:
+                    raise _Bound(f"alias *{anchor} refers to the collection it is in", event.start_mark)
+                self._added += size
+                if self._added > MAX_ALIAS_NODES:
+                    raise _Bound(f"aliases expand to more than {MAX_ALIAS_NODES:,} nodes", event.start_mark)
+                return node
+            event = self.peek_event()
+            anchor = event.anchor
+            if anchor is not None and anchor in self.anchors:
+                raise yaml.composer.ComposerError(
+                    "found duplicate anchor %r; first occurrence" % anchor, self.anchors[anchor].start_mark,
+                    "second occurrence", event.start_mark)
+            self.descend_resolver(parent, index)
+            if self.check_event(ScalarEvent):
+                node = self.compose_scalar_node(anchor)
+                self._sizes[id(node)] = 1
+            else:
+                self._depth += 1
+                if self._depth > MAX_DEPTH:
+                    raise _Bound(f"nesting deeper than {MAX_DEPTH} levels", event.start_mark)
+                if self.check_event(SequenceStartEvent):
+                    node = self.compose_sequence_node(anchor)
+                    size = 1 + sum(self._sizes[id(v)] for v in node.value)
+                elif self.check_event(MappingStartEvent):
+                    node = self.compose_mapping_node(anchor)
+                    size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+                else:  # pragma: no cover - the parser never gives anything else here
+                    raise yaml.composer.ComposerError(None, None, "unexpected event", event.start_mark)
+                self._depth -= 1
+                self._sizes[id(node)] = size
+            self.ascend_resolver()
+            return node
+
+        compose_scalar_node = Composer.compose_scalar_node
+        compose_sequence_node = Composer.compose_sequence_node
+        compose_mapping_node = Composer.compose_mapping_node
+
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, MappingNode):
+                seen: dict[Any, Any] = {}
+                for key_node, _ in node.value:
+                    if not isinstance(key_node, ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node)
+                    try:
+                        first = seen.setdefault(key, key_node)
+                    except TypeError:
+                        continue
+                    if first is not key_node:
+                        raise _Bound(f"duplicate key {_short(key)} (first at line {first.start_mark.line + 1})",
+                                     key_node.start_mark)
+            return super().construct_mapping(node, deep)
+
+    del ConstructorError, SequenceNode
+    Loader.__name__ = Loader.__qualname__ = f"Bounded{base.__name__}"
+    return Loader
+
+
+class _Bound(Exception):
+    def __init__(self, problem: str, mark):
+        super().__init__(problem)
+        self.problem = problem
+        self.mark = mark
+
+
+def _load_yaml(path: str, text: str) -> Any:
+    import yaml
+
+    cls = yaml_loader()
+    if not issubclass(cls, getattr(yaml, "CSafeLoader", ())):
+        _prescan_flow_depth(path, text)
+    loader = cls(text)
+    try:
+        return loader.get_single_data()
+    except _Bound as exc:
+        where = f"line {exc.mark.line + 1} column {exc.mark.column + 1}: " if exc.mark is not None else ""
+        raise ConfigError(path, "", f"{where}{exc.problem}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(path, "", f"invalid YAML{where}: {_short(problem, quote=False)}") from None
+    except RecursionError:  # pragma: no cover - MAX_DEPTH stops nesting long before this
+        raise ConfigError(path, "", f"nesting deeper than {MAX_DEPTH} levels") from None
+    finally:
+        loader.dispose()
+
+
+def _prescan_flow_depth(path: str, text: str) -> None:
+    """For the pure-Python scanner, which looks ahead over every unclosed ``[``/``{`` (quadratic in
+    their number): refuse flow nesting deeper than MAX_DEPTH before scanning. Brackets in strings and
+    comments count too; only a file with more than MAX_DEPTH of them unclosed is refused."""
+    import re
+
+    depth = 0
+    for m in re.finditer(r"[\[\]{}]", text):
+        depth += 1 if m.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            line = text.count("\n", 0, m.start()) + 1
+            raise ConfigError(path, "", f"line {line}: nesting deeper than {MAX_DEPTH} levels")
+        depth = max(depth, 0)
+
+
+def _short(value: Any, quote: bool = True, limit: int = 60) -> str:
+    """A value as a message shows it: repr'd (control characters escaped), cut with an ellipsis."""
+    text = repr(value) if quote else str(value).encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def read_structured_file(path: str, what: str, max_bytes: int | None = None) -> Any:
+    """Parse a YAML or JSON file into Python data within the bounds of this module."""
+    return parse_structured(path, what, read_bounded(path, what, max_bytes))
