@@ -11,13 +11,14 @@ import argparse
 import csv
 import json
 import os
+import signal
 import sys
 import xml.etree.ElementTree as ET
 from typing import Any, Sequence
 
 import sgdp
 from sgdp import __version__
-from sgdp.errors import SgdpError, UsageError
+from sgdp.errors import Interrupted, SgdpError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,6 +104,7 @@ def _engine_arg(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    previous = _catch_sigterm()
     try:
         args = parser.parse_args(argv)
         if not args.command:
@@ -114,6 +116,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:  # Ctrl-C: the command cleaned up on its way out
+        print("sgdp: error: interrupted by SIGINT", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Interrupted as exc:
+        print(f"sgdp: error: {exc}", file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _catch_sigterm():
+    """SIGTERM raises :class:`Interrupted` (so outputs are cleaned up and one line says why); the
+    previous handler, or None where no handler can be set (not the main thread)."""
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:
+        return None
 
 
 # ------------------------------------------------------------------------------------------- check

@@ -27,3 +27,21 @@ class InputError(SgdpError, ValueError):
 
 class UsageError(SgdpError):
     """A command-line usage error."""
+
+
+class OutputError(SgdpError):
+    """An output that cannot be written: a full disk, a permission problem (names the path)."""
+
+
+class Interrupted(BaseException):
+    """The run was stopped by a signal (SIGTERM; SIGINT arrives as KeyboardInterrupt).
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` swallows it; cleanup
+    code sees it and re-raises."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.name}")

@@ -22,6 +22,7 @@ import numpy as np
 
 from sgdp.errors import InputError, UsageError
 from sgdp.pipeline.flows import FlowTable
+from sgdp.pipeline.outputs import PARTIAL, cannot_write, remove_quietly, replace_into_place
 from sgdp.capture import CaptureBatch, read_batches
 
 REPLAY_FILE = "differences.pcap"
@@ -92,6 +93,10 @@ class ReplayFailures:
     def __init__(self, directory: str):
         make_failures_dir(directory)
         self.path = os.path.join(directory, REPLAY_FILE)
+        try:  # an earlier run's file would read as this run's differences
+            remove_quietly(self.path)
+        except OSError as exc:
+            raise cannot_write(self.path, exc) from None
         self.selection = FlowSelection()
         self.written = 0
 
@@ -106,7 +111,7 @@ class ReplayFailures:
         if self.selection.empty:
             return None
         stop = self.selection.stop
-        out, source = SplitWriter(self.path), FrameSource()
+        out, source = SplitWriter(self.path + PARTIAL, self.path), FrameSource()
         index = 0
         try:
             for batch in read_batches(captures, batch_size):
@@ -118,7 +123,16 @@ class ReplayFailures:
                 index += len(batch)
         except InputError:
             pass  # the replay met the same error after these packets and reports it
+        except BaseException:
+            out.discard()
+            remove_quietly(self.path + PARTIAL)
+            raise
         finally:
-            out.close()
             source.close()
+        try:
+            out.close()
+        except BaseException:
+            remove_quietly(self.path + PARTIAL)
+            raise
+        replace_into_place(self.path + PARTIAL, self.path)
         return self.path

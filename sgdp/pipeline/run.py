@@ -22,6 +22,7 @@ from sgdp.errors import InputError, SgdpError, UsageError
 from sgdp.capture import CaptureBatch, read_batches
 from sgdp.topology import load_topology
 from sgdp.capture import VERDICT_CODE, Verdict
+from sgdp.pipeline.outputs import OutputDir
 from sgdp.pipeline.split import FrameSource, SplitWriter
 from sgdp.pipeline.writers import FORMATS, Summary, VerdictWriter, read_verdict_file
 
@@ -63,65 +64,90 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         engine, name = versions.engine, versions.engine_name
     else:
         engine = make_engine(topo, name)
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"-o {out_dir}: {exc.strerror}") from None
-    writer = VerdictWriter(out_dir, verdicts, engine.names)
-    summary = Summary(name)
-    result = ReplayResult({})
     expected = _expected_rows(expect) if expect else None
-    splits = (SplitWriter(os.path.join(out_dir, "allowed.pcap")), SplitWriter(os.path.join(out_dir, "denied.pcap"))) if split else None
-    source = FrameSource() if split else None
     if save_failures:
         from sgdp.pipeline.counterexamples import ReplayFailures
 
         failures = ReplayFailures(save_failures)
     else:
         failures = None
-    bar = _progress_bar(captures) if progress else None
+    outputs = OutputDir(out_dir)  # from here on, every output is partial until commit() (sgdp.pipeline.outputs)
+    summary = Summary(name)
+    result = ReplayResult({})
+    writer = splits = source = bar = None
     start = time.perf_counter()
-    index = 0
     try:
-        for batch in read_batches(captures, batch_size):
-            vb = engine.process(batch) if versions is None else versions.process(batch)
-            summary.add(vb)
-            writer.write(batch, vb)
-            if expected is not None:
-                bad = _compare(result, expected, index, writer, batch, vb)
-                if failures is not None:
-                    failures.add(batch, index, bad)
-            if splits is not None:
-                _split(splits, source, batch, vb)  # type: ignore[arg-type]
-            index += len(batch)
-            if bar is not None:
-                bar.update(batch)
-    except InputError as exc:
-        result.error = exc
-    finally:
+        writer = VerdictWriter(out_dir, verdicts, engine.names,
+                               path=outputs.partial(f"verdicts.{verdicts}") if verdicts != "none" else None)
+        if split:
+            splits = tuple(SplitWriter(outputs.partial(n), outputs.final(n)) for n in ("allowed.pcap", "denied.pcap"))
+            source = FrameSource()
+        bar = _progress_bar(captures) if progress else None
+        index = 0
+        try:
+            for batch in read_batches(captures, batch_size):
+                vb = engine.process(batch) if versions is None else versions.process(batch)
+                summary.add(vb)
+                writer.write(batch, vb)
+                if expected is not None:
+                    bad = _compare(result, expected, index, writer, batch, vb)
+                    if failures is not None:
+                        failures.add(batch, index, bad)
+                if splits is not None:
+                    _split(splits, source, batch, vb)  # type: ignore[arg-type]
+                index += len(batch)
+                if bar is not None:
+                    bar.update(batch)
+        except InputError as exc:  # a corrupt capture: the packets before it count (S15)
+            result.error = exc
         elapsed = time.perf_counter() - start
         writer.close()
         if splits is not None:
             for s in splits:
                 s.close()
-            source.close()  # type: ignore[union-attr]
+        if expected is not None and result.error is None:
+            extra = sum(1 for _ in expected)
+            if extra:
+                result.difference_count += extra
+                _note(result, f"the expected verdict file has {extra} more row(s) than the {index} packet(s) replayed")
+        result.summary = _summary(summary, engine, versions, elapsed, result.error)
+        if failures is not None:
+            result.failures_file = failures.write(captures, batch_size)
+            result.failures_packets = failures.written
+        outputs.commit(result.summary)
+    except BaseException as exc:  # a write error, a signal: nothing of this run reads as finished
+        for w in (writer, *(splits or ())):
+            if w is not None:
+                w.discard()
+        try:
+            cut = _summary(summary, engine, versions, time.perf_counter() - start, exc)
+        except Exception:  # the engine was stopped mid-batch: the counts are enough
+            cut = {"complete": False, "error": _why(exc), "packets": summary.packets}
+        outputs.abort(cut)
+        raise
+    finally:
+        if source is not None:
+            source.close()
         if bar is not None:
             bar.close()
-    if expected is not None and result.error is None:
-        extra = sum(1 for _ in expected)
-        if extra:
-            result.difference_count += extra
-            _note(result, f"the expected verdict file has {extra} more row(s) than the {index} packet(s) replayed")
-    result.summary = summary.as_dict(engine.rule_hits(), elapsed)
-    if versions is not None:
-        result.summary["versions"] = versions.summary()
-    if failures is not None:
-        result.failures_file = failures.write(captures, batch_size)
-        result.failures_packets = failures.written
-    with open(os.path.join(out_dir, "summary.json"), "w", encoding="utf-8") as fh:
-        json.dump(result.summary, fh, indent=2)
-        fh.write("\n")
     return result
+
+
+def _summary(summary: Summary, engine, versions, elapsed: float, error: BaseException | None) -> dict[str, Any]:
+    """summary.json: SPEC §5's keys, then ``complete`` and, when the run did not complete, ``error``."""
+    out = summary.as_dict(engine.rule_hits(), elapsed)
+    if versions is not None:
+        out["versions"] = versions.summary()
+    out["complete"] = error is None
+    if error is not None:
+        out["error"] = _why(error)
+    return out
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted by SIGINT"
+    return str(exc) or type(exc).__name__
 
 
 def _expected_rows(path: str) -> Iterator[tuple[int, Verdict]]:

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from sgdp.capture import CaptureBatch
+from sgdp.pipeline.outputs import cannot_write
 
 
 class SplitWriter:
@@ -23,9 +24,15 @@ class SplitWriter:
     alike. Unmodelled and malformed packets go to neither file.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, label: str | None = None):
+        """Writes ``path``; errors name ``label`` (the final name of a partial file) or ``path``, as
+        an OutputError."""
         self.path = path
-        self.fh = open(path, "wb")
+        self.label = label or path
+        try:
+            self.fh = open(path, "wb")
+        except OSError as exc:
+            raise cannot_write(self.label, exc) from None
         self.link: int | None = None
         self.ng_ifaces: dict[int, int] | None = None
         self.records: list[tuple[int, int, int, int, bytes]] = []
@@ -39,7 +46,10 @@ class SplitWriter:
         self.records.append((link, sec, nsec, wirelen, frame))
         self.count += 1
         if len(self.records) >= 4096 and self.ng_ifaces is None:
-            self._flush_pcap()
+            try:
+                self._flush_pcap()
+            except OSError as exc:
+                raise cannot_write(self.label, exc) from None
 
     def _flush_pcap(self) -> None:
         if self.fh.tell() == 0:
@@ -49,9 +59,25 @@ class SplitWriter:
         self.records.clear()
 
     def close(self) -> None:
-        if self.ng_ifaces is None:
-            self._flush_pcap()
+        """Write what is pending and close the file (an OutputError when the disk refuses)."""
+        try:
+            self._close()
+        except OSError as exc:
+            raise cannot_write(self.label, exc) from None
+
+    def discard(self) -> None:
+        """Close without caring for errors (the run is being abandoned)."""
+        try:
             self.fh.close()
+        except OSError:
+            pass
+
+    def _close(self) -> None:
+        if self.ng_ifaces is None:
+            try:
+                self._flush_pcap()
+            finally:
+                self.fh.close()
             return
         # mixed link types: rewrite everything as pcapng
         self.fh.close()

@@ -11,7 +11,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from sgdp.errors import InputError, SgdpError, UsageError
+from sgdp.errors import InputError, OutputError, SgdpError, UsageError
+from sgdp.pipeline.outputs import cannot_write
 from sgdp.capture import DIRECTIONS, REASONS, VERDICTS, Names, PacketBatch, Verdict, VerdictBatch
 
 VERDICT_COLUMNS = ("index", "ts", "verdict", "reason", "instance", "direction", "security_group", "rule")
@@ -26,11 +27,14 @@ def _table(values: list[str]) -> np.ndarray:
 class VerdictWriter:
     """Writes verdict rows batch by batch in one of ``FORMATS``."""
 
-    def __init__(self, directory: str, fmt: str, names: Names):
+    def __init__(self, directory: str, fmt: str, names: Names, path: str | None = None):
+        """Writes ``directory/verdicts.<fmt>``, or ``path`` when given (a partial file: errors still
+        name the final one)."""
         if fmt not in FORMATS:
             raise UsageError(f"--verdicts: {fmt!r} is not a format ({', '.join(FORMATS)})")
         self.fmt = fmt
-        self.path = os.path.join(directory, f"verdicts.{fmt}") if fmt != "none" else None
+        self.label = os.path.join(directory, f"verdicts.{fmt}") if fmt != "none" else None
+        self.path = (path or self.label) if fmt != "none" else None
         self.instances = _table(names.instances)
         self.groups = _table(names.groups)
         self.rules = _table(names.rules)
@@ -46,9 +50,12 @@ class VerdictWriter:
             except ImportError:
                 raise UsageError("--verdicts parquet needs pyarrow: pip install 'sgdp[parquet]'") from None
         if self.path is not None and fmt != "parquet":
-            self._fh = open(self.path, "wb")
-            if fmt == "csv":
-                self._fh.write((",".join(VERDICT_COLUMNS) + "\n").encode())
+            try:
+                self._fh = open(self.path, "wb")
+                if fmt == "csv":
+                    self._fh.write((",".join(VERDICT_COLUMNS) + "\n").encode())
+            except OSError as exc:
+                raise cannot_write(self.label, exc) from None
             quote = (lambda t: json.dumps(t)) if fmt == "jsonl" else _csv
             tables = [list(VERDICTS), list(REASONS), list(names.instances) + [""], list(DIRECTIONS),
                       list(names.groups) + [""], list(names.rules) + [""]]
@@ -70,7 +77,14 @@ class VerdictWriter:
 
     def write(self, batch: PacketBatch, vb: VerdictBatch) -> None:
         """Append the rows of one batch (``batch`` gives the timestamps: exact seconds and
-        nanoseconds from a capture, else its float ``ts``)."""
+        nanoseconds from a capture, else its float ``ts``). A failed write is an OutputError naming
+        the file."""
+        try:
+            self._write(batch, vb)
+        except OSError as exc:
+            raise cannot_write(self.label or "verdicts", exc) from None
+
+    def _write(self, batch: PacketBatch, vb: VerdictBatch) -> None:
         n = len(vb)
         if self.fmt == "none" or n == 0:
             self._index += n
@@ -112,15 +126,29 @@ class VerdictWriter:
             self._pending = None
 
     def close(self) -> None:
+        """Finish the file; a failed write (the last one pending, or the flush) is an OutputError."""
         try:
-            self._wait()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown()
-            if self._fh is not None:
-                self._fh.close()
-        if self._parquet is not None:
-            self._parquet.close()
+            try:
+                self._wait()
+            finally:
+                if self._pool is not None:
+                    self._pool.shutdown()
+                    self._pool = None
+                fh, self._fh = self._fh, None
+                if fh is not None:
+                    fh.close()
+            parquet, self._parquet = self._parquet, None
+            if parquet is not None:
+                parquet.close()
+        except OSError as exc:
+            raise cannot_write(self.label or "verdicts", exc) from None
+
+    def discard(self) -> None:
+        """Close without caring for errors (the run is being abandoned)."""
+        try:
+            self.close()
+        except (OutputError, OSError):
+            pass
 
 
 def _check_codes(vb: VerdictBatch, n_ts: int, sizes: list[int]) -> None:

@@ -1,0 +1,119 @@
+"""The output directory of a replay, written so that it never reads as a finished run when it is not.
+
+* Every output is written as ``NAME.partial`` in the output directory and renamed to ``NAME`` only
+  when the run ends (:meth:`OutputDir.commit`); ``summary.json`` is renamed last, so a directory
+  with a ``summary.json`` holds the outputs of that run and no other.
+* The ``summary.json`` of an earlier run is removed before anything is written; the other outputs
+  of an earlier run (``verdicts.*``, ``allowed.pcap``, ``denied.pcap``) are replaced, or removed
+  when this run does not write them.
+* A run cut short by a write error (a full disk, a permission problem) or a signal keeps no
+  verdicts or split captures (:meth:`OutputDir.abort`): the partial files and the earlier run's
+  outputs are removed, and ``summary.json`` says ``"complete": false`` and why (when the disk still
+  takes it).
+* A corrupt capture is not a cut-short run: SPEC S15 processes the packets before the corruption
+  and writes their outputs; they are committed under their usual names, and ``summary.json`` says
+  ``"complete": false`` with the capture error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from sgdp.errors import OutputError, UsageError
+
+OUTPUT_NAMES = ("verdicts.csv", "verdicts.jsonl", "verdicts.parquet", "allowed.pcap", "denied.pcap")
+SUMMARY = "summary.json"
+PARTIAL = ".partial"
+
+
+def cannot_write(path: str, exc: OSError) -> OutputError:
+    """The one-line error for an output that could not be written."""
+    return OutputError(f"{path}: cannot write: {exc.strerror or exc}")
+
+
+def replace_into_place(partial: str, final: str) -> None:
+    try:
+        os.replace(partial, final)
+    except OSError as exc:
+        raise cannot_write(final, exc) from None
+
+
+def remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+class OutputDir:
+    """One replay's outputs in ``directory``: partial files while it runs, renamed when it ends."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        self.partials: dict[str, str] = {}  # final path -> partial path
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except FileExistsError:
+            raise UsageError(f"-o {directory}: exists and is not a directory") from None
+        except OSError as exc:
+            raise UsageError(f"-o {directory}: {exc.strerror}") from None
+        if not os.path.isdir(directory):
+            raise UsageError(f"-o {directory}: exists and is not a directory")
+        try:  # the earlier run's summary goes first: its other outputs no longer read as a finished run
+            remove_quietly(os.path.join(directory, SUMMARY))
+        except OSError as exc:
+            raise cannot_write(os.path.join(directory, SUMMARY), exc) from None
+
+    def final(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def partial(self, name: str) -> str:
+        """The path to write output ``name`` to while the run lasts."""
+        final = self.final(name)
+        self.partials[final] = final + PARTIAL
+        return final + PARTIAL
+
+    def commit(self, summary: dict[str, Any]) -> None:
+        """Rename every output into place, remove the earlier run's others, write summary.json last."""
+        for final, partial in self.partials.items():
+            if os.path.exists(partial):
+                replace_into_place(partial, final)
+        for name in OUTPUT_NAMES:
+            path = self.final(name)
+            if path not in self.partials:
+                try:
+                    remove_quietly(path)
+                except OSError as exc:
+                    raise cannot_write(path, exc) from None
+        self.write_summary(summary)
+
+    def abort(self, summary: dict[str, Any] | None) -> None:
+        """A run cut short: remove the partial files and the earlier run's outputs; then, if it can
+        be written, a summary.json that says the run did not complete."""
+        for path in list(self.partials.values()) + [self.final(n) for n in OUTPUT_NAMES]:
+            try:
+                remove_quietly(path)
+            except OSError:
+                pass
+        if summary is not None:
+            try:
+                self.write_summary(summary)
+            except OutputError:
+                remove_quietly(self.final(SUMMARY) + PARTIAL)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        final = self.final(SUMMARY)
+        partial = final + PARTIAL
+        try:
+            with open(partial, "w", encoding="utf-8") as fh:
+                json.dump(summary, fh, indent=2)
+                fh.write("\n")
+        except OSError as exc:
+            try:
+                remove_quietly(partial)
+            except OSError:
+                pass
+            raise cannot_write(final, exc) from None
+        replace_into_place(partial, final)
