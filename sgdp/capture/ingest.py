@@ -26,8 +26,11 @@ What the reader decides (S15):
 
 from __future__ import annotations
 
+import errno
 import os
-from typing import Callable, Iterable, Iterator
+import stat
+import sys
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -134,6 +137,78 @@ def _error_text(code: int, a: int, b: int) -> str:
     return f"capture error {code}"
 
 
+STDIN = "-"  # the capture argument that means standard input
+
+
+def display_name(path: str) -> str:
+    """How messages name a capture: its path, or "standard input" for ``-``."""
+    return "standard input" if path == STDIN else path
+
+
+def is_stream(path: str) -> bool:
+    """Is the capture read once, front to back, with no way back (standard input, a FIFO, a socket)?"""
+    if path == STDIN:
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
+
+
+def capture_problem(path: str) -> str | None:
+    """Why ``path`` cannot be read as a capture (without reading it), or None. The same text in every
+    command: a missing file, a broken link, a symbolic-link loop, a directory, a device, no permission."""
+    if path == STDIN:
+        try:
+            fd = sys.stdin.fileno() if sys.stdin is not None else -1
+        except (OSError, ValueError):
+            fd = -1
+        if fd < 0:
+            return "standard input is closed"
+        if os.isatty(fd):
+            return "standard input is a terminal, not a capture (pipe one in: tcpdump -w - | sgdp ...)"
+        return None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop, not a capture file"
+        if exc.errno == errno.ENOENT:
+            if os.path.islink(path):
+                return f"broken symbolic link (to {os.readlink(path)!r}), no such capture file"
+            return "no such capture file"
+        if exc.errno == errno.ENOTDIR:
+            return "no such capture file (a part of the path is not a directory)"
+        if exc.errno == errno.EACCES:
+            return "permission denied (cannot look up the file)"
+        return f"cannot read: {exc.strerror or exc}"
+    if stat.S_ISDIR(mode):
+        return "is a directory, not a capture file"
+    if stat.S_ISBLK(mode):
+        return "is a block device, not a capture file"
+    if stat.S_ISCHR(mode):
+        return "is a character device, not a capture file or a stream (pipe a capture in with -)"
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return "is not a regular file or a stream"
+    if not os.access(path, os.R_OK):
+        return "permission denied"
+    return None
+
+
+def check_captures(paths: Iterable[str]) -> None:
+    """Raise InputError for the first capture argument that cannot be read (and for ``-`` twice)."""
+    stdin = 0
+    for path in paths:
+        path = os.fspath(path)
+        problem = capture_problem(path)
+        if problem is not None:
+            raise InputError(f"{display_name(path)}: {problem}" if path != STDIN else f"-: {problem}")
+        stdin += path == STDIN
+        if stdin > 1:
+            raise InputError("-: standard input can be read only once")
+
+
 _COLUMN_SKEW = 320  # bytes between columns: 5 cache lines, so no two columns share a cache set
 
 
@@ -163,9 +238,11 @@ class CaptureBatch(PacketBatch):
     in that file.
     """
 
-    __slots__ = ("caplen", "wirelen", "detail", "aux", "flags", "ts_sec", "ts_nsec", "offset", "linktype", "path", "first")
+    __slots__ = ("caplen", "wirelen", "detail", "aux", "flags", "ts_sec", "ts_nsec", "offset", "linktype", "path", "first",
+                 "frames")
 
-    def __init__(self, columns: dict[str, np.ndarray], path: str = "", first: int = 0):
+    def __init__(self, columns: dict[str, np.ndarray], path: str = "", first: int = 0,
+                 frames: tuple[bytes, np.ndarray] | None = None):
         super().__init__(columns)
         for name, dtype in EXTRA_COLUMNS.items():
             col = columns.get(name)
@@ -174,6 +251,15 @@ class CaptureBatch(PacketBatch):
             setattr(self, name, col)
         self.path = path
         self.first = first
+        self.frames = frames  # (bytes, start of each row's frame in them) when the reader kept them
+
+    def frame(self, i: int) -> bytes:
+        """The captured bytes of row ``i`` (the batch must have been read with ``keep_frames``)."""
+        if self.frames is None:
+            raise ValueError(f"{self.path}: the frames of this batch were not kept (read with keep_frames=True)")
+        blob, pos = self.frames
+        start = int(pos[i])
+        return blob[start:start + int(self.caplen[i])]
 
     def details(self) -> list[str]:
         """The detail text of every row ('' for OK rows)."""
@@ -189,7 +275,11 @@ class CaptureReader:
     first. Use as a context manager, or call :meth:`close`, to release the file early.
     """
 
-    def __init__(self, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, read_size: int = READ_SIZE):
+    def __init__(self, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, read_size: int = READ_SIZE,
+                 keep_frames: bool = False, tee: BinaryIO | None = None):
+        """``path`` may be ``-`` (standard input) or a FIFO: read as a stream. ``keep_frames``: every
+        batch carries its frames (``batch.frame(i)``), so nothing has to read the capture again;
+        ``tee``: a file that gets a copy of every byte read (to read a stream a second time)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(read_size, bool) or not isinstance(read_size, int) or read_size < 1:
@@ -197,13 +287,20 @@ class CaptureReader:
         self.path = os.fspath(path)
         self.batch_size = batch_size
         self.read_size = read_size
+        self.keep_frames = keep_frames
         self.packets = 0
+        self._tee = tee
         self._parser = _ingest.Parser()
         self._started = False
-        try:
-            self._file = open(self.path, "rb")
+        self.name = display_name(self.path)
+        check_captures([self.path])
+        try:  # streams unbuffered: each read returns what has arrived, so batches flow as packets come
+            if self.path == STDIN:
+                self._file = open(sys.stdin.fileno(), "rb", buffering=0, closefd=False)
+            else:
+                self._file = open(self.path, "rb", buffering=0 if is_stream(self.path) else -1)
         except OSError as exc:
-            raise InputError(f"{self.path}: {exc.strerror or exc}") from None
+            raise InputError(f"{self.name}: {_open_problem(exc)}") from None
 
     # -- facts about the file (known once the header was read) --------------------------------
     @property
@@ -220,7 +317,7 @@ class CaptureReader:
         return self._parser.snaplen
 
     def close(self) -> None:
-        self._file.close()
+        self._file.close()  # (standard input is opened with closefd=False: it stays open)
 
     def __enter__(self) -> "CaptureReader":
         return self
@@ -240,15 +337,31 @@ class CaptureReader:
 
     def _emit(self, batch: _ingest.Batch, cols: dict[str, np.ndarray]) -> CaptureBatch:
         n = batch.n
-        out = CaptureBatch({k: v[:n] for k, v in cols.items()}, self.path, self.packets)
+        frames = None
+        if self.keep_frames:
+            frames = (b"".join(self._parts), self._pos[:n].copy())
+            self._parts, self._kept = [], 0
+        out = CaptureBatch({k: v[:n] for k, v in cols.items()}, self.path, self.packets, frames)
         self.packets += n
         return out
 
+    def _keep(self, buf: np.ndarray, cols: dict[str, np.ndarray], n0: int, n1: int) -> None:
+        """Copy the frames of rows n0..n1, just parsed, while they are in the buffer: records are in
+        file order, so one slice of the buffer holds them all."""
+        offs = cols["offset"][n0:n1].astype(np.int64) - self._base
+        lo, hi = int(offs[0]), int(offs[-1]) + int(cols["caplen"][n1 - 1])
+        self._parts.append(bytes(buf[lo:hi]))
+        self._pos[n0:n1] = self._kept + offs - lo
+        self._kept += hi - lo
+
     def _read(self, buf: np.ndarray, end: int) -> int:
         try:
-            return self._file.readinto(memoryview(buf)[end:]) or 0
+            got = self._file.readinto(memoryview(buf)[end:]) or 0
         except OSError as exc:
-            raise InputError(f"{self.path}: byte offset {self._base + end}: {exc.strerror or exc}") from None
+            raise InputError(f"{self.name}: byte offset {self._base + end}: {exc.strerror or exc}") from None
+        if got and self._tee is not None:
+            self._tee.write(memoryview(buf)[end:end + got])
+        return got
 
     def _batches(self) -> Iterator[CaptureBatch]:
         parser = self._parser
@@ -257,9 +370,15 @@ class CaptureReader:
         self._base = 0          # file offset of buf[0]
         eof = False
         batch, cols = self._new_batch()
+        self._parts: list[bytes] = []
+        self._kept = 0
+        self._pos = np.empty(self.batch_size if self.keep_frames else 0, np.int64)
         try:
             while True:
+                n0 = batch.n
                 code, start = parser.feed(buf, start, end, eof, self._base, batch)
+                if self.keep_frames and batch.n > n0:
+                    self._keep(buf, cols, n0, batch.n)
                 if code == _R_FULL:
                     yield self._emit(batch, cols)
                     batch, cols = self._new_batch()
@@ -286,22 +405,42 @@ class CaptureReader:
                 else:
                     if batch.n:
                         yield self._emit(batch, cols)
-                    raise InputError(f"{self.path}: byte offset {parser.err_offset}: "
+                    raise InputError(f"{self.name}: byte offset {parser.err_offset}: "
                                      f"{_error_text(parser.err, parser.err_a, parser.err_b)}")
         finally:
             self.close()
 
 
-def open_capture(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE) -> CaptureReader:
-    """Open a pcap or pcapng file for streaming; iterate the result for :class:`CaptureBatch` es."""
-    return CaptureReader(path, batch_size)
+def _open_problem(exc: OSError) -> str:
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop, not a capture file"
+    if exc.errno == errno.EISDIR:
+        return "is a directory, not a capture file"
+    if exc.errno == errno.ENOENT:
+        return "no such capture file"
+    return f"cannot read: {exc.strerror or exc}"
+
+
+def open_capture(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, keep_frames: bool = False,
+                 tee: BinaryIO | None = None) -> CaptureReader:
+    """Open a pcap or pcapng file (``-``: standard input; a FIFO) for streaming; iterate the result for
+    :class:`CaptureBatch` es."""
+    return CaptureReader(path, batch_size, keep_frames=keep_frames, tee=tee)
 
 
 def read_batches(paths: Iterable[str | os.PathLike] | str | os.PathLike,
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[CaptureBatch]:
-    """The batches of several captures, one file after the other (a batch never spans two files)."""
+                 batch_size: int = DEFAULT_BATCH_SIZE, keep_frames: bool = False,
+                 tees: dict[str, BinaryIO] | None = None) -> Iterator[CaptureBatch]:
+    """The batches of several captures, one file after the other (a batch never spans two files).
+
+    ``keep_frames``: each batch carries its frames; ``tees``: capture path -> a file that gets a
+    copy of the bytes read from it."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    paths = [os.fspath(p) for p in paths]
+    check_captures(paths)
     for path in paths:
-        with open_capture(path, batch_size) as capture:
+        with open_capture(path, batch_size, keep_frames, (tees or {}).get(path)) as capture:
             yield from capture

@@ -19,7 +19,7 @@ import numpy as np
 from sgdp.engine import make_engine, resolve_engine
 from sgdp.errors import InputError, SgdpError
 from sgdp.pipeline.flows import FlowTable
-from sgdp.capture import DEFAULT_BATCH_SIZE, read_batches
+from sgdp.capture import DEFAULT_BATCH_SIZE, check_captures, read_batches
 from sgdp.topology import load_topology
 from sgdp.capture import Verdict
 
@@ -46,9 +46,7 @@ def diff(old: str, new: str, captures: list[str], engine_name: str | None = None
          batch_size: int = DEFAULT_BATCH_SIZE) -> DiffResult:
     """Replay the captures through both topologies at once and collect the changed flows."""
     old_topo, new_topo = load_topology(old), load_topology(new)
-    for path in captures:
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: no such capture file")
+    check_captures(captures)
     name = resolve_engine(engine_name)
     engines = make_engine(old_topo, name), make_engine(new_topo, name)
     table = FlowTable()

@@ -17,13 +17,14 @@ Flows are those of :mod:`sgdp.pipeline.flows`. Packets keep their order and capt
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import numpy as np
 
 from sgdp.errors import InputError, UsageError
 from sgdp.pipeline.flows import FlowTable
 from sgdp.pipeline.outputs import PARTIAL, cannot_write, remove_quietly, replace_into_place
-from sgdp.capture import CaptureBatch, read_batches
+from sgdp.capture import CaptureBatch, is_stream, read_batches
 
 REPLAY_FILE = "differences.pcap"
 
@@ -99,6 +100,27 @@ class ReplayFailures:
             raise cannot_write(self.path, exc) from None
         self.selection = FlowSelection()
         self.written = 0
+        self.spools: dict[str, str] = {}  # a stream capture -> the copy of its bytes for the second pass
+        self._tees: dict[str, Any] = {}
+
+    def tees(self, captures: list[str]) -> dict[str, Any]:
+        """Files that get a copy of the bytes of every stream capture (standard input, a FIFO) as the
+        replay reads it: the second pass reads those copies (removed when written)."""
+        import tempfile
+
+        for path in captures:
+            if is_stream(path) and path not in self._tees:
+                fd, spool = tempfile.mkstemp(prefix=".sgdp-spool-", suffix=".capture", dir=os.path.dirname(self.path))
+                self.spools[path] = spool
+                self._tees[path] = os.fdopen(fd, "wb")
+        return self._tees
+
+    def close_spools(self) -> None:
+        for fh in self._tees.values():
+            fh.close()
+        for spool in self.spools.values():
+            remove_quietly(spool)
+        self._tees, self.spools = {}, {}
 
     def add(self, batch: CaptureBatch, first_index: int, bad_rows: list[int]) -> None:
         """One replayed batch (every batch, in order)."""
@@ -106,6 +128,14 @@ class ReplayFailures:
 
     def write(self, captures: list[str], batch_size: int) -> str | None:
         """The second pass: copy the frames; the file's path (None when nothing differed)."""
+        try:
+            for fh in self._tees.values():
+                fh.flush()
+            return self._write([self.spools.get(p, p) for p in captures], batch_size)
+        finally:
+            self.close_spools()
+
+    def _write(self, captures: list[str], batch_size: int) -> str | None:
         from sgdp.pipeline.split import FrameSource, SplitWriter
 
         if self.selection.empty:

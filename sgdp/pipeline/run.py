@@ -19,7 +19,7 @@ import numpy as np
 
 from sgdp.engine import make_engine, resolve_engine
 from sgdp.errors import InputError, SgdpError, UsageError
-from sgdp.capture import CaptureBatch, read_batches
+from sgdp.capture import CaptureBatch, check_captures, is_stream, read_batches
 from sgdp.topology import load_topology
 from sgdp.capture import VERDICT_CODE, Verdict
 from sgdp.pipeline.outputs import OutputDir
@@ -52,9 +52,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     if save_failures and not expect:
         raise UsageError("--save-failures needs --expect (it saves the packets that differ from the expected verdicts)")
     topo = load_topology(topology)
-    for path in captures:
-        if not os.path.isfile(path):
-            raise InputError(f"{path}: no such capture file")
+    check_captures(captures)
     name = resolve_engine(engine_name)
     versions = None
     if timeline:
@@ -85,7 +83,8 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         bar = _progress_bar(captures) if progress else None
         index = 0
         try:
-            for batch in read_batches(captures, batch_size):
+            for batch in read_batches(captures, batch_size, keep_frames=split,
+                                      tees=failures.tees(captures) if failures is not None else None):
                 vb = engine.process(batch) if versions is None else versions.process(batch)
                 summary.add(vb)
                 writer.write(batch, vb)
@@ -119,6 +118,8 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         for w in (writer, *(splits or ())):
             if w is not None:
                 w.discard()
+        if failures is not None:
+            failures.close_spools()
         try:
             cut = _summary(summary, engine, versions, time.perf_counter() - start, exc)
         except Exception:  # the engine was stopped mid-batch: the counts are enough
@@ -204,10 +205,11 @@ class _Progress:
     def __init__(self, captures: list[str]):
         from tqdm import tqdm
 
-        self.sizes = {p: os.path.getsize(p) for p in captures}
+        streams = any(is_stream(p) for p in captures)  # no size known: the bar counts bytes only
+        self.sizes = {p: os.path.getsize(p) for p in captures if not is_stream(p)}
         self.done: dict[str, int] = {}
-        self.bar = tqdm(total=sum(self.sizes.values()), unit="B", unit_scale=True, desc="replay", file=sys.stderr,
-                        leave=False)
+        self.bar = tqdm(total=None if streams else sum(self.sizes.values()), unit="B", unit_scale=True, desc="replay",
+                        file=sys.stderr, leave=False)
 
     def update(self, batch: CaptureBatch) -> None:
         if len(batch):

@@ -2,7 +2,7 @@
 ``denied.pcap``) and the counterexample captures of ``--save-failures``.
 
 :class:`SplitWriter` writes records as nanosecond pcap, switching to pcapng when link types mix;
-:class:`FrameSource` reads a batch's frames back from its capture file by offset.
+:class:`FrameSource` gives a batch's frames: those it carries, else read back from its capture by offset.
 """
 
 from __future__ import annotations
@@ -111,12 +111,17 @@ def _ng_block(kind: int, body: bytes) -> bytes:
 
 
 class FrameSource:
-    """Reads frames back from the capture files by offset (for --split)."""
+    """The frames of a batch's rows: those the batch carries (read with ``keep_frames``, which works
+    for streams too), else read back from the capture file by offset."""
 
     def __init__(self) -> None:
         self.files: dict[str, Any] = {}
 
     def frames(self, batch: CaptureBatch, rows: np.ndarray) -> Iterator[tuple[int, bytes]]:
+        if batch.frames is not None:
+            for i in rows.tolist():
+                yield i, batch.frame(i)
+            return
         fh = self.files.get(batch.path)
         if fh is None:
             fh = self.files[batch.path] = open(batch.path, "rb")

@@ -209,15 +209,18 @@ def load_scenario(path: str) -> Scenario:
 
 def _capture_step(raw: dict, i: int, p: str, path: str) -> CaptureStep:
     """A ``capture:`` step, with its capture (and verdict file) read once to check them."""
-    from sgdp.capture import read_batches
+    from sgdp.capture import capture_problem, is_stream, read_batches
 
     base = os.path.dirname(path)
     ref = raw["capture"]
     if not isinstance(ref, str) or not ref:
         raise ConfigError(path, f"{p}.capture", f"expected the path of a pcap or pcapng file, got {ref!r}")
     capture = os.path.normpath(os.path.join(base, ref))
-    if not os.path.isfile(capture):
-        raise ConfigError(path, f"{p}.capture", f"{capture}: no such capture file")
+    problem = capture_problem(capture)
+    if problem is None and is_stream(capture):
+        problem = "is a stream; a scenario's capture must be a file (it is read more than once)"
+    if problem is not None:
+        raise ConfigError(path, f"{p}.capture", f"{capture}: {problem}")
     expect = raw["expect"]
     verdicts = None
     if isinstance(expect, dict) and "verdicts" in expect:

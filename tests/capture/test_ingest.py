@@ -660,9 +660,9 @@ def test_not_a_capture(tmp_path):
 
 
 def test_missing_file_and_directory(tmp_path):
-    with pytest.raises(InputError, match="No such file"):
+    with pytest.raises(InputError, match="nope.pcap: no such capture file$"):
         open_capture(tmp_path / "nope.pcap")
-    with pytest.raises(InputError, match="Is a directory"):
+    with pytest.raises(InputError, match="is a directory, not a capture file$"):
         list(open_capture(tmp_path))
 
 
@@ -872,6 +872,6 @@ def test_decode_table_and_errors(tmp_path, capsys):
     assert err == (f"sgdp: error: {bad}: byte offset {24 + 16 + 54 + 8}: "
                    "record claims 300000 captured bytes, more than 262144: corrupt capture\n")
     code, out, err = run_cli(capsys, "decode", str(tmp_path / "missing.pcap"))
-    assert code == 2 and out == "" and err.startswith("sgdp: error: ") and "No such file" in err
+    assert code == 2 and out == "" and err.startswith("sgdp: error: ") and "missing.pcap: no such capture file" in err
     code, out, err = run_cli(capsys, "decode")
     assert code == 2 and "sgdp: error:" in err
