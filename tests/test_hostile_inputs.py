@@ -204,3 +204,318 @@ def test_both_yaml_loaders_give_the_same_errors(tmp_path, loader, monkeypatch):
     path = tmp_path / "ok.yaml"
     path.write_text("base: &b {x: 1, y: 2}\nderived: {<<: *b, y: 3}\nlist: [*b, *b]\n")
     assert structured.read_structured_file(str(path), "topology") == yaml.safe_load(path.read_text())
+
+
+# ---------------------------------------------------------------- class 2: outputs that never lie
+
+
+def _capture(path: Path, n: int = 300, extra: bytes = b"") -> Path:
+    """n packets within TOPO: SSH to E1 (allowed), 3306 to E2 (denied), some from outside (unmodelled)."""
+    from sgdp.capture.packet import PacketBatch
+
+    pkts = []
+    for i in range(n):
+        kind = i % 3
+        src = 0x0A00000B if kind != 2 else 0xC6336407  # E2, or 198.51.100.7 (unmodelled)
+        dst = 0x0A00000A if kind == 0 else (0x0A00000B if kind == 1 else 0xCB00710A)
+        pkts.append(Packet(src=src, dst=dst, proto=6, sport=40000 + i, dport=22 if kind == 0 else 3306, tcp_flags=2,
+                           ts=1_700_000_000 + i * 0.001))
+    write_pcap(str(path), PacketBatch.from_packets(pkts))
+    if extra:
+        with open(path, "ab") as fh:
+            fh.write(extra)
+    return path
+
+
+@pytest.fixture
+def setup(tmp_path):
+    (tmp_path / "topo.yaml").write_text(TOPO)
+    _capture(tmp_path / "c.pcap")
+    return tmp_path
+
+
+EARLIER = ("summary.json", "verdicts.csv", "verdicts.jsonl", "allowed.pcap", "denied.pcap")
+
+
+def _earlier_run(out: Path) -> None:
+    """What an earlier, finished run left in the directory."""
+    out.mkdir(exist_ok=True)
+    for name in EARLIER:
+        (out / name).write_text('{"complete": true, "packets": 99}\n' if name == "summary.json" else "old\n")
+
+
+def assert_not_finished(out: Path, why: str | None = None) -> None:
+    """Nothing in ``out`` reads as a finished run: no verdicts, split captures or partial files, and
+    summary.json, if any, says the run did not complete (and why)."""
+    left = sorted(p.name for p in out.iterdir()) if out.exists() else []
+    assert set(left) <= {"summary.json"}, left
+    if left:
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["complete"] is False, summary
+        if why:
+            assert why in summary["error"], summary
+
+
+def test_replay_into_a_used_directory_replaces_or_removes_every_earlier_output(setup):
+    out = setup / "out"
+    _earlier_run(out)
+    run = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", cwd=setup)
+    assert run.code == 0, run.err
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "verdicts.csv"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is True and "error" not in summary and summary["packets"] == 300
+    assert (out / "verdicts.csv").read_text().count("\n") == 301
+
+
+def test_a_corrupt_capture_keeps_the_packets_before_it_and_says_so(setup):
+    """S15: the packets before the corruption are processed and written (exit 2); summary.json says
+    the run did not complete and why."""
+    _capture(setup / "bad.pcap", 300, extra=struct_record_claiming(300_000))
+    out = setup / "out"
+    _earlier_run(out)
+    run = sgdp("replay", "topo.yaml", "bad.pcap", "-o", "out", "--split", cwd=setup)
+    offset = 24 + 300 * (16 + 54) + 8  # the captured-length field of the record after the last packet
+    line = assert_one_error(run, "bad.pcap", f"byte offset {offset}", "corrupt capture")
+    assert sorted(p.name for p in out.iterdir()) == ["allowed.pcap", "denied.pcap", "summary.json", "verdicts.csv"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and summary["error"] == line.removeprefix("sgdp: error: ")
+    assert summary["packets"] == 300 and (out / "verdicts.csv").read_text().count("\n") == 301
+
+
+def struct_record_claiming(caplen: int) -> bytes:
+    import struct
+
+    return struct.pack("<IIII", 1, 0, caplen, caplen)
+
+
+def _file_size_limit(limit: int):
+    def pre():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return pre
+
+
+@pytest.mark.parametrize("options, victim", [
+    ([], "verdicts.csv"),
+    (["--verdicts", "jsonl"], "verdicts.jsonl"),
+    (["--verdicts", "none", "--split"], "allowed.pcap"),
+])
+def test_a_write_that_fails_leaves_no_finished_run(setup, options, victim):
+    """The disk refuses a write (here: the file-size limit, EFBIG, as a full disk gives ENOSPC)."""
+    _capture(setup / "c.pcap", 5000)
+    out = setup / "out"
+    _earlier_run(out)
+    run = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", *options, cwd=setup, preexec=_file_size_limit(30_000),
+               env={"PYTHONDONTWRITEBYTECODE": "1"})
+    assert_one_error(run, f"out/{victim}: cannot write: File too large")
+    assert_not_finished(out, "File too large")
+
+
+class _FullDisk:
+    """A file whose writes fail as on a full disk."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def write(self, data):
+        import errno
+
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def tell(self):
+        return 0
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_a_full_disk_in_process(setup, monkeypatch, capsys, split):
+    from sgdp import cli
+    from sgdp.pipeline import split as split_module
+    from sgdp.pipeline import writers
+
+    monkeypatch.setattr(writers if not split else split_module, "open", _FullDisk, raising=False)
+    monkeypatch.chdir(setup)
+    out = setup / "out"
+    _earlier_run(out)
+    code = cli.main(["replay", "topo.yaml", "c.pcap", "-o", "out"] + (["--split", "--verdicts", "none"] if split else []))
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"out/{'allowed.pcap' if split else 'verdicts.csv'}: cannot write: No space left on device" in err
+    assert_not_finished(out, "No space left on device")
+
+
+def test_a_permission_error_in_process(setup, monkeypatch, capsys):
+    import errno
+
+    from sgdp import cli
+    from sgdp.pipeline import writers
+
+    def refused(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+
+    monkeypatch.setattr(writers, "open", refused, raising=False)
+    monkeypatch.chdir(setup)
+    code = cli.main(["replay", "topo.yaml", "c.pcap", "-o", "out"])
+    err = capsys.readouterr().err
+    assert code == 2 and err == "sgdp: error: out/verdicts.csv: cannot write: Permission denied\n"
+    assert_not_finished(setup / "out")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
+def test_an_unwritable_output_directory(setup):
+    out = setup / "out"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        run = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", cwd=setup)
+        assert_one_error(run, "out/", "Permission denied")
+    finally:
+        out.chmod(0o755)
+    assert_not_finished(out)
+
+
+def test_a_read_only_verdict_file_of_an_earlier_run_is_replaced(setup):
+    out = setup / "out"
+    _earlier_run(out)
+    (out / "verdicts.csv").chmod(0o444)
+    run = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", cwd=setup)
+    assert run.code == 0, run.err
+    assert (out / "verdicts.csv").read_text().startswith("index,ts,verdict")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_leaves_no_finished_run(setup, signum, code):
+    """A replay reading a capture from a pipe that is still open is stopped by a signal."""
+    capture = (setup / "c.pcap").read_bytes()
+    out = setup / "out"
+    _earlier_run(out)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SGDP_ENGINE": "fast"}
+    proc = subprocess.Popen([sys.executable, "-m", "sgdp", "replay", "topo.yaml", "-", "-o", "out", "--split"],
+                            cwd=setup, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=_limits)
+    try:
+        proc.stdin.write(capture[: len(capture) // 2])  # type: ignore[union-attr]
+        proc.stdin.flush()  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while not (out / "verdicts.csv.partial").exists():  # the run has begun writing
+            assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()  # type: ignore[union-attr]
+            time.sleep(0.05)
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    run = Run(proc.returncode, "", err.decode(), 0.0, 0.0, 0.0)
+    assert_one_error(run, f"sgdp: error: interrupted by {signal.Signals(signum).name}", code=code)
+    assert_not_finished(out, f"interrupted by {signal.Signals(signum).name}")
+
+
+# ------------------------------------------------------------------- class 3: paths and streams
+
+
+def _bad_paths(tmp: Path) -> dict[str, tuple[str, str]]:
+    """name -> (capture argument, the message every command gives for it)."""
+    (tmp / "loop-a").symlink_to(tmp / "loop-b")
+    (tmp / "loop-b").symlink_to(tmp / "loop-a")
+    (tmp / "broken").symlink_to(tmp / "nowhere")
+    (tmp / "adir").mkdir()
+    cases = {
+        "missing": (str(tmp / "missing.pcap"), "missing.pcap: no such capture file"),
+        "directory": (str(tmp / "adir"), "adir: is a directory, not a capture file"),
+        "symlink_loop": (str(tmp / "loop-a"), "loop-a: symbolic link loop, not a capture file"),
+        "broken_link": (str(tmp / "broken"), "broken: broken symbolic link (to "),
+        "not_a_directory": (str(tmp / "c.pcap" / "x"), "no such capture file (a part of the path is not a directory)"),
+    }
+    if os.path.exists("/dev/zero"):
+        cases["device"] = ("/dev/zero", "/dev/zero: is a character device, not a capture file or a stream")
+    return cases
+
+
+COMMANDS = {
+    "replay": lambda cap: ["replay", "topo.yaml", cap, "-o", "out"],
+    "decode": lambda cap: ["decode", cap],
+    "diff": lambda cap: ["diff", "topo.yaml", "topo.yaml", cap],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS) + ["scenario"])
+def test_unreadable_capture_paths_get_their_own_message_in_every_command(setup, command):
+    for name, (capture, message) in _bad_paths(setup).items():
+        if command == "scenario":
+            (setup / "s.sgdp.yaml").write_text(f"topology: topo.yaml\nsteps:\n  - capture: {capture}\n    expect: allow\n")
+            run = sgdp("test", "s.sgdp.yaml", cwd=setup)
+            errors = [line for line in run.lines if line.startswith("sgdp: error:")]
+            assert run.code == 2 and len(errors) == 1, (name, run.err)
+            assert "s.sgdp.yaml: steps[0].capture: " in errors[0] and message in errors[0], (name, errors[0])
+            continue
+        run = sgdp(*COMMANDS[command](capture), cwd=setup)
+        assert_one_error(run, message)
+        assert not (setup / "out").exists()
+
+
+def test_standard_input_twice_is_refused(setup):
+    assert_one_error(sgdp("replay", "topo.yaml", "-", "-", cwd=setup, stdin=b""), "standard input can be read only once")
+
+
+def test_an_empty_standard_input(setup):
+    assert_one_error(sgdp("decode", "-", cwd=setup, stdin=b""), "standard input: byte offset 0: file is empty")
+
+
+@pytest.mark.parametrize("options", [[], ["--split", "--verdicts", "jsonl"]])
+def test_a_capture_on_standard_input_gives_the_same_outputs_as_the_file(setup, options):
+    """``cat capture.pcap | sgdp replay TOPO -``, as ``tcpdump -w - | sgdp replay TOPO -``: the same
+    verdicts, split captures and counts as the file."""
+    _capture(setup / "c.pcap", 3000)
+    by_file = sgdp("replay", "topo.yaml", "c.pcap", "-o", "a", *options, cwd=setup)
+    with open(setup / "c.pcap", "rb") as fh:
+        by_stdin = sgdp("replay", "topo.yaml", "-", "-o", "b", *options, cwd=setup, stdin_file=fh)
+    assert by_file.code == by_stdin.code == 0, by_stdin.err
+    assert sorted(p.name for p in (setup / "a").iterdir()) == sorted(p.name for p in (setup / "b").iterdir())
+    for p in (setup / "a").iterdir():
+        if p.name != "summary.json":
+            assert p.read_bytes() == (setup / "b" / p.name).read_bytes(), p.name
+    a, b = (json.loads((setup / d / "summary.json").read_text()) for d in "ab")
+    assert {k: v for k, v in a.items() if "elapsed" not in k and "per_s" not in k} == \
+           {k: v for k, v in b.items() if "elapsed" not in k and "per_s" not in k}
+
+
+def test_a_fifo_written_in_small_pieces(setup):
+    import threading
+
+    _capture(setup / "c.pcap", 2000)
+    data = (setup / "c.pcap").read_bytes()
+    fifo = setup / "live.pcap"
+    os.mkfifo(fifo)
+
+    def writer():
+        with open(fifo, "wb", buffering=0) as fh:
+            for k in range(0, len(data), 777):  # record boundaries fall anywhere
+                fh.write(data[k:k + 777])
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    run = sgdp("replay", "topo.yaml", str(fifo), "-o", "b", "--split", cwd=setup)
+    thread.join()
+    assert run.code == 0, run.err
+    file_run = sgdp("replay", "topo.yaml", "c.pcap", "-o", "a", "--split", cwd=setup)
+    assert file_run.code == 0
+    for name in ("verdicts.csv", "allowed.pcap", "denied.pcap"):
+        assert (setup / "a" / name).read_bytes() == (setup / "b" / name).read_bytes(), name
+
+
+def test_save_failures_from_standard_input(setup):
+    """--save-failures reads the captures twice: a stream is spooled, and the result is the file's."""
+    expected = setup / "exp.csv"
+    assert sgdp("replay", "topo.yaml", "c.pcap", "-o", "x", cwd=setup).code == 0
+    text = (setup / "x" / "verdicts.csv").read_text().replace(",allow,", ",deny,", 3)
+    expected.write_text(text)
+    a = sgdp("replay", "topo.yaml", "c.pcap", "-o", "a", "--expect", "exp.csv", "--save-failures", "fa", cwd=setup)
+    with open(setup / "c.pcap", "rb") as fh:
+        b = sgdp("replay", "topo.yaml", "-", "-o", "b", "--expect", "exp.csv", "--save-failures", "fb", cwd=setup,
+                 stdin_file=fh)
+    assert a.code == b.code == 1
+    assert sorted(os.listdir(setup / "fb")) == ["differences.pcap"]  # the spool is gone
+    assert (setup / "fa" / "differences.pcap").read_bytes() == (setup / "fb" / "differences.pcap").read_bytes()
+    assert "standard input #" in b.err

@@ -19,7 +19,7 @@ import numpy as np
 
 from sgdp.engine import make_engine, resolve_engine
 from sgdp.errors import InputError, SgdpError, UsageError
-from sgdp.capture import CaptureBatch, check_captures, is_stream, read_batches
+from sgdp.capture import CaptureBatch, check_captures, display_name, is_stream, read_batches
 from sgdp.topology import load_topology
 from sgdp.capture import VERDICT_CODE, Verdict
 from sgdp.pipeline.outputs import OutputDir
@@ -183,7 +183,7 @@ def _compare(result: ReplayResult, expected: Iterator[tuple[int, Verdict]], firs
             bad.append(k)
             diffs = ", ".join(f"{f}: expected {getattr(exp, f) or '(empty)'}, got {getattr(got, f) or '(empty)'}"
                               for f in names if getattr(exp, f) != getattr(got, f))
-            _note(result, f"packet {i} ({batch.path} #{batch.first + k + 1}): {diffs}")
+            _note(result, f"packet {i} ({display_name(batch.path)} #{batch.first + k + 1}): {diffs}")
     return bad
 
 
