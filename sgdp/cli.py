@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return COMMANDS[args.command](args)
     except SgdpError as exc:
-        print(f"sgdp: error: {exc}", file=sys.stderr)
+        print(f"sgdp: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
@@ -125,6 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """A message as one line: control characters escaped (a NUL or a newline in a name cannot split
+    it or reach the terminal), cut with an ellipsis when very long."""
+    out = "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 def _catch_sigterm():
@@ -245,7 +252,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         try:
             scenario = sgdp.load_scenario(path)
         except SgdpError as exc:
-            print(f"sgdp: error: {exc}", file=sys.stderr)
+            print(f"sgdp: error: {one_line(str(exc))}", file=sys.stderr)
             errors += 1
             cases.append((path, os.path.basename(path), "error", str(exc)))
             continue

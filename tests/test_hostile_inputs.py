@@ -519,3 +519,68 @@ def test_save_failures_from_standard_input(setup):
     assert sorted(os.listdir(setup / "fb")) == ["differences.pcap"]  # the spool is gone
     assert (setup / "fa" / "differences.pcap").read_bytes() == (setup / "fb" / "differences.pcap").read_bytes()
     assert "standard input #" in b.err
+
+
+# ---------------------------------------------------------------- class 4: messages that say why
+
+MESSAGE_CASES = {
+    # only ASCII digits are numbers
+    "arabic_indic_port": (TOPO.replace('multiport: "22"', 'multiport: "٢٢"'),
+                          ["rules[0].multiport: '٢٢' is not a port list", "ASCII digits"]),
+    "arabic_indic_priority": (TOPO.replace('multiport: "22"', 'multiport: "22", priority: "٣"'),
+                              ["rules[0].priority: expected an integer 1..100, got '٣'"]),
+    # a 5,000-digit port: no int-conversion text, and the value is cut
+    "huge_port_number": (TOPO.replace('multiport: "22"', "multiport: " + "9" * 5000),
+                         ["line 9 column ", "a number of 5,000 characters (at most 40 digits)"]),
+    "huge_port_string": (TOPO.replace('multiport: "22"', 'multiport: "' + "9" * 5000 + '"'),
+                         ["rules[0].multiport: '9999", "… is not a port list"]),
+    "ten_thousand_segments": (TOPO.replace('multiport: "22"', 'multiport: "' + ",".join(map(str, range(1, 10001))) + '"'),
+                              ["rules[0].multiport: '1,2,3,", "… has 10000 segments (at most 20)"]),
+    # control characters escaped: a newline in a key cannot split the line
+    "newline_in_key": (TOPO.replace("  - name: G\n", '  - name: G\n    "bad\\nkey": 1\n'),
+                       ["unknown key 'bad\\nkey'"]),
+    # addresses and listeners as a user writes them
+    "duplicate_eip": (TOPO.replace("ip: 10.0.0.10,", "ip: 10.0.0.10, eip: 203.0.113.5,")
+                      .replace("ip: 10.0.0.11,", "ip: 10.0.0.11, eip: 203.0.113.5,"),
+                      ["instances[1].eip: duplicate EIP 203.0.113.5 (first at instances[0].eip)"]),
+    "duplicate_listener": (TOPO + "load_balancers:\n  - name: L\n    vip: 10.0.0.100\n    subnet: S\n    listeners:\n"
+                           "      - {protocol: tcp, port: 80, backends: [{instance: E1, port: 80}]}\n"
+                           "      - {protocol: tcp, port: 80, backends: [{instance: E1, port: 80}]}\n",
+                           ["listeners[1].port: duplicate listener protocol and port tcp/80"]),
+    "protocol_hint_has_any": (TOPO.replace("protocol: tcp", "protocol: tcpx"),
+                              ["expected tcp, udp, icmp, icmpv6, gre, any, a number"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MESSAGE_CASES))
+def test_messages_say_why_in_the_users_terms(tmp_path, case):
+    text, needles = MESSAGE_CASES[case]
+    (tmp_path / "topo.yaml").write_text(text)
+    line = assert_one_error(sgdp("check", "topo.yaml", cwd=tmp_path), "sgdp: error: topo.yaml: ", *needles)
+    assert "Exceeds the limit" not in line and "int_max_str_digits" not in line
+    assert len(line) < 400, line
+
+
+def test_json_huge_number(tmp_path):
+    (tmp_path / "topo.json").write_text('{"version": ' + "1" * 5000 + "}")
+    assert_one_error(sgdp("check", "topo.json", cwd=tmp_path), "topo.json: a number of 5,000 digits")
+
+
+@pytest.mark.parametrize("key", ["src", "dst"])
+def test_scenario_bad_address_is_reported_under_its_own_key(setup, key):
+    packet = {"src": "10.0.0.11", "dst": "10.0.0.10", "proto": "tcp", "dport": 22, key: "10.0.0.999"}
+    (setup / "s.sgdp.yaml").write_text("topology: topo.yaml\nsteps:\n  - packet: " + json.dumps(packet) +
+                                       "\n    expect: allow\n")
+    run = sgdp("test", "s.sgdp.yaml", cwd=setup)
+    errors = [line for line in run.lines if line.startswith("sgdp: error:")]
+    assert run.code == 2 and len(errors) == 1, run.err
+    assert f"s.sgdp.yaml: steps[0].packet.{key}: " in errors[0], errors[0]
+
+
+def test_scenario_missing_topology_names_the_scenario(setup):
+    (setup / "s.sgdp.yaml").write_text("topology: nowhere.yaml\nsteps:\n  - packet: {src: 10.0.0.11, dst: 10.0.0.10, dport: 22}\n"
+                                       "    expect: allow\n")
+    run = sgdp("test", "s.sgdp.yaml", cwd=setup)
+    errors = [line for line in run.lines if line.startswith("sgdp: error:")]
+    assert run.code == 2 and len(errors) == 1, run.err
+    assert "s.sgdp.yaml: topology: 'nowhere.yaml': no such topology file" in errors[0], errors[0]

@@ -216,7 +216,7 @@ def parse_tcp_flags(text: str) -> int:
     text = str(text).strip()
     if text.lower().startswith("0x"):
         return int(text, 16)
-    if text.isdigit():
+    if text.isascii() and text.isdigit() and len(text) <= 20:
         return int(text)
     value = 0
     for ch in text.upper():

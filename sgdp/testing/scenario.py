@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from sgdp.topology import format_ip, parse_ip, parse_mac
+from sgdp.topology import format_ip, is_number, parse_ip, parse_mac
 from sgdp.errors import ConfigError, SgdpError, UsageError
 from sgdp.topology import ICMP, ICMPV6, PORT_PROTOS, PROTO_NAMES, TCP, Topology, load_topology, proto_label, read_structured_file, topology_from_data
 from sgdp.capture import MALFORMED, NON_IP, TCP_FLAG_LETTERS, Packet, PacketBatch, Verdict, parse_tcp_flags
@@ -173,7 +173,10 @@ def load_scenario(path: str) -> Scenario:
         raise err("topology", "is required (a path relative to this file, or an inline topology)")
     topo_ref = data["topology"]
     if isinstance(topo_ref, str):
-        topo = load_topology(os.path.join(os.path.dirname(path), topo_ref))
+        topo_path = os.path.join(os.path.dirname(path), topo_ref)
+        if not os.path.exists(topo_path):
+            raise err("topology", f"{topo_ref!r}: no such topology file ({topo_path})")
+        topo = load_topology(topo_path)
     elif isinstance(topo_ref, dict):
         topo = topology_from_data(topo_ref, f"{path} (inline topology)")
     else:
@@ -285,10 +288,13 @@ def packet_from_spec(raw: Any, p: str, file: str, default_time: float = 0.0) -> 
     for key in ("src", "dst"):
         if raw.get(key) is None:
             raise err(key, "is required")
-    try:
-        src, dst = parse_ip(str(raw["src"])), parse_ip(str(raw["dst"]))
-    except ValueError as exc:
-        raise err("src" if "src" in str(exc) else "dst", str(exc)) from None
+    addrs = []
+    for key in ("src", "dst"):  # each address is checked on its own: the message names the one that is bad
+        try:
+            addrs.append(parse_ip(str(raw[key])))
+        except ValueError as exc:
+            raise err(key, str(exc)) from None
+    src, dst = addrs
     if src[0] != dst[0]:
         raise err("dst", f"{raw['dst']!r} is not the same IP version as src {raw['src']!r}")
     proto = _proto(raw.get("proto", "tcp"), err)
@@ -343,7 +349,7 @@ def packet_from_spec(raw: Any, p: str, file: str, default_time: float = 0.0) -> 
 def _proto(value: Any, err) -> int:
     if isinstance(value, str) and value.lower() in PROTO_NAMES:
         return PROTO_NAMES[value.lower()]
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and is_number(value):
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255:
         return value

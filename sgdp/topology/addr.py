@@ -123,7 +123,13 @@ def parse_endpoint(text: str) -> tuple[Addr, int | None]:
     return parse_ip(text), None
 
 
+def is_number(text: str) -> bool:
+    """Is ``text`` a number as a user writes one: ASCII digits only (not Arabic-Indic or other Unicode
+    digits, which str.isdigit accepts), and short enough to convert (no 5,000-digit values)?"""
+    return text.isascii() and text.isdigit() and len(text) <= 20
+
+
 def _parse_port(whole: str, text: str) -> int:
-    if not text.isdigit() or not 0 <= int(text) <= 65535:
+    if not is_number(text) or not 0 <= int(text) <= 65535:
         raise ValueError(f"{whole!r}: {text!r} is not a port (0-65535)")
     return int(text)

@@ -9,11 +9,12 @@ group…) are resolved to names: after loading, every reference is the reference
 from __future__ import annotations
 
 import os
+import reprlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from sgdp.topology.addr import ANY4, ANY6, Addr, Net, format_ip, parse_cidr, parse_ip, parse_ip_set_entry, parse_mac
+from sgdp.topology.addr import ANY4, ANY6, Addr, Net, format_ip, is_number, parse_cidr, parse_ip, parse_ip_set_entry, parse_mac
 from sgdp.errors import ConfigError
 
 PROTO_NAMES = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "gre": 47}
@@ -377,12 +378,12 @@ class _Loader:
 
     def integer(self, value: Any, path: str, lo: int, hi: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str) and value.strip().isdigit():
+            if isinstance(value, str) and is_number(value.strip()):
                 value = int(value)
             else:
                 raise self.err(path, f"expected an integer {lo}..{hi}, got {_show(value)}")
         if not lo <= value <= hi:
-            raise self.err(path, f"{value} is out of range {lo}..{hi}")
+            raise self.err(path, f"{_show(value)} is out of range {lo}..{hi}")
         return value
 
     def parse(self, fn: Callable[[str], Any], value: Any, path: str) -> Any:
@@ -391,9 +392,10 @@ class _Loader:
         except ValueError as exc:
             raise self.err(path, str(exc)) from None
 
-    def unique(self, seen: dict, key: Any, path: str, what: str) -> None:
+    def unique(self, seen: dict, key: Any, path: str, what: str, shown: str | None = None) -> None:
+        """``shown``: the key as the user wrote it (an address, ``tcp/80``), when it is not a string."""
         if key in seen:
-            raise self.err(path, f"duplicate {what} {key!r} (first at {seen[key]})")
+            raise self.err(path, f"duplicate {what} {shown or _show(key)} (first at {seen[key]})")
         seen[key] = path
 
     def register_id(self, ids: dict[str, str], raw_id: Any, name: str, path: str, what: str) -> None:
@@ -714,10 +716,10 @@ class _Loader:
                 return PROTO_NAMES[v]
             if v in ("any", "all", ""):
                 return None
-            if v.isdigit():
+            if is_number(v):
                 value = int(v)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-            raise self.err(path, f"expected tcp, udp, icmp, icmpv6, gre, a number 0..255 or null, got {_show(value)}")
+            raise self.err(path, f"expected tcp, udp, icmp, icmpv6, gre, any, a number 0..255 or null, got {_show(value)}")
         return value
 
     def multiport(self, value: Any, path: str) -> Ports:
@@ -984,26 +986,30 @@ class _Loader:
 def parse_multiport(value: Any) -> Ports:
     """``"80"``, ``"1-30"``, ``"22,3389,80"``, ``"22-24,25"`` to sorted ``((lo, hi), ...)`` (S1)."""
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(f"{value!r} is not a port list")
+        raise ValueError(f"{_show(value)} is not a port list")
+    if isinstance(value, int) and not 1 <= value <= 65535:
+        raise ValueError(f"{_show(value)}: a port is 1..65535")
     text = str(value)
     segments = []
     for part in text.split(","):
         part = part.strip()
         lo_text, dash, hi_text = part.partition("-")
         lo_text, hi_text = lo_text.strip(), hi_text.strip()
-        if not lo_text.isdigit() or (dash and not hi_text.isdigit()):
-            raise ValueError(f"{text!r} is not a port list (segment {part!r})")
+        if not is_number(lo_text) or (dash and not is_number(hi_text)):
+            seg = "" if part == text.strip() else f" (segment {_show(part)})"
+            hint = "; ports are written in ASCII digits" if any(c.isdigit() and not c.isascii() for c in part) else ""
+            raise ValueError(f"{_show(text)} is not a port list{seg}{hint}")
         lo = int(lo_text)
         hi = int(hi_text) if dash else lo
         if not 1 <= lo <= hi <= 65535:
-            raise ValueError(f"{text!r}: segment {part!r} is not N or A-B with 1 <= A <= B <= 65535")
+            raise ValueError(f"{_show(text)}: segment {_show(part)} is not N or A-B with 1 <= A <= B <= 65535")
         segments.append((lo, hi))
     if len(segments) > MAX_MULTIPORT_SEGMENTS:
-        raise ValueError(f"{text!r} has {len(segments)} segments (at most {MAX_MULTIPORT_SEGMENTS})")
+        raise ValueError(f"{_show(text)} has {len(segments)} segments (at most {MAX_MULTIPORT_SEGMENTS})")
     ordered = sorted(segments)
     for (alo, ahi), (blo, bhi) in zip(ordered, ordered[1:]):
         if blo <= ahi:
-            raise ValueError(f"{text!r}: segments {_seg(alo, ahi)} and {_seg(blo, bhi)} overlap")
+            raise ValueError(f"{_show(text)}: segments {_seg(alo, ahi)} and {_seg(blo, bhi)} overlap")
     return tuple(ordered)
 
 
@@ -1048,8 +1054,15 @@ def _lower(value: Any) -> Any:
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    """A value as an error message quotes it: repr'd (control characters escaped), at most 160
+    characters (cut with an ellipsis), never converted whole (a huge int, a deep list)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
+    if isinstance(value, (list, dict, tuple)):
+        text = reprlib.Repr(maxlevel=3, maxstring=60, maxother=60, maxlong=60).repr(value)
+    else:
+        text = repr(value[:200]) if isinstance(value, str) else repr(value)
+    return text if len(text) <= 160 else text[:159] + "…"
 
 
 def _proto_label(proto: int | None) -> str:

@@ -28,6 +28,7 @@ from sgdp.errors import ConfigError
 DEFAULT_MAX_BYTES = 64 << 20
 MAX_DEPTH = 100            # a topology nests about 7 levels deep
 MAX_ALIAS_NODES = 100_000  # nodes that aliases may add to a document when expanded
+MAX_NUMBER_DIGITS = 40     # longer numbers are refused while parsing, before any conversion
 _CHUNK = 1 << 20
 
 
@@ -87,8 +88,15 @@ def _load_json(path: str, text: str) -> Any:
             out[key] = value
         return out
 
+    def number(text: str) -> int:
+        if len(text) > MAX_NUMBER_DIGITS:
+            raise _LongNumber(len(text))
+        return int(text)
+
     try:
-        data = json.loads(text, object_pairs_hook=pairs)
+        data = json.loads(text, object_pairs_hook=pairs, parse_int=number)
+    except _LongNumber as exc:
+        raise ConfigError(path, "", f"a number of {exc.args[0]:,} digits (at most {MAX_NUMBER_DIGITS})") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(path, "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
@@ -105,6 +113,10 @@ def _load_json(path: str, text: str) -> Any:
 
 
 class _DuplicateJsonKey(Exception):
+    pass
+
+
+class _LongNumber(Exception):
     pass
 
 
@@ -225,6 +237,13 @@ def _bounded(base):
                                      key_node.start_mark)
             return super().construct_mapping(node, deep)
 
+        def construct_yaml_int(self, node):
+            text = str(node.value)
+            if sum(c.isdigit() for c in text) > MAX_NUMBER_DIGITS:
+                raise _Bound(f"a number of {len(text):,} characters (at most {MAX_NUMBER_DIGITS} digits)", node.start_mark)
+            return super().construct_yaml_int(node)
+
+    Loader.add_constructor("tag:yaml.org,2002:int", Loader.construct_yaml_int)
     del ConstructorError, SequenceNode
     Loader.__name__ = Loader.__qualname__ = f"Bounded{base.__name__}"
     return Loader

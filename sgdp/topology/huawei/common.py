@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sgdp.errors import InputError
-from sgdp.topology.addr import Net, parse_cidr, parse_ip
+from sgdp.topology.addr import Net, is_number, parse_cidr, parse_ip
 
 
 # Fields per kind: the ones mapped, and the ones that carry no dataplane semantics (ignored quietly).
@@ -125,7 +125,7 @@ class _Doc:
     def integer(self, value: Any, path: str, lo: int, hi: int) -> int | None:
         if value is None or value == "":
             return None
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and is_number(value.strip()):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.err(path, f"expected an integer {lo}..{hi}, got {_jtype(value)} {_show(value)}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sgdp.topology.addr import parse_ip_set_entry
+from sgdp.topology.addr import is_number, parse_ip_set_entry
 from sgdp.topology.huawei.common import (
     AG_FIELDS, AG_META, RULE_FIELDS, RULE_META, SG_FIELDS, SG_META, _Doc, _jtype, _key, _Obj, _Reporter, _show,
     _Src,
@@ -223,7 +223,7 @@ class _Groups(_Reporter):
             text = value.strip().lower()
             if text in ("", "any", "all"):
                 return None
-            if text.isdigit():
+            if is_number(text):
                 value = int(text)
             elif text in PROTOCOLS:
                 value = PROTOCOLS[text]
