@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import sgdp
 from sgdp import __version__
-from sgdp.errors import Interrupted, SgdpError, UsageError
+from sgdp.errors import Interrupted, SgdpError, UsageError, one_line
 
 
 class _Parser(argparse.ArgumentParser):
@@ -125,13 +125,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-
-
-def one_line(text: str, limit: int = 2000) -> str:
-    """A message as one line: control characters escaped (a NUL or a newline in a name cannot split
-    it or reach the terminal), cut with an ellipsis when very long."""
-    out = "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
-    return out if len(out) <= limit else out[: limit - 1] + "…"
 
 
 def _catch_sigterm():

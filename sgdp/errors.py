@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def one_line(text: str, limit: int = 2000) -> str:
+    """A message as one line: control characters escaped (a NUL or a newline in a name cannot split
+    it or reach the terminal), cut with an ellipsis when very long."""
+    out = "".join(c if c.isprintable() or c == " " else c.encode("unicode_escape").decode("ascii") for c in text)
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
 class SgdpError(Exception):
     """Root of every error sgdp reports to a user (exit code 2)."""
 
@@ -18,7 +25,7 @@ class ConfigError(SgdpError, ValueError):
         self.path = path
         self.detail = message
         where = f"{file}: {path}: " if path else f"{file}: "
-        super().__init__(where + message)
+        super().__init__(one_line(where + message))
 
 
 class InputError(SgdpError, ValueError):

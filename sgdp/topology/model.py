@@ -1059,7 +1059,9 @@ def _show(value: Any) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
         return f"a number of about {int(value.bit_length() * 0.30103) + 1} digits"
     if isinstance(value, (list, dict, tuple)):
-        text = reprlib.Repr(maxlevel=3, maxstring=60, maxother=60, maxlong=60).repr(value)
+        short = reprlib.Repr()
+        short.maxlevel, short.maxstring, short.maxother, short.maxlong = 3, 60, 60, 60
+        text = short.repr(value)
     else:
         text = repr(value[:200]) if isinstance(value, str) else repr(value)
     return text if len(text) <= 160 else text[:159] + "…"
