@@ -217,6 +217,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
             since = "from the start" if v["at"] is None else f"from {v['at']}"
             print(f"  version {v['topology']} ({since}): {v['packets']} packets")
         print(f"outputs in {args.output}/")
+    if s["packets"] and s["unmodelled"] * 2 > s["packets"]:
+        pairs = ", ".join(f"{src} -> {dst} ({n})" for src, dst, n in result.unmodelled_top)
+        print(f"sgdp: warning: {s['unmodelled']} of {s['packets']} packets are unmodelled (no endpoint of "
+              f"{args.topology} on either side): is this the capture's topology?"
+              + (f" most frequent address pairs: {pairs}" if pairs else ""), file=sys.stderr)
     if result.error is not None:
         raise result.error
     if args.expect:

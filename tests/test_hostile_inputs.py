@@ -584,3 +584,14 @@ def test_scenario_missing_topology_names_the_scenario(setup):
     errors = [line for line in run.lines if line.startswith("sgdp: error:")]
     assert run.code == 2 and len(errors) == 1, run.err
     assert "s.sgdp.yaml: topology: 'nowhere.yaml': no such topology file" in errors[0], errors[0]
+
+
+def test_replay_warns_when_most_packets_are_unmodelled(setup):
+    (setup / "other.yaml").write_text(TOPO.replace("10.0.", "10.9."))
+    run = sgdp("replay", "other.yaml", "c.pcap", "-o", "out", cwd=setup)
+    assert run.code == 0 and len(run.lines) == 1, run.err
+    assert run.lines[0].startswith("sgdp: warning: 300 of 300 packets are unmodelled (no endpoint of other.yaml")
+    # the capture's pairs, most frequent first (100 packets each; ties in address order)
+    assert "most frequent address pairs: 10.0.0.11 -> 10.0.0.10 (100), 10.0.0.11 -> 10.0.0.11 (100)" in run.lines[0]
+    right = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", cwd=setup)  # a third unmodelled: no warning
+    assert right.code == 0 and right.err == ""

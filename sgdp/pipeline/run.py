@@ -37,6 +37,7 @@ class ReplayResult:
     error: SgdpError | None = None  # a capture error met after the earlier packets were processed
     failures_file: str | None = None  # --save-failures: the capture of the differing packets' flows
     failures_packets: int = 0
+    unmodelled_top: list[tuple[str, str, int]] = field(default_factory=list)  # (src, dst, packets), most first
 
 
 def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdicts: str = "csv",
@@ -87,6 +88,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
                                       tees=failures.tees(captures) if failures is not None else None):
                 vb = engine.process(batch) if versions is None else versions.process(batch)
                 summary.add(vb)
+                summary.note_unmodelled(batch, vb)
                 writer.write(batch, vb)
                 if expected is not None:
                     bad = _compare(result, expected, index, writer, batch, vb)
@@ -110,6 +112,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
                 result.difference_count += extra
                 _note(result, f"the expected verdict file has {extra} more row(s) than the {index} packet(s) replayed")
         result.summary = _summary(summary, engine, versions, elapsed, result.error)
+        result.unmodelled_top = summary.top_unmodelled()
         if failures is not None:
             result.failures_file = failures.write(captures, batch_size)
             result.failures_packets = failures.written

@@ -196,6 +196,32 @@ class Summary:
     by_verdict: dict[str, int] = field(default_factory=lambda: {v: 0 for v in VERDICTS})
     by_reason: dict[str, int] = field(default_factory=dict)
 
+    unmodelled_pairs: dict[tuple[int, ...], int] = field(default_factory=dict)
+
+    MAX_PAIRS = 100_000  # distinct unmodelled address pairs remembered (memory stays bounded)
+
+    def note_unmodelled(self, batch: PacketBatch, vb: VerdictBatch) -> None:
+        """Count the address pairs of the IP packets that are ``unmodelled`` (for the replay's hint
+        that the capture may not belong to the topology)."""
+        from sgdp.capture import OK, VERDICT_CODE
+
+        rows = np.flatnonzero((vb.verdict == VERDICT_CODE["unmodelled"]) & (batch["status"] == OK))
+        if len(rows) == 0:
+            return
+        keys = np.stack([batch[k][rows].astype(np.uint64) for k in ("l3", "src_hi", "src_lo", "dst_hi", "dst_lo")], axis=1)
+        uniq, counts = np.unique(keys, axis=0, return_counts=True)
+        pairs = self.unmodelled_pairs
+        for key, n in zip(map(tuple, uniq.tolist()), counts.tolist()):
+            if key in pairs or len(pairs) < self.MAX_PAIRS:
+                pairs[key] = pairs.get(key, 0) + n
+
+    def top_unmodelled(self, n: int = 3) -> list[tuple[str, str, int]]:
+        """The most frequent unmodelled address pairs: (src, dst, packets)."""
+        from sgdp.topology import format_ip
+
+        top = sorted(self.unmodelled_pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+        return [(format_ip(k[0], (k[1] << 64) | k[2]), format_ip(k[0], (k[3] << 64) | k[4]), c) for k, c in top]
+
     def add(self, vb: VerdictBatch) -> None:
         self.packets += len(vb)
         for code, n in zip(*np.unique(vb.verdict, return_counts=True)):
