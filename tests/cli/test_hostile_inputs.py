@@ -22,7 +22,7 @@ import pytest
 from sgdp.capture import write_pcap
 from sgdp.capture.packet import Packet
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CPU_LIMIT_S = 2.0
 PEAK_LIMIT_MB = 200
 
