@@ -17,7 +17,7 @@ from typing import Any
 from sgdp.topology import Net, format_ip
 from sgdp.topology import GRE, ICMP, ICMPV6, PORT_PROTOS, TCP, UDP, AclRule, LoadBalancer, Nic, Topology
 from sgdp.capture import ACK, FIN, MALFORMED, NON_IP, RST, SYN, Names, Packet, PacketBatch, Verdict, VerdictBatch
-from sgdp.topology import Policy, rule_matches_packet
+from sgdp.topology import Policy, format_net, rule_matches_packet, rule_mismatch
 
 # -------------------------------------------------------------------------- fixed addresses and numbers
 
@@ -314,7 +314,8 @@ class ReferenceEngine:
                             acl_src=pkt.src, acl_dst=pkt.dst, acl_exempt=True)
                 return self._stage(snic, "egress", view, trace)
             if trace:
-                trace.add(step="path", exists=False, detail="no path between sender and receiver (S6)")
+                trace.add(step="path", exists=False,
+                          detail=f"no path between sender and receiver (S6): {self._no_path_hint(s, r, pkt.l3)}")
             inst = snic.instance if snic else rnic.instance  # type: ignore[union-attr]
             return Verdict("deny", "no_route", inst)
         if trace:
@@ -430,6 +431,51 @@ class ReferenceEngine:
                 return Verdict("deny", "acl", nic.instance, direction, acl_name, acl.rule)  # type: ignore[arg-type]
         return Verdict("allow", sg.reason, nic.instance, direction, sg.group, sg.rule)
 
+    def _why_not(self, rule, view: View) -> str:
+        """For explain: the first field of a rule that the packet does not match, and why."""
+        pkt = view.pkt
+        why = rule_mismatch(rule, pkt.proto, view.dport if pkt.proto in PORT_PROTOS else None,
+                            pkt.icmp_type if pkt.frag_offset == 0 else None, pkt.icmp_code if pkt.frag_offset == 0 else None)
+        if why is not None:
+            return why
+        peer = format_ip(pkt.l3, view.peer)
+        if rule.remote_kind == "prefix":
+            return f"remote: {peer} is outside {format_net(rule.remote)}"
+        if rule.remote_kind == "address_group":
+            return f"remote: {peer} is not in address group {rule.remote}"
+        if rule.remote_kind == "group":
+            if not view.genuine and (pkt.l3, view.peer) in self.policy.group_members[rule.remote]:
+                return (f"remote: {peer} is a member's address, but this packet is not that NIC's own traffic (traffic "
+                        f"via an EIP, a virtual IP or forwarding is never a member of remote group {rule.remote}, S8)")
+            return f"remote: {peer} is not a member of remote group {rule.remote} (its NICs' private fixed IPs)"
+        return "no field fails"  # pragma: no cover - a rule whose every field matches matched
+
+    def _no_path_hint(self, s: Endpoint, r: Endpoint, l3: int) -> str:
+        """For explain: what would give a path between two endpoints that have none (S6)."""
+        if s.kind != "nic":
+            s, r = r, s
+        if s.kind != "nic":
+            return "neither side is a NIC"
+        nic = s.nic
+        assert nic is not None
+        if r.kind == "nic":
+            other = r.nic
+            assert other is not None
+            if s.how == "eip" or r.how == "eip":
+                missing = [n.label for n in (nic, other) if n.eip is None]
+                return ("through the Internet both NICs need an EIP (IPv4); " +
+                        (f"{', '.join(missing)} has none" if missing else "IPv6 has no EIP"))
+            return f"{nic.label} is in {nic.vpc}, {other.label} in {other.vpc}: a peering between them would give a path"
+        if s.how == "eip":
+            return f"an EIP reaches only the Internet, not {r.kind} {r.name or ''}".rstrip()
+        if r.kind == "vpc":
+            return f"{nic.label} is in {nic.vpc}: a peering with {r.name} would give a path"
+        if r.kind == "private":
+            return f"private network {r.name} is not joined to {nic.vpc}: add {nic.vpc} to its vpcs"
+        if l3 == 4:
+            return f"{nic.label} has no EIP: an EIP (or a load balancer with one) would give a path to the Internet"
+        return f"{nic.label} has no IPv6 Internet access: ipv6_internet would give a path"
+
     def _groups(self, nic: Nic, direction: str, view: View, trace: Trace | None) -> Filter:
         pkt = view.pkt
         table = self.conntrack.setdefault(nic.index, {})
@@ -449,6 +495,8 @@ class ReferenceEngine:
                                         pkt.icmp_code if pkt.frag_offset == 0 else None) \
                 and self.policy.remote_matches(rule, pkt.l3, view.peer, view.genuine)
             tried.append({"security_group": rule.security_group, "rule": rule.id, "action": rule.action, "matched": match})
+            if trace and not match:
+                tried[-1]["why"] = self._why_not(rule, view)
             if match:
                 key = (rule.security_group, rule.id, direction)
                 self.hits[key] = self.hits.get(key, 0) + 1

@@ -506,7 +506,8 @@ def format_trace(trace: Trace) -> list[str]:
                 if "not_effective" in r:
                     lines.append(f"  - {r['security_group']}/{r['rule']}: skipped, not effective ({r['not_effective']})")
                 else:
-                    lines.append(f"  - {r['security_group']}/{r['rule']} {r['action']}: {'MATCH' if r['matched'] else 'no match'}")
+                    why = f" ({r['why']})" if r.get("why") else ""
+                    lines.append(f"  - {r['security_group']}/{r['rule']} {r['action']}: {'MATCH' if r['matched'] else 'no match'}{why}")
             outcome = "allowed" if step["allowed"] else "denied"
             by = f"by {step['security_group']}/{step['rule']}" if step["rule"] else "by default (no rule matched)"
             lines.append(f"  => {outcome} {by}")

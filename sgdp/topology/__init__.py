@@ -10,8 +10,8 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "model": ["Topology", "Nic", "Rule", "AclRule", "LoadBalancer", "load_topology", "topology_from_data",
               "read_structured_file", "proto_label", "parse_multiport", "ICMP", "ICMPV6", "TCP", "UDP", "GRE",
               "PORT_PROTOS", "PROTO_NAMES"],
-    "addr": ["Net", "format_ip", "parse_ip", "parse_mac", "parse_cidr", "parse_endpoint", "is_number"],
-    "policy": ["Policy", "rule_matches_packet"],
+    "addr": ["Net", "format_ip", "format_net", "parse_ip", "parse_mac", "parse_cidr", "parse_endpoint", "is_number"],
+    "policy": ["Policy", "rule_matches_packet", "rule_mismatch"],
     "findings": ["check", "Finding"],
     "huawei": ["import_huawei", "write_topology"],
 })

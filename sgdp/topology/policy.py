@@ -167,6 +167,31 @@ class Policy:
         return genuine and (version, peer) in self.group_members[rule.remote]  # type: ignore[index]
 
 
+def rule_mismatch(rule: Rule, proto: int, dport: int | None, icmp_type: int | None, icmp_code: int | None) -> str | None:
+    """Why the non-address part of S8 does not match (the first field that fails), or None when it
+    matches; the same checks as :func:`rule_matches_packet`, for ``explain``."""
+    from sgdp.topology.model import proto_label
+
+    if rule.protocol is not None and rule.protocol != proto:
+        return f"protocol: the rule is for {proto_label(rule.protocol)}, the packet is {proto_label(proto)}"
+    if rule.ports is not None:
+        if proto not in PORT_PROTOS:
+            return f"port: the rule has ports, the packet ({proto_label(proto)}) has none"
+        if dport is None:
+            return "port: the rule has ports, the packet has none (a non-first fragment)"
+        if not any(lo <= dport <= hi for lo, hi in rule.ports):
+            ports = ",".join(str(lo) if lo == hi else f"{lo}-{hi}" for lo, hi in rule.ports)
+            return f"port: {dport} is outside {ports}"
+    if rule.icmp_type is not None:
+        if proto not in (ICMP, ICMPV6):
+            return "icmp type: the packet is not ICMP"
+        if icmp_type != rule.icmp_type:
+            return f"icmp type: {icmp_type} is not {rule.icmp_type}"
+        if rule.icmp_code is not None and icmp_code != rule.icmp_code:
+            return f"icmp code: {icmp_code} is not {rule.icmp_code}"
+    return None
+
+
 def rule_matches_packet(rule: Rule, proto: int, dport: int | None, icmp_type: int | None, icmp_code: int | None) -> bool:
     """The non-address part of S8: protocol, destination port, ICMP type and code.
 

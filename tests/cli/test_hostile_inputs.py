@@ -595,3 +595,49 @@ def test_replay_warns_when_most_packets_are_unmodelled(setup):
     assert "most frequent address pairs: 10.0.0.11 -> 10.0.0.10 (100), 10.0.0.11 -> 10.0.0.11 (100)" in run.lines[0]
     right = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", cwd=setup)  # a third unmodelled: no warning
     assert right.code == 0 and right.err == ""
+
+
+EXPLAIN_TOPO = """\
+version: 1
+vpcs:
+  - {name: V, cidr: 10.0.0.0/16, subnets: [{name: S, cidr: 10.0.0.0/24}]}
+  - {name: W, cidr: 10.1.0.0/16, subnets: [{name: T, cidr: 10.1.0.0/24}]}
+private_networks:
+  - {name: office, cidr: 172.16.0.0/24, vpcs: [W]}
+address_groups:
+  - {name: partners, ip_version: 4, ip_set: [198.51.100.0/24]}
+security_groups:
+  - name: G
+    rules:
+      - {id: from-peers, direction: ingress, remote_group_id: G}
+      - {id: web, direction: ingress, protocol: tcp, multiport: "80,443", remote_address_group_id: partners}
+      - {id: office, direction: ingress, protocol: tcp, multiport: "22", remote_ip_prefix: 172.16.0.0/24}
+      - {id: out, direction: egress}
+  - name: H
+    rules: [{id: h-out, direction: egress}]
+instances:
+  - {name: E1, subnet: S, ip: 10.0.0.10, security_groups: [G], eip: 203.0.113.10}
+  - {name: E2, subnet: S, ip: 10.0.0.11, security_groups: [H]}
+  - {name: F1, subnet: T, ip: 10.1.0.10, security_groups: [H]}
+"""
+
+
+@pytest.mark.parametrize("src, dst, proto, expected", [
+    # every rule that did not match says the first field that failed and why
+    ("203.0.113.99", "203.0.113.10:443", "tcp", [
+        "G/from-peers allow: no match (remote: 203.0.113.99 is not a member of remote group G",
+        "G/web allow: no match (remote: 203.0.113.99 is not in address group partners)",
+        "G/office allow: no match (port: 443 is outside 22)"]),
+    ("198.51.100.7", "203.0.113.10:443", "udp", [
+        "G/web allow: no match (protocol: the rule is for tcp, the packet is udp)"]),
+    # path: none says what would give a path
+    ("10.1.0.10", "10.0.0.10:22", "tcp", ["path: none", "F1 is in W, E1 in V: a peering between them would give a path"]),
+    ("10.0.0.11", "8.8.8.8:53", "udp", ["path: none", "E2 has no EIP: an EIP (or a load balancer with one) would give a path"]),
+    ("172.16.0.5", "10.0.0.10:22", "tcp", ["path: none", "private network office is not joined to V: add V to its vpcs"]),
+])
+def test_explain_says_why(tmp_path, src, dst, proto, expected):
+    (tmp_path / "t.yaml").write_text(EXPLAIN_TOPO)
+    run = sgdp("explain", "t.yaml", "--src", src, "--dst", dst, "--proto", proto, cwd=tmp_path)
+    assert run.code == 0, run.err
+    for text in expected:
+        assert text in run.out, (text, run.out)
