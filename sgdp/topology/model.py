@@ -393,7 +393,7 @@ class _Loader:
             raise self.err(path, str(exc)) from None
 
     def unique(self, seen: dict, key: Any, path: str, what: str, shown: str | None = None) -> None:
-        """``shown``: the key as the user wrote it (an address, ``tcp/80``), when it is not a string."""
+        """``shown``: the key as the user wrote it, when the key itself is not text."""
         if key in seen:
             raise self.err(path, f"duplicate {what} {shown or _show(key)} (first at {seen[key]})")
         seen[key] = path

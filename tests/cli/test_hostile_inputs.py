@@ -542,11 +542,11 @@ MESSAGE_CASES = {
     # addresses and listeners as a user writes them
     "duplicate_eip": (TOPO.replace("ip: 10.0.0.10,", "ip: 10.0.0.10, eip: 203.0.113.5,")
                       .replace("ip: 10.0.0.11,", "ip: 10.0.0.11, eip: 203.0.113.5,"),
-                      ["instances[1].eip: duplicate EIP 203.0.113.5 (first at instances[0].eip)"]),
+                      ["instances[1].eip: duplicate EIP '203.0.113.5' (first at instances[0].eip)"]),
     "duplicate_listener": (TOPO + "load_balancers:\n  - name: L\n    vip: 10.0.0.100\n    subnet: S\n    listeners:\n"
                            "      - {protocol: tcp, port: 80, backends: [{instance: E1, port: 80}]}\n"
                            "      - {protocol: tcp, port: 80, backends: [{instance: E1, port: 80}]}\n",
-                           ["listeners[1].port: duplicate listener protocol and port tcp/80"]),
+                           ["listeners[1].port: duplicate listener (TCP or UDP) port 'tcp 80'"]),
     "protocol_hint_has_any": (TOPO.replace("protocol: tcp", "protocol: tcpx"),
                               ["expected tcp, udp, icmp, icmpv6, gre, any, a number"]),
 }
