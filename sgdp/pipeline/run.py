@@ -115,6 +115,9 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     result.summary = summary.as_dict(engine.rule_hits(), elapsed)
     if versions is not None:
         result.summary["versions"] = versions.summary()
+    # where the inputs were, so `sgdp report DIR` finds them (absolute: the report may run elsewhere)
+    result.summary["topology"] = os.path.abspath(topology)
+    result.summary["captures"] = [os.path.abspath(c) for c in captures]
     if failures is not None:
         result.failures_file = failures.write(captures, batch_size)
         result.failures_packets = failures.written
