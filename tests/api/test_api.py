@@ -15,7 +15,7 @@ import pytest
 import sgdp
 from sgdp.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOPO = ROOT / "examples" / "figure1" / "topology.yaml"
 PCAP = ROOT / "pcaps" / "figure1.pcap"
 EXPECTED = ROOT / "pcaps" / "figure1.expected.csv"

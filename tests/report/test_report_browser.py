@@ -19,7 +19,7 @@ import yaml
 
 import sgdp
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOPO = ROOT / "examples" / "figure1" / "topology.yaml"
 PCAP = ROOT / "pcaps" / "figure1.pcap"
 EXPECTED = ROOT / "pcaps" / "figure1.expected.csv"

@@ -21,7 +21,7 @@ import sgdp
 from sgdp.cli import main
 from sgdp.report import bucket_width, diff_data, replay_data, stack_marks
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TOPO = ROOT / "examples" / "figure1" / "topology.yaml"
 PCAP = ROOT / "pcaps" / "figure1.pcap"
 EXPECTED = ROOT / "pcaps" / "figure1.expected.csv"
