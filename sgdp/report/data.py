@@ -99,8 +99,8 @@ def _read_arrow(path: str) -> VerdictColumns:
     if not table.num_rows:
         return _empty()
     try:
-        index = table.column("index").to_numpy().astype(np.int64, copy=False)
-        ts = table.column("ts").cast(pa.float64()).to_numpy()
+        index = _numbers(table.column("index").cast(pa.int64()), np.int64)
+        ts = _numbers(table.column("ts").cast(pa.float64()), np.float64)
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
         raise InputError(f"{path}: index or ts is not a number ({str(exc).splitlines()[0]})") from None
     _check_index(path, index)
@@ -116,10 +116,18 @@ def _read_arrow(path: str) -> VerdictColumns:
             arr = arr.cast(pa.string())
         enc = arr.dictionary_encode()
         table_names = enc.dictionary.to_pylist()
-        codes[name], names[name] = _recode(enc.indices.to_numpy(zero_copy_only=False).astype(np.int32), table_names)
+        codes[name], names[name] = _recode(_numbers(enc.indices.cast(pa.int32()), np.int32), table_names)
     col = VerdictColumns(ts, codes, names)
     _check_names(path, col)
     return col
+
+
+def _numbers(col: Any, dtype: type) -> np.ndarray:
+    """A numeric arrow column as a NumPy array, read from its buffer (``to_numpy`` would import pandas)."""
+    arr = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+    if arr.null_count:
+        raise ValueError("empty values")
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr), offset=arr.offset * np.dtype(dtype).itemsize).copy()
 
 
 def _read_plain(path: str) -> VerdictColumns:
@@ -516,14 +524,13 @@ def traffic(cols: VerdictColumns, captures: list[str]) -> dict[str, Any]:
             first_deny[uniq[unset]] = done + rows[first[unset]]
         ip = np.flatnonzero((c["l3"] == 4) | (c["l3"] == 6))
         if len(ip):
-            key = np.empty(len(ip), [("l3", np.uint8), ("hi", np.uint64), ("lo", np.uint64)])
-            key["l3"], key["hi"], key["lo"] = c["l3"][ip], c["src_hi"][ip], c["src_lo"][ip]
-            uniq, inverse = np.unique(key, return_inverse=True)
-            inverse = inverse.reshape(-1)
-            packets = np.bincount(inverse, minlength=len(uniq))
-            nbytes = np.bincount(inverse, weights=wl[ip], minlength=len(uniq))
-            ndenied = np.bincount(inverse, weights=denied[ip], minlength=len(uniq))
-            for k, p, b, d in zip(uniq.tolist(), packets.tolist(), nbytes.tolist(), ndenied.tolist()):
+            l3, hi, lo = c["l3"][ip], c["src_hi"][ip], c["src_lo"][ip]
+            first, inverse = _unique_rows(l3, hi, lo)
+            packets = np.bincount(inverse, minlength=len(first))
+            nbytes = np.bincount(inverse, weights=wl[ip], minlength=len(first))
+            ndenied = np.bincount(inverse, weights=denied[ip], minlength=len(first))
+            keys = zip(l3[first].tolist(), hi[first].tolist(), lo[first].tolist())
+            for k, p, b, d in zip(keys, packets.tolist(), nbytes.tolist(), ndenied.tolist()):
                 t = talkers.get(k)
                 if t is None:
                     talkers[k] = [p, int(b), int(d)]
@@ -554,6 +561,21 @@ def traffic(cols: VerdictColumns, captures: list[str]) -> dict[str, Any]:
         denied_flows.append(_flow_row(table, f, int(flow_bytes[f]), int(flow_denied[f]), by))
     return {"talkers": out_talkers, "flows": flows, "denied_flows": denied_flows, "flow_count": nf,
             "source_count": len(talkers)}
+
+
+def _unique_rows(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows given as columns: the first row of each distinct row, and each row's group
+    (a lexsort of the columns: much faster than sorting structured rows)."""
+    order = np.lexsort(cols[::-1])
+    start = np.zeros(len(order), bool)
+    start[0] = True
+    for col in cols:
+        s = col[order]
+        start[1:] |= s[1:] != s[:-1]
+    group = np.cumsum(start) - 1
+    inverse = np.empty(len(order), np.int64)
+    inverse[order] = group
+    return order[start], inverse
 
 
 def _flow_row(table: FlowTable, f: int, nbytes: int, denied: int, by: dict | None) -> dict[str, Any]:

@@ -54,3 +54,17 @@ def test_api_examples_run(tmp_path: Path, monkeypatch):
         want = "\n".join(x.rstrip() for x in expected.splitlines())
         assert got == want, f"docs/api.md line {line}: printed\n{got}\nbut the document shows\n{want}"
     assert (tmp_path / "report.html").is_file() and (tmp_path / "diff.html").is_file()
+
+
+def test_readme_notebook_example_runs(tmp_path: Path, monkeypatch):
+    pytest.importorskip("pandas")
+    shutil.copytree(ROOT / "examples" / "figure1", tmp_path / "examples" / "figure1")
+    (tmp_path / "pcaps").mkdir()
+    shutil.copy(ROOT / "pcaps" / "figure1.pcap", tmp_path / "pcaps")
+    monkeypatch.chdir(tmp_path)
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+              if "run.verdicts" in b]
+    assert len(blocks) == 1
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    assert len(namespace["df"]) == 17 and (tmp_path / "sgdp-out" / "verdicts.csv").is_file()
