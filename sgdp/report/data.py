@@ -86,7 +86,8 @@ def _read_arrow(path: str) -> VerdictColumns:
         else:
             import pyarrow.csv as pc
 
-            types = {"index": pa.int64(), "ts": pa.float64(), **{k: pa.string() for k in NAME_COLUMNS}}
+            # names read straight into dictionaries: no string per row is ever made
+            types = {"index": pa.int64(), "ts": pa.float64(), **{k: pa.dictionary(pa.int32(), pa.string()) for k in NAME_COLUMNS}}
             table = pc.read_csv(path, convert_options=pc.ConvertOptions(column_types=types, strings_can_be_null=False,
                                                                         quoted_strings_can_be_null=False))
     except OSError as exc:
@@ -111,10 +112,12 @@ def _read_arrow(path: str) -> VerdictColumns:
             col = col.fill_null("")
         if not pa.types.is_string(col.type) and not pa.types.is_dictionary(col.type):
             col = col.cast(pa.string())
-        arr = col.combine_chunks() if hasattr(col, "combine_chunks") else col
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.cast(pa.string())
-        enc = arr.dictionary_encode()
+        if pa.types.is_dictionary(col.type):
+            col = col.unify_dictionaries() if hasattr(col, "unify_dictionaries") else col
+            enc = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+        else:
+            arr = col.combine_chunks() if hasattr(col, "combine_chunks") else col
+            enc = arr.dictionary_encode()
         table_names = enc.dictionary.to_pylist()
         codes[name], names[name] = _recode(_numbers(enc.indices.cast(pa.int32()), np.int32), table_names)
     col = VerdictColumns(ts, codes, names)
@@ -466,6 +469,11 @@ def rule_tables(rule_hits: Iterable[dict], topo: Topology | None,
                 rows.append(row)
             groups.append(_group(name, rows))
     extra: dict[str, list[dict[str, Any]]] = {}
+    for key, texts in findings.items():  # "shadowed on a", "shadowed on b", ... -> one badge naming the count
+        where = [t[len("shadowed on "):] for t in texts if t.startswith("shadowed on ")]
+        if len(where) > 2:
+            findings[key] = [f"shadowed on {len(where)} instances ({', '.join(where)})"] + \
+                [t for t in texts if not t.startswith("shadowed on ")]
     for key in sorted(set(hits) | set(decided)):
         if key in seen or (topo is not None and key[0] in topo.network_acls):
             continue

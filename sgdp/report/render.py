@@ -192,8 +192,7 @@ def replay_html(data: dict[str, Any], title: str = "sgdp replay report") -> str:
                     f'{n(g["hits"])} hit(s), {g["never_hit"]} never hit, {g["flagged"]} flagged by check</span></summary>')
         rows, classes = [], []
         for r in g["rules"]:
-            badges = "".join(f'<span class="badge {"b-shadowed" if f.startswith("shadowed") else "b-ne"}">{e(f)}</span>'
-                             for f in r["findings"])
+            badges = "".join(_badge(f) for f in r["findings"])
             if not r["hits"]:
                 badges = '<span class="badge b-never">never hit</span>' + badges
             action = f'<span class="badge b-{e(r["action"])}">{e(r["action"])}</span>' if r["action"] else ""
@@ -244,6 +243,15 @@ def diff_html(data: dict[str, Any], title: str = "sgdp diff report") -> str:
         body.append(f'<p class="meta">and {n(data["more_changed"])} more changed flow(s) (sgdp diff --json lists all).</p>')
     body.append("</section>")
     return page(title, meta, nav, body, charts if k else [])
+
+
+def _badge(finding: str) -> str:
+    """A check finding as a badge; a long list of instances goes into its tooltip."""
+    css = "b-shadowed" if finding.startswith("shadowed") else "b-ne"
+    text, _, rest = finding.partition(" (")
+    if finding.startswith("shadowed on ") and rest:
+        return f'<span class="badge {css}" title="{e(rest[:-1])}">{e(text)}</span>'
+    return f'<span class="badge {css}">{e(finding)}</span>'
 
 
 def _transition_color(label: str, i: int) -> str:
