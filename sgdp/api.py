@@ -147,6 +147,13 @@ class Replay:
     failures_file: str | None = None
     failures_packets: int = 0
     _columns: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    _result: Any = field(default=None, repr=False)  # the pipeline's own result, for anything else it reports
+
+    def __getattr__(self, name: str) -> Any:
+        result = self.__dict__.get("_result")
+        if result is None or name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(result, name)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The verdict rows as NumPy columns (read from the verdict file on first use)."""
@@ -202,7 +209,7 @@ def replay(topology: str | os.PathLike[str] | Mapping[str, Any] | Topology,
     r = _replay(os.fspath(topology), [os.fspath(c) for c in captures], out_dir, verdicts, **options)
     vf = os.path.join(out_dir, f"verdicts.{verdicts}") if verdicts != "none" else None
     result = Replay(r.summary, out_dir, vf, r.differences, r.difference_count, r.error, r.failures_file,
-                    r.failures_packets)
+                    r.failures_packets, _result=r)
     if html is not None:
         if vf is None:
             raise UsageError("--html needs a verdict file (--verdicts csv, jsonl or parquet)")
