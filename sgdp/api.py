@@ -20,7 +20,7 @@ from sgdp.pipeline import VERDICT_COLUMNS, DiffResult, Summary, VerdictWriter
 from sgdp.pipeline import diff as _diff
 from sgdp.pipeline import replay as _replay
 from sgdp.testing import describe_packet, format_trace, packet_from_spec
-from sgdp.topology import Finding, Topology, format_ip, proto_label, topology_from_data
+from sgdp.topology import Topology, format_ip, proto_label, topology_from_data
 from sgdp.topology import check as _check
 from sgdp.topology import load_topology as _load_topology
 
