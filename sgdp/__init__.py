@@ -6,8 +6,11 @@ The Python API (the command line is a thin layer over it)::
     topo = sgdp.load_topology("topology.yaml")
     sgdp.check(topo)                                   # findings
     sgdp.explain(topo, {"src": "198.51.100.7", "dst": "203.0.113.10", "dport": 22})
-    sgdp.replay("topology.yaml", ["traffic.pcap"], out_dir="out")
-    sgdp.diff("topology.yaml", "new.yaml", ["traffic.pcap"])
+    run = sgdp.replay("topology.yaml", ["traffic.pcap"], out_dir="out")
+    run.verdicts                                       # a DataFrame (pandas), a Table (pyarrow) or NumPy columns
+    run.report("report.html")                          # the HTML report
+    sgdp.evaluate(topo, [{"src": "172.16.0.5", "dst": "192.168.0.10", "dport": 22}]).verdicts
+    sgdp.diff("topology.yaml", "new.yaml", ["traffic.pcap"]).table
 
 Names are imported on first use, so ``import sgdp`` is cheap.
 """
@@ -18,7 +21,8 @@ from sgdp.errors import ConfigError, InputError, SgdpError, UsageError
 __version__ = "0.1.0"
 
 _names, __getattr__, _dir = lazy_exports(__name__, {
-    "api": ["load_topology", "check", "make_packet", "explain", "Explanation", "replay", "diff", "decode"],
+    "api": ["load_topology", "check", "Findings", "make_packet", "explain", "Explanation", "replay", "evaluate", "Replay",
+            "diff", "Diff", "decode", "write_report", "table"],
     "topology": ["Topology", "import_huawei", "write_topology", "parse_endpoint", "format_ip"],
     "capture": ["DECODE_COLUMNS", "decode_batches"],
     "engine": ["resolve_engine", "available_engines"],

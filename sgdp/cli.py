@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --expect: write the differing packets and the earlier packets of their flows to DIR/differences.pcap")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when not on a terminal)")
+    p.add_argument("--html", metavar="FILE", help="also write the HTML report (as sgdp report DIR -o FILE)")
     _engine_arg(p)
 
     p = sub.add_parser("test", help="run scenario files")
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--reference-packets", type=int, default=20_000)
     b.add_argument("--json", action="store_true")
     _add_diff(sub)
+    _add_report(sub)
     _add_decode(sub)
     _add_import(sub)
     return parser
@@ -205,6 +207,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
                          engine_name=args.engine, expect=args.expect, progress=progress, timeline=args.timeline,
                          save_failures=args.save_failures)
     s = result.summary
+    if getattr(args, "html", None):
+        if args.verdicts == "none":
+            raise UsageError("--html needs a verdict file (--verdicts csv, jsonl or parquet)")
+        result.report(args.html)
     if args.json:
         print(json.dumps(s, indent=2))
     else:
@@ -216,7 +222,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         for v in s.get("versions", ()):
             since = "from the start" if v["at"] is None else f"from {v['at']}"
             print(f"  version {v['topology']} ({since}): {v['packets']} packets")
-        print(f"outputs in {args.output}/")
+        print(f"outputs in {args.output}/" + (f"; report {args.html}" if getattr(args, "html", None) else ""))
     if s["packets"] and s["unmodelled"] * 2 > s["packets"]:
         pairs = ", ".join(f"{src} -> {dst} ({n})" for src, dst, n in result.unmodelled_top)
         print(f"sgdp: warning: {s['unmodelled']} of {s['packets']} packets are unmodelled (no endpoint of "
@@ -354,6 +360,7 @@ def _add_diff(subparsers) -> argparse.ArgumentParser:
     p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng files, replayed in order")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--fail-on-change", action="store_true", help="exit 1 when any flow changes")
+    p.add_argument("--html", metavar="FILE", help="also write the HTML report: changed flows, changed packets over time")
     p.add_argument("--engine", choices=("fast", "reference"), default=None,
                    help="dataplane engine (default: $SGDP_ENGINE or fast)")
     return p
@@ -362,6 +369,8 @@ def _add_diff(subparsers) -> argparse.ArgumentParser:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     result = sgdp.diff(args.old, args.new, args.captures, args.engine)
+    if getattr(args, "html", None):
+        result.report(args.html)
     if args.json:
         print(json.dumps(result.as_json(), indent=2))
     else:
@@ -372,6 +381,30 @@ def cmd_diff(args: argparse.Namespace) -> int:
         raise result.error
     return 1 if args.fail_on_change and result.changed else 0
 
+
+
+def _add_report(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("report", help="one self-contained HTML report of a replay's outputs",
+                              description="Write one HTML file (no network needed to open it) from the outputs sgdp replay "
+                                          "wrote into DIR: summary, verdicts over capture time, top talkers and denied "
+                                          "flows, every security-group rule with its hits and check findings, per instance.")
+    p.add_argument("out_dir", metavar="DIR", help="the output directory of sgdp replay (summary.json, verdicts.*)")
+    p.add_argument("-o", "--output", metavar="FILE", help="report file (default DIR/report.html)")
+    p.add_argument("--topology", metavar="FILE", help="the topology (default: the one summary.json records)")
+    p.add_argument("--capture", action="append", metavar="CAPTURE",
+                   help="a replayed capture, repeated in replay order (default: the ones summary.json records)")
+    p.add_argument("--findings", metavar="FILE", help="saved output of sgdp check --json (default: run check)")
+    p.add_argument("--no-check", action="store_true", help="do not flag shadowed or not-effective rules")
+    return p
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    if args.findings and args.no_check:
+        raise UsageError("--findings and --no-check exclude each other")
+    path = sgdp.write_report(args.out_dir, args.output, topology=args.topology, captures=args.capture,
+                             findings=False if args.no_check else args.findings)
+    print(f"report written to {path} ({os.path.getsize(path):,} bytes)")
+    return 0
 
 
 def _add_decode(subparsers) -> argparse.ArgumentParser:
@@ -463,4 +496,4 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"check": cmd_check, "replay": cmd_replay, "explain": cmd_explain, "test": cmd_test, "bench": cmd_bench, "decode": cmd_decode,
-            "import": cmd_import, "diff": cmd_diff}
+            "import": cmd_import, "diff": cmd_diff, "report": cmd_report}

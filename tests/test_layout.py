@@ -3,7 +3,7 @@
 Read from the modules' own import statements (function-level imports included):
 
 * every module belongs to a floor: errors -> topology -> capture -> engine -> pipeline ->
-  testing | bench -> api -> cli; no module imports one on a later floor, and two stages on one
+  testing | bench | report -> api -> cli; no module imports one on a later floor, and two stages on one
   floor do not import each other;
 * a module imports another stage only through that stage's package (``from sgdp.engine import
   make_engine``), never one of its modules (``sgdp.engine.fast``) and never a private one;
@@ -22,9 +22,9 @@ import sgdp
 from sgdp import _lazy
 
 ROOT = pathlib.Path(sgdp.__file__).parent
-STAGES = ["topology", "capture", "engine", "pipeline", "testing", "bench"]
+STAGES = ["topology", "capture", "engine", "pipeline", "testing", "bench", "report"]
 FLOOR = {"sgdp.errors": 0, "sgdp._lazy": 0, "sgdp.topology": 1, "sgdp.capture": 2, "sgdp._fastmatch": 2.5, "sgdp.engine": 3,
-         "sgdp.pipeline": 4, "sgdp.testing": 5, "sgdp.bench": 5, "sgdp.api": 6, "sgdp": 6, "sgdp.cli": 7,
+         "sgdp.pipeline": 4, "sgdp.testing": 5, "sgdp.bench": 5, "sgdp.report": 5, "sgdp.api": 6, "sgdp": 6, "sgdp.cli": 7,
          "sgdp.__main__": 8}
 
 

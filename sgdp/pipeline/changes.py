@@ -21,7 +21,7 @@ from sgdp.errors import InputError, SgdpError
 from sgdp.pipeline.flows import FlowTable
 from sgdp.capture import DEFAULT_BATCH_SIZE, check_captures, read_batches
 from sgdp.topology import load_topology
-from sgdp.capture import Verdict
+from sgdp.capture import VERDICTS, Verdict
 
 ROW_KEYS = ("verdict", "reason", "security_group", "rule")
 
@@ -33,6 +33,8 @@ class DiffResult:
     changed: list[dict[str, Any]] = field(default_factory=list)  # sorted as SPEC §5 says
     engine: str = ""
     error: SgdpError | None = None  # a capture error met after the earlier packets were compared
+    # packets per (whole second of capture time, old verdict, new verdict), for the report's chart
+    by_second: dict[tuple[int, str, str], int] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {"flows": self.flows, "changed": [{k: v for k, v in c.items() if not k.startswith("_")} for c in self.changed]}
@@ -58,6 +60,7 @@ def diff(old: str, new: str, captures: list[str], engine_name: str | None = None
             vo, vn = engines[0].process(batch), engines[1].process(batch)
             fid = table.assign(batch.columns)
             result.packets += len(batch)
+            _count_seconds(result.by_second, batch.columns["ts"], vo.verdict, vn.verdict)
             rows = np.flatnonzero((vo.verdict != vn.verdict) & (fid >= 0))
             if len(rows) == 0:
                 continue
@@ -85,6 +88,22 @@ def diff(old: str, new: str, captures: list[str], engine_name: str | None = None
     return result
 
 
+
+
+def _count_seconds(into: dict[tuple[int, str, str], int], ts: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+    """Add a batch's packets to the counts per (second, old verdict, new verdict)."""
+    if len(ts) == 0:
+        return
+    nv = len(VERDICTS)
+    sec = np.floor(ts).astype(np.int64)
+    key = (sec - int(sec.min())) * nv * nv + old.astype(np.int64) * nv + new.astype(np.int64)
+    uniq, counts = np.unique(key, return_counts=True)
+    base = int(sec.min())
+    for k, c in zip(uniq.tolist(), counts.tolist()):
+        s, pair = divmod(k, nv * nv)
+        o, n = divmod(pair, nv)
+        item = (base + s, VERDICTS[o], VERDICTS[n])
+        into[item] = into.get(item, 0) + c
 
 
 def _cell(row: dict[str, Any]) -> str:

@@ -111,7 +111,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
             if extra:
                 result.difference_count += extra
                 _note(result, f"the expected verdict file has {extra} more row(s) than the {index} packet(s) replayed")
-        result.summary = _summary(summary, engine, versions, elapsed, result.error)
+        result.summary = _summary(summary, engine, versions, elapsed, result.error, topology, captures)
         result.unmodelled_top = summary.top_unmodelled()
         if failures is not None:
             result.failures_file = failures.write(captures, batch_size)
@@ -124,7 +124,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         if failures is not None:
             failures.close_spools()
         try:
-            cut = _summary(summary, engine, versions, time.perf_counter() - start, exc)
+            cut = _summary(summary, engine, versions, time.perf_counter() - start, exc, topology, captures)
         except Exception:  # the engine was stopped mid-batch: the counts are enough
             cut = {"complete": False, "error": _why(exc), "packets": summary.packets}
         outputs.abort(cut)
@@ -137,11 +137,15 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     return result
 
 
-def _summary(summary: Summary, engine, versions, elapsed: float, error: BaseException | None) -> dict[str, Any]:
+def _summary(summary: Summary, engine, versions, elapsed: float, error: BaseException | None,
+             topology: str, captures: list[str]) -> dict[str, Any]:
     """summary.json: SPEC §5's keys, then ``complete`` and, when the run did not complete, ``error``."""
     out = summary.as_dict(engine.rule_hits(), elapsed)
     if versions is not None:
         out["versions"] = versions.summary()
+    # where the inputs were, so `sgdp report DIR` finds them (absolute: the report may run elsewhere)
+    out["topology"] = os.path.abspath(topology)
+    out["captures"] = [c if c == "-" else os.path.abspath(c) for c in captures]
     out["complete"] = error is None
     if error is not None:
         out["error"] = _why(error)

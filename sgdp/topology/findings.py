@@ -157,7 +157,10 @@ def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule
         boxes = rule_boxes(rule, policy)
         if boxes:
             pieces = boxes
+            # only cuts that meet the boxes' bounding box can remove any piece (pieces lie in the boxes)
+            bound = _bound(boxes)
             for _, cuts in earlier:
+                cuts = [c for c in cuts if _meets(bound, c)]
                 for cut in cuts:
                     pieces = [p for piece in pieces for p in subtract(piece, cut)]
                     if not pieces or len(pieces) > MAX_PIECES:
@@ -169,6 +172,15 @@ def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule
                 out.append((rule, alone))
         earlier.append((rule, boxes))
     return out
+
+
+def _bound(boxes: list[Box]) -> Box:
+    return tuple(min(b[k] for b in boxes) if k % 2 == 0 else max(b[k] for b in boxes) for k in range(8))  # type: ignore[return-value]
+
+
+def _meets(a: Box, b: Box) -> bool:
+    return (a[0] <= b[1] and b[0] <= a[1] and a[2] <= b[3] and b[2] <= a[3] and a[4] <= b[5] and b[4] <= a[5]
+            and a[6] <= b[7] and b[6] <= a[7])
 
 
 def _covers_alone(boxes: list[Box], cuts: list[Box]) -> bool:
