@@ -14,6 +14,7 @@ import numpy as np
 from sgdp.capture.packet import ACK, FIN, PACKET_COLUMNS, SYN, PacketBatch
 
 N_INSTANCES = 200
+BENCH_INSTANCES = 273  # the replay benchmark's topology: 273 generated instances + shared-db = 274
 N_GROUPS = 20
 RULES_PER_GROUP = 50
 SERVICE_PORTS = [22, 80, 443, 3306, 5432, 6379, 8080, 8443, 9000, 11211]
@@ -85,11 +86,22 @@ def generated_topology(seed: int = 1, instances: int = N_INSTANCES, groups: int 
     return topo
 
 
-def generated_traffic(topo: dict, packets: int = 1_000_000, flows: int = 50_000, seed: int = 2) -> PacketBatch:
+LOCALITIES = ("generated", "uniform")
+
+
+def generated_traffic(topo: dict, packets: int = 1_000_000, flows: int = 50_000, seed: int = 2,
+                      locality: str = "generated") -> PacketBatch:
     """``packets`` packets in ``flows`` flows, interleaved, 1 ms apart, as one PacketBatch.
 
     Packet k of a flow goes client to server when k is even, back when odd; TCP flows open with SYN,
-    SYN-ACK and go on with ACKs, a few closing with FIN."""
+    SYN-ACK and go on with ACKs, a few closing with FIN.
+
+    ``locality``: ``generated`` (each flow lives for a while: it starts at a random point and its
+    packets follow at random gaps, as in a real capture) or ``uniform`` (every packet belongs to a
+    flow drawn uniformly from all of them, over the whole capture: nearly every packet touches a
+    connection-table entry no recent packet touched, the cache-miss worst case)."""
+    if locality not in LOCALITIES:
+        raise ValueError(f"locality {locality!r} is not one of {', '.join(LOCALITIES)}")
     rng = np.random.default_rng(seed)
     insts = topo["instances"]
     n_inst = len(insts)
@@ -110,8 +122,9 @@ def generated_traffic(topo: dict, packets: int = 1_000_000, flows: int = 50_000,
     start = rng.random(flows) * packets
     seq = _running_count(flow_of)
     when = start[flow_of] + seq * 50.0 * rng.exponential(1.0, packets)
-    order = np.argsort(when, kind="stable")
-    flow_of = flow_of[order]
+    if locality == "generated":
+        order = np.argsort(when, kind="stable")
+        flow_of = flow_of[order]
     seq = _running_count(flow_of)
     reply = (seq % 2 == 1)
     f = flow_of
@@ -254,3 +267,69 @@ def _records(c: dict[str, np.ndarray]) -> bytes:
         buf[base + 4] = (c["icmp_id"][rows] >> 8).astype(np.uint8)
         buf[base + 5] = (c["icmp_id"][rows] & 0xFF).astype(np.uint8)
     return buf.tobytes()
+
+
+def limits_topology(instances: int = 6000, groups: int = 5, quota_rules: int = 120, address_entries: int = 1000,
+                    seed: int = 3) -> dict:
+    """A topology at the cloud's documented limits, for the big-topology benchmark.
+
+    ``instances`` instances in one VPC (subnets of up to 16,000 addresses), every NIC bound to the
+    same ``groups`` groups (5 is the per-NIC limit), so each group has ``instances`` members (6,000
+    is the per-group limit). Each group has, per direction, ``quota_rules`` quota-counted rules (120
+    is the quota: remote-group, address-group and inconsecutive-port rules) and 10 plain prefix
+    rules. Two IPv4 address groups of ``address_entries`` entries each (single addresses and
+    prefixes), one IPv6 address group. About one instance in a thousand is of a legacy x86 family and one in a thousand of a
+    Kai1 family, so the flavor rules of S10 apply.
+    """
+    rng = np.random.default_rng(seed)
+    per_subnet = 16000
+    n_subnets = max(1, -(-instances // per_subnet))
+    subnets = [{"name": f"sn{k}", "cidr": f"10.{k // 4}.{(k % 4) * 64}.0/18"} for k in range(n_subnets)]
+    if n_subnets > 1024:
+        raise ValueError("limits_topology: at most 16,384,000 instances")
+    ag = []
+    for a in range(2):
+        entries = []
+        for e in range(address_entries):
+            x = int(rng.integers(0, 1 << 24))
+            if e % 4 == 3:
+                entries.append(f"{100 + a}.{(x >> 16) & 255}.{(x >> 8) & 255}.0/24")
+            else:
+                entries.append(f"{100 + a}.{(x >> 16) & 255}.{(x >> 8) & 255}.{x & 255}")
+        ag.append({"name": f"partners{a}", "ip_version": 4, "ip_set": entries})
+    ag.append({"name": "office6", "ip_version": 6, "ip_set": ["2001:db8:100::/48", "2001:db8:200::/48"]})
+    gnames = [f"sg{g}" for g in range(groups)]
+    sgs = []
+    for g, name in enumerate(gnames):
+        rules = []
+        for direction in ("ingress", "egress"):
+            for r in range(quota_rules):
+                kind = r % 3
+                rule: dict = {"direction": direction, "priority": int(rng.choice([1, 10, 50, 100])), "protocol": "tcp"}
+                if rng.random() < 0.1:
+                    rule["action"] = "deny"
+                if kind == 0:
+                    rule["remote_group_id"] = gnames[int(rng.integers(0, groups))]
+                    rule["multiport"] = str(int(rng.choice(SERVICE_PORTS)))
+                elif kind == 1:
+                    rule["remote_address_group_id"] = f"partners{int(rng.integers(0, 2))}"
+                    rule["multiport"] = str(int(rng.integers(1000, 3000)))
+                else:  # inconsecutive ports from a prefix
+                    ports = sorted(rng.choice(np.arange(3000, 4000), size=3, replace=False))
+                    rule["multiport"] = ",".join(str(int(p)) for p in ports)
+                    rule["remote_ip_prefix"] = f"192.168.{int(rng.integers(0, 256))}.0/24"
+                rules.append(rule)
+            for r in range(10):
+                rules.append({"direction": direction, "priority": 100, "protocol": "udp",
+                              "multiport": f"{5000 + r * 10}-{5000 + r * 10 + 5}", "remote_ip_prefix": "10.0.0.0/8"})
+        sgs.append({"name": name, "rules": rules})
+    insts = []
+    for i in range(instances):
+        k = i // per_subnet
+        j = i % per_subnet + 4
+        base = (k // 4, (k % 4) * 64)
+        ip = f"10.{base[0]}.{base[1] + (j >> 8)}.{j & 255}"
+        flavor = "c2.large.2" if i % 997 == 1 else ("kai1s.large.2" if i % 991 == 2 else "s6.large.2")
+        insts.append({"name": f"ecs{i:06d}", "flavor": flavor, "subnet": f"sn{k}", "ip": ip, "security_groups": list(gnames)})
+    return {"version": 1, "vpcs": [{"name": "big", "cidr": "10.0.0.0/8", "subnets": subnets}],
+            "address_groups": ag, "security_groups": sgs, "instances": insts}

@@ -145,49 +145,122 @@ def subtract(box: Box, cut: Box) -> list[Box]:
     return out  # type: ignore[return-value]
 
 
-MAX_PIECES = 20000  # past this many pieces a rule is reported as not shadowed (undecided)
-
-
 def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule | None]]:
     """Rules of an effective walk whose whole match space earlier rules cover, each with the single
-    earlier rule that covers it alone (None when only several together do)."""
+    earlier rule that covers it alone (None when only several together do).
+
+    Earlier rules' boxes are indexed by protocol and by single port (or ICMP type/code) value, and
+    each of a rule's boxes is tested only against the earlier boxes that meet it, box by box,
+    stopping at the first box that stays partly uncovered: the work per rule follows the rules it
+    overlaps, not the length of the walk. Coverage is decided exactly (:func:`_cover`), with no
+    budget: a rule is shadowed exactly when the earlier rules cover its whole match space."""
     out = []
-    earlier: list[tuple[Rule, list[Box]]] = []
-    for rule in rules:
+    index = _CutIndex()
+    for k, rule in enumerate(rules):
         boxes = rule_boxes(rule, policy)
         if boxes:
-            pieces = boxes
-            # only cuts that meet the boxes' bounding box can remove any piece (pieces lie in the boxes)
-            bound = _bound(boxes)
-            for _, cuts in earlier:
-                cuts = [c for c in cuts if _meets(bound, c)]
-                for cut in cuts:
-                    pieces = [p for piece in pieces for p in subtract(piece, cut)]
-                    if not pieces or len(pieces) > MAX_PIECES:
-                        break
-                if not pieces or len(pieces) > MAX_PIECES:
-                    break
-            if not pieces:
-                alone = next((e for e, cuts in earlier if _covers_alone(boxes, cuts)), None)
+            cuts = index.meeting(boxes)
+            if all(_covered(box, cuts) for box in boxes):
+                by_rule: dict[int, list[Box]] = {}
+                for owner, cut in cuts:
+                    by_rule.setdefault(owner, []).append(cut)
+                alone = next((rules[e] for e, mine in by_rule.items() if _covers_alone(boxes, mine)), None)
                 out.append((rule, alone))
-        earlier.append((rule, boxes))
+        index.add(k, boxes)
     return out
 
 
-def _bound(boxes: list[Box]) -> Box:
-    return tuple(min(b[k] for b in boxes) if k % 2 == 0 else max(b[k] for b in boxes) for k in range(8))  # type: ignore[return-value]
+def _meeting(box: Box, cuts) -> list[Box]:
+    return [c for c in cuts if c[0] <= box[1] and c[1] >= box[0] and c[2] <= box[3] and c[3] >= box[2]
+            and c[4] <= box[5] and c[5] >= box[4] and c[6] <= box[7] and c[7] >= box[6]]
 
 
-def _meets(a: Box, b: Box) -> bool:
-    return (a[0] <= b[1] and b[0] <= a[1] and a[2] <= b[3] and b[2] <= a[3] and a[4] <= b[5] and b[4] <= a[5]
-            and a[6] <= b[7] and b[6] <= a[7])
+def _covered(box: Box, cuts: list[tuple[int, Box]]) -> bool:
+    """Do the cuts cover the whole box? Exact."""
+    meet = _meeting(box, (c for _, c in cuts))
+    if not meet:
+        return False
+    for c in meet:  # one earlier box holds it whole
+        if c[0] <= box[0] and c[1] >= box[1] and c[2] <= box[2] and c[3] >= box[3] and c[4] <= box[4] \
+                and c[5] >= box[5] and c[6] <= box[6] and c[7] >= box[7]:
+            return True
+    for d in range(0, 8, 2):  # necessary: on every axis the boxes that meet it cover its whole extent
+        if not _covers_interval(box[d], box[d + 1], [(c[d], c[d + 1]) for c in meet]):
+            return False
+    return _cover(box, meet, _AXES)
+
+
+_AXES = (6, 0, 2, 4)  # genuine flag, protocol, port / ICMP, then the address (the widest) last
+
+
+def _covers_interval(lo: int, hi: int, intervals: list[tuple[int, int]]) -> bool:
+    reach = lo
+    for a, b in sorted(intervals):
+        if a > reach:
+            return False
+        if b >= reach:
+            reach = b + 1
+            if reach > hi:
+                return True
+    return reach > hi
+
+
+def _cover(box: Box, cuts: list[Box], axes: tuple[int, ...]) -> bool:
+    """Exact coverage of ``box`` by ``cuts`` (all meeting it): split the box along the first axis at
+    every cut boundary inside it; each slab must be covered by the cuts spanning the whole slab on
+    that axis, over the remaining axes; the last axis is a union of intervals."""
+    d = axes[0]
+    lo, hi = box[d], box[d + 1]
+    if len(axes) == 1:
+        return _covers_interval(lo, hi, [(c[d], c[d + 1]) for c in cuts])
+    points = {lo}
+    for c in cuts:
+        if c[d] > lo:
+            points.add(c[d])
+        if c[d + 1] < hi:
+            points.add(c[d + 1] + 1)
+    starts = sorted(points)
+    for k, a in enumerate(starts):
+        b = starts[k + 1] - 1 if k + 1 < len(starts) else hi
+        spanning = [c for c in cuts if c[d] <= a and c[d + 1] >= b]
+        if not spanning or not _cover(box, spanning, axes[1:]):
+            return False
+    return True
 
 
 def _covers_alone(boxes: list[Box], cuts: list[Box]) -> bool:
-    pieces = boxes
-    for cut in cuts:
-        pieces = [p for piece in pieces for p in subtract(piece, cut)]
-    return not pieces
+    return all(_covered(box, [(0, c) for c in cuts]) for box in boxes)
+
+
+class _CutIndex:
+    """The boxes of a walk's earlier rules, in walk order, findable by protocol and single x value."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.buckets: dict[tuple[int, int], list[tuple[int, int, Box]]] = {}  # (proto|-1, x|-1) -> (seq, owner, box)
+
+    def add(self, owner: int, boxes: list[Box]) -> None:
+        for box in boxes:
+            key = (box[0] if box[0] == box[1] else -1, box[2] if box[2] == box[3] else -1)
+            self.buckets.setdefault(key, []).append((self.count, owner, box))
+            self.count += 1
+
+    def meeting(self, boxes: list[Box]) -> list[tuple[int, Box]]:
+        """(owner, box) of every earlier box that meets the hull of ``boxes``, in walk order."""
+        h = [min(b[d] for b in boxes) if d % 2 == 0 else max(b[d] for b in boxes) for d in range(8)]
+        found = []
+        for (p, x), items in self.buckets.items():
+            if p >= 0 and not h[0] <= p <= h[1]:
+                continue
+            if x >= 0 and not h[2] <= x <= h[3]:
+                continue
+            for item in items:
+                c = item[2]
+                if c[0] <= h[1] and c[1] >= h[0] and c[2] <= h[3] and c[3] >= h[2] and c[4] <= h[5] and c[5] >= h[4] \
+                        and c[6] <= h[7] and c[7] >= h[6]:
+                    found.append(item)
+        found.sort()
+        return [(owner, box) for _, owner, box in found]
 
 
 def shadowed(topo: Topology, policy: Policy) -> list[Finding]:
@@ -196,10 +269,16 @@ def shadowed(topo: Topology, policy: Policy) -> list[Finding]:
     NICs when the instance has others where the rule can still match). Groups bound to no NIC are
     checked on their own."""
     found: dict[tuple[str, str], dict[int | None, Rule | None]] = {}
+    memo: dict[tuple[str, ...], list[tuple[Rule, Rule | None]]] = {}  # NICs with the same walk share its answer
     for nic in topo.nics:
         for direction in ("ingress", "egress"):
             for version in (4, 6):
-                for rule, by in shadowed_in_walk(list(policy.effective(nic, direction, version)), policy):
+                rules = policy.effective(nic, direction, version)
+                key = tuple(r.id for r in rules)
+                result = memo.get(key)
+                if result is None:
+                    result = memo[key] = shadowed_in_walk(list(rules), policy)
+                for rule, by in result:
                     found.setdefault((rule.security_group, rule.id), {})[nic.index] = by
     for name, sg in topo.security_groups.items():
         if topo.members.get(name):

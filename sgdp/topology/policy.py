@@ -37,7 +37,8 @@ class Policy:
 
     def __init__(self, topo: Topology):
         self.topo = topo
-        self._walks: dict[tuple[int, str, int], tuple[tuple[Rule, str | None], ...]] = {}
+        self._walks: dict[tuple[tuple[str, ...], str, str, int], tuple[tuple[Rule, str | None], ...]] = {}
+        self._ranges: dict[tuple[str, object, int], list[tuple[int, int]]] = {}
 
     @cached_property
     def group_status(self) -> dict[str, str | None]:
@@ -86,11 +87,12 @@ class Policy:
     def walk(self, nic: Nic, direction: str, version: int) -> tuple[tuple[Rule, str | None], ...]:
         """Every rule of the NIC's groups for this direction and version, in evaluation order, with why
         it does not take effect (None when it does)."""
-        key = (nic.index, direction, version)
+        kind = self.nic_kind(nic)
+        key = (nic.security_groups, kind, direction, version)  # all a walk depends on: NICs share it
         cached = self._walks.get(key)
         if cached is not None:
             return cached
-        status = self.family_status(self.nic_kind(nic))
+        status = self.family_status(kind)
         out = []
         for name in nic.security_groups:
             rules = [r for r in self.topo.security_groups[name].rules if r.direction == direction and r.ethertype == version]
@@ -138,17 +140,26 @@ class Policy:
 
     def remote_ranges(self, rule: Rule) -> tuple[list[tuple[int, int]], bool]:
         """The peer addresses a rule's remote admits, as inclusive intervals of its ethertype, and
-        whether only genuine members match (a remote group: its members' fixed IPs, S8)."""
+        whether only genuine members match (a remote group: its members' fixed IPs, S8).
+
+        The intervals are sorted, disjoint and not adjacent (members with consecutive addresses and
+        overlapping address-group entries are merged), computed once per remote and shared: callers
+        must not change the list."""
         kind = rule.remote_kind
         if kind == "any":
             return [(0, (1 << (32 if rule.ethertype == 4 else 128)) - 1)], False
         if kind == "prefix":
             assert isinstance(rule.remote, Net)
             return [(rule.remote.lo, rule.remote.hi)], False
-        if kind == "address_group":
-            return [(n.lo, n.hi) for n in self.topo.address_groups[rule.remote].entries], False  # type: ignore[index]
-        members = self.group_members[rule.remote]  # type: ignore[index]
-        return [(v, v) for ver, v in sorted(members) if ver == rule.ethertype], True
+        key = (kind, rule.remote, rule.ethertype)
+        ranges = self._ranges.get(key)
+        if ranges is None:
+            if kind == "address_group":
+                raw = [(n.lo, n.hi) for n in self.topo.address_groups[rule.remote].entries]  # type: ignore[index]
+            else:
+                raw = [(v, v) for ver, v in self.group_members[rule.remote] if ver == rule.ethertype]  # type: ignore[index]
+            ranges = self._ranges[key] = merge_ranges(raw)
+        return ranges, kind == "group"
 
     def remote_matches(self, rule: Rule, version: int, peer: int, genuine: bool) -> bool:
         """Does the peer address lie in the rule's remote?
@@ -190,6 +201,18 @@ def rule_mismatch(rule: Rule, proto: int, dport: int | None, icmp_type: int | No
         if rule.icmp_code is not None and icmp_code != rule.icmp_code:
             return f"icmp code: {icmp_code} is not {rule.icmp_code}"
     return None
+
+
+def merge_ranges(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The union of inclusive integer intervals as sorted, disjoint, non-adjacent intervals."""
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1] + 1:
+            if hi > out[-1][1]:
+                out[-1] = (out[-1][0], hi)
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def rule_matches_packet(rule: Rule, proto: int, dport: int | None, icmp_type: int | None, icmp_code: int | None) -> bool:
