@@ -380,7 +380,8 @@ ADDRESS_STEP = 16
 BUCKET_LIMIT = 16
 
 
-def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket_limit: int = BUCKET_LIMIT) -> TupleSpace:
+def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket_limit: int = BUCKET_LIMIT,
+                      compiled: bool | None = None) -> TupleSpace:
     """Partition the rules into tuples (TupleMerge-style, greedy in priority order).
 
     Each rule, best first, joins the first existing tuple whose lengths are all at most the rule's
@@ -391,6 +392,9 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
     protocol exact or any. If a tuple of those lengths exists already (its bucket is full), the
     rule's own lengths are tried; if that tuple exists too, the rule joins it over the limit. So the
     number of tuples stays small and every rule is in exactly one tuple.
+
+    The per-rule loop runs compiled (``sgdp.engine._tuplespace``) when it is built, else in Python;
+    ``compiled=False`` forces the Python loop (tests check that both give the same answer).
     """
     if not isinstance(table, RuleTable):
         raise TypeError("build_tuple_space(table: RuleTable)")
@@ -398,10 +402,33 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
         raise ValueError("address_step and bucket_limit must be positive")
     n = len(table)
     t = table
-    ls = _common_prefix(t.src_min_hi, t.src_min_lo, t.src_max_hi, t.src_max_lo).tolist()
-    ld = _common_prefix(t.dst_min_hi, t.dst_min_lo, t.dst_max_hi, t.dst_max_lo).tolist()
-    lsp = (16 - _bit_length((t.sport_min ^ t.sport_max).astype(np.uint64))).tolist()
-    ldp = (16 - _bit_length((t.dport_min ^ t.dport_max).astype(np.uint64))).tolist()
+    ls_a = _common_prefix(t.src_min_hi, t.src_min_lo, t.src_max_hi, t.src_max_lo).astype(np.int64)
+    ld_a = _common_prefix(t.dst_min_hi, t.dst_min_lo, t.dst_max_hi, t.dst_max_lo).astype(np.int64)
+    lsp_a = (16 - _bit_length((t.sport_min ^ t.sport_max).astype(np.uint64))).astype(np.int64)
+    ldp_a = (16 - _bit_length((t.dport_min ^ t.dport_max).astype(np.uint64))).astype(np.int64)
+    place = _compiled_place() if compiled is not False else None
+    if place is not None:
+        rule_tuple, lengths = place(t.l3, ls_a, ld_a, lsp_a, ldp_a, t.proto_mask, t.proto_value, t.src_min_hi,
+                                    t.src_min_lo, t.dst_min_hi, t.dst_min_lo, t.sport_min, t.dport_min,
+                                    address_step, bucket_limit)
+    else:
+        rule_tuple, lengths = _place_python(t, ls_a, ld_a, lsp_a, ldp_a, address_step, bucket_limit)
+    return _finish_tuple_space(t, rule_tuple, lengths)
+
+
+def _compiled_place():
+    """The compiled placement loop (sgdp.engine._tuplespace), or None when it is not built."""
+    try:
+        from sgdp.engine._tuplespace import place
+    except ImportError:
+        return None
+    return place
+
+
+def _place_python(t: RuleTable, ls_a, ld_a, lsp_a, ldp_a, address_step: int, bucket_limit: int):
+    """The placement loop in Python: ``(rule_tuple, lengths)`` (the compiled one gives the same)."""
+    n = len(t)
+    ls, ld, lsp, ldp = ls_a.tolist(), ld_a.tolist(), lsp_a.tolist(), ldp_a.tolist()
     pmask = t.proto_mask.tolist()
     pvalue = t.proto_value.tolist()
     l3 = t.l3.tolist()
@@ -445,9 +472,11 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
             key = (l3[i], s >> (128 - ta), ds >> (128 - tb), sp >> (16 - tc), dp >> (16 - td), pv & tp)
             buckets[placed][key] = buckets[placed].get(key, 0) + 1
         rule_tuple[i] = placed
+    return rule_tuple, np.array(tuples, dtype=np.int64).reshape(len(tuples), 5)
 
-    nt = len(tuples)
-    lengths = np.array(tuples, dtype=np.int64).reshape(nt, 5)
+
+def _finish_tuple_space(t: RuleTable, rule_tuple: np.ndarray, lengths: np.ndarray) -> TupleSpace:
+    n = len(t)
     masks = [_mask128(int(x)) for x in lengths[:, 0]], [_mask128(int(x)) for x in lengths[:, 1]]
     sport_mask = np.array([(0xFFFF << (16 - x)) & 0xFFFF for x in lengths[:, 2].tolist()], np.uint16)
     dport_mask = np.array([(0xFFFF << (16 - x)) & 0xFFFF for x in lengths[:, 3].tolist()], np.uint16)

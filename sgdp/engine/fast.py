@@ -26,7 +26,7 @@ import numpy as np
 from sgdp.engine import _dataplane
 from sgdp.topology import Net
 from sgdp.engine.classifier import FastClassifier
-from sgdp.engine.compiler import Rule as Box, RuleTable
+from sgdp.engine.compiler import RULE_COLUMNS, Rule as Box, RuleTable
 from sgdp.errors import SgdpError
 from sgdp.topology import ICMP, ICMPV6, Rule, Topology
 from sgdp.capture import Names, PacketBatch, VerdictBatch
@@ -38,6 +38,9 @@ TOP = {4: (1 << 32) - 1, 6: (1 << 128) - 1}
 MASK64 = (1 << 64) - 1
 FULL = (0, 65535)
 NO_L4 = 256  # the "port" of a header without ports or ICMP type (non-first fragments)
+
+_RULE_COLUMN_NAMES = tuple(RULE_COLUMNS)
+_RULE_DTYPES = dict(RULE_COLUMNS)
 
 K_EXTERNAL, K_SERVICE, K_VPC, K_PRIVATE, K_NIC, K_LB = range(6)
 H_NONE, H_FIXED, H_EIP, H_VIP, H_FORWARDED = range(5)
@@ -62,11 +65,108 @@ class _Table:
 
     __slots__ = ("table", "row_rule", "row_allow", "classifier")
 
-    def __init__(self, boxes: list[Box], row_rule: list[int], row_allow: list[int]):
-        self.table = RuleTable.from_rules(boxes)
-        self.row_rule = np.array(row_rule, np.int32)  # row -> global rule index (names.rules)
-        self.row_allow = np.array(row_allow, np.uint8)
+    def __init__(self, boxes: list[Box] | RuleTable, row_rule, row_allow):
+        self.table = boxes if isinstance(boxes, RuleTable) else RuleTable.from_rules(boxes)
+        self.row_rule = np.asarray(row_rule, np.int32)  # row -> global rule index (names.rules)
+        self.row_allow = np.asarray(row_allow, np.uint8)
         self.classifier = FastClassifier(self.table)
+
+
+class _RuleRows:
+    """Every security-group rule's table rows, made once per topology and shared by every table.
+
+    A rule's rows depend on the rule alone (its remote's merged ranges, its ports or ICMP type and
+    code, its protocol), so they are made once per rule as NumPy blocks of one store; a NIC walk's
+    table is then the store's rows taken in walk order (one fancy-indexing pass per column), with
+    no per-row Python, and the walk of each group (per flavor kind, direction and version) is
+    resolved once however many NICs and tables use it."""
+
+    def __init__(self, engine: "FastEngine"):
+        self.engine = engine
+        self.start: dict[str, int] = {}  # rule id -> first row in the store
+        self.count: dict[str, int] = {}
+        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in _RULE_COLUMN_NAMES}
+        self.rule_parts: list[np.ndarray] = []
+        self.allow_parts: list[np.ndarray] = []
+        self.size = 0
+        self.segments: dict[tuple, np.ndarray] = {}
+        status = engine.policy.group_status
+        for sg in engine.topo.security_groups.values():
+            for rule in sg.rules:
+                if status[rule.id] is None:  # the rules that take effect on some flavor kind
+                    self._add(rule)
+        c = self.columns = {name: np.concatenate(parts) if parts else np.zeros(0, _RULE_DTYPES[name])
+                            for name, parts in self.parts.items()}
+        c["row_rule"] = np.concatenate(self.rule_parts) if self.rule_parts else np.zeros(0, np.int32)
+        c["row_allow"] = np.concatenate(self.allow_parts) if self.allow_parts else np.zeros(0, np.uint8)
+        del self.parts, self.rule_parts, self.allow_parts
+
+    def _add(self, rule: Rule) -> None:
+        block = _rule_block(rule, self.engine.policy)
+        n = len(block["l3"])
+        for name in _RULE_COLUMN_NAMES:
+            self.parts[name].append(block[name])
+        self.rule_parts.append(np.full(n, self.engine.rule_index[rule.id], np.int32))
+        self.allow_parts.append(np.full(n, rule.action == "allow", np.uint8))
+        self.start[rule.id] = self.size
+        self.count[rule.id] = n
+        self.size += n
+
+    def segment(self, group: str, kind: str, nic, direction: str, version: int) -> np.ndarray:
+        """Store rows of one group's effective rules (per flavor kind, direction and version), in order."""
+        key = (group, kind, direction, version)
+        rows = self.segments.get(key)
+        if rows is None:
+            policy = self.engine.policy
+            status = policy.family_status(kind)
+            rules = [r for r in self.engine.topo.security_groups[group].rules
+                     if r.direction == direction and r.ethertype == version and status[r.id] is None]
+            rules.sort(key=lambda r: r.sort_key)
+            spans = [(self.start[r.id], self.count[r.id]) for r in rules]
+            rows = self.segments[key] = (np.concatenate([np.arange(a, a + n, dtype=np.int64) for a, n in spans])
+                                         if spans else np.zeros(0, np.int64))
+        return rows
+
+    def table(self, nic, kind: str, direction: str) -> _Table:
+        rows = np.concatenate([self.segment(g, kind, nic, direction, version)
+                               for version in (4, 6) for g in nic.security_groups] + [np.zeros(0, np.int64)])
+        c = self.columns
+        table = RuleTable(**{name: c[name][rows] for name in _RULE_COLUMN_NAMES})
+        return _Table(table, c["row_rule"][rows], c["row_allow"][rows])
+
+
+def _split(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    return (np.array([v >> 64 for v in values], np.uint64), np.array([v & MASK64 for v in values], np.uint64))
+
+
+def _rule_block(rule: Rule, policy: Policy) -> dict[str, np.ndarray]:
+    """A security-group rule's rows (the boxes of FastEngine._rule_boxes, in the same order) as columns."""
+    proto = (0, 0) if rule.protocol is None else (rule.protocol, 0xFF)
+    if rule.ports is not None:
+        l4 = [(FULL, seg) for seg in rule.ports]
+    elif rule.icmp_type is not None and rule.protocol in (ICMP, ICMPV6):
+        code = FULL if rule.icmp_code is None else (rule.icmp_code, rule.icmp_code)
+        l4 = [((rule.icmp_type, rule.icmp_type), code)]
+    else:
+        l4 = [(FULL, FULL)]
+    peers, members_only = policy.remote_ranges(rule)
+    p, k = len(peers), len(l4)
+    lo_hi, lo_lo = _split([a for a, _ in peers])
+    hi_hi, hi_lo = _split([b for _, b in peers])
+    n = p * k
+    zero = np.zeros(n, np.uint64)
+    return {
+        "l3": np.full(n, rule.ethertype, np.uint8),
+        "src_min_hi": np.repeat(lo_hi, k), "src_min_lo": np.repeat(lo_lo, k),
+        "src_max_hi": np.repeat(hi_hi, k), "src_max_lo": np.repeat(hi_lo, k),
+        "dst_min_hi": zero, "dst_min_lo": np.full(n, 1 if members_only else 0, np.uint64),
+        "dst_max_hi": zero, "dst_max_lo": np.ones(n, np.uint64),
+        "sport_min": np.tile(np.array([a[0] for a, _ in l4], np.uint16), p),
+        "sport_max": np.tile(np.array([a[1] for a, _ in l4], np.uint16), p),
+        "dport_min": np.tile(np.array([b[0] for _, b in l4], np.uint16), p),
+        "dport_max": np.tile(np.array([b[1] for _, b in l4], np.uint16), p),
+        "proto_value": np.full(n, proto[0], np.uint8), "proto_mask": np.full(n, proto[1], np.uint8),
+    }
 
 
 class FastEngine:
@@ -128,6 +228,7 @@ class FastEngine:
         the same order and the same flavor kind share it, per direction), one per ACL and way."""
         topo, policy = self.topo, self.policy
         shared: dict[tuple, int] = {}
+        store = _RuleRows(self)
         nic_table = np.zeros((len(topo.nics), 3), np.int32)
         self.sg_tables: list[_Table] = []
         for nic in topo.nics:
@@ -135,9 +236,7 @@ class FastEngine:
                 key = (nic.security_groups, policy.nic_kind(nic), direction)
                 if key not in shared:
                     shared[key] = len(self.sg_tables)
-                    rows = self._sg_rows(nic, direction)
-                    self.sg_tables.append(_Table([b for b, _ in rows], [self.rule_index[r.id] for _, r in rows],
-                                                 [r.action == "allow" for _, r in rows]))
+                    self.sg_tables.append(store.table(nic, key[1], direction))
                 nic_table[nic.index, code] = shared[key]
         self.nic_table = nic_table
         self._sg_compiled = [t.classifier._compiled for t in self.sg_tables]
