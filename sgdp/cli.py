@@ -87,11 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--flows", type=int, default=50_000)
     b.add_argument("--reference-packets", type=int, default=20_000, help="packets for the (slow) reference engine")
     b.add_argument("--json", action="store_true")
-    b = bench.add_parser("replay", help="ingest alone and end-to-end replay of a generated capture")
+    b = bench.add_parser("replay", help="ingest alone and end-to-end replay of a generated capture, with the start-up phases")
     b.add_argument("--packets", type=int, default=1_000_000)
     b.add_argument("--flows", type=int, default=50_000)
     b.add_argument("--reference-packets", type=int, default=20_000)
     b.add_argument("--json", action="store_true")
+    b = bench.add_parser("generate", help="write the benchmark workloads: the generated topology and captures, big topologies")
+    b.add_argument("--out", required=True, metavar="DIR", help="directory to write into (created if missing)")
+    b.add_argument("--instances", type=int, default=None, help="instances of the generated topology (default 274)")
+    b.add_argument("--packets", type=int, default=2_000_000, help="packets per capture (0: no capture)")
+    b.add_argument("--flows", type=int, default=100_000)
+    b.add_argument("--locality", choices=("generated", "uniform", "both"), default="both",
+                   help="generated: flows live for a while, as in a real capture; uniform: flows spread over the whole capture")
+    b.add_argument("--limits", type=int, action="append", default=[], metavar="N",
+                   help="also write limits-N.yaml, a topology at the cloud's limits with N instances (repeatable)")
     _add_diff(sub)
     _add_report(sub)
     _add_decode(sub)
@@ -315,6 +324,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
                   f"first {r['reference']['packets']:,} packets")
             print(f"speedup {r['speedup']}x; engines agree: {'yes' if r['agree'] else 'NO'}; peak memory {r['peak_rss_mb']} MB")
         return 0 if r["agree"] else 1
+    if args.bench_command == "generate":
+        locs = ("generated", "uniform") if args.locality == "both" else (args.locality,)
+        r = bench.generate(args.out, args.instances, args.packets, args.flows, locs, tuple(args.limits))
+        for f in r["files"]:
+            what = f"{f['packets']:,} packets, {f['flows']:,} flows, {f['locality']} locality" if "packets" in f else f"{f['instances']:,} instances"
+            print(f"{f['path']}: {what} ({f['bytes'] / 1e6:.1f} MB)")
+        return 0
     if args.bench_command == "replay":
         r = bench.replay_capture(args.packets, args.flows, args.reference_packets)
         if args.json:
@@ -330,6 +346,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     e = r[engine]
                     print(f"replay, {engine + ' engine:':<18}{e['mpps']:.3f} Mpps over {e['packets']:,} packets "
                           f"({e['wall_s']} s wall), peak memory {e['peak_rss_mb']} MB")
+                    ph = e["phases"]
+                    if ph:
+                        print(f"  phases (s from process start): " + ", ".join(f"{k} {v:.3f}" for k, v in ph.items()))
         return 0
     r = bench.classbench(args.rules, args.trace, args.match, args.engine)
     CLASSBENCH_JSON_KEYS = bench.CLASSBENCH_JSON_KEYS

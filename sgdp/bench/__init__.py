@@ -7,6 +7,6 @@ Imports every earlier stage through its public names.
 from sgdp._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
-    "commands": ["classbench", "dataplane", "replay_capture", "CLASSBENCH_JSON_KEYS"],
+    "commands": ["classbench", "dataplane", "replay_capture", "generate", "run_replay_process", "CLASSBENCH_JSON_KEYS"],
     "rulesets": ["load_rules", "load_trace", "load_matches"],
 })

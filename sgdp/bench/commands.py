@@ -164,9 +164,13 @@ def dataplane(packets: int = 1_000_000, flows: int = 50_000, reference_packets: 
 # address space (VmHWM, Linux), which, unlike getrusage's ru_maxrss, does not count what the child
 # inherited from this (large) process before exec.
 _CHILD = (
-    "import sys\n"
+    "import sys, time\n"
+    "import sgdp.pipeline.run as run\n"
+    "run.PHASES = {}\n"
     "from sgdp.cli import main\n"
     "rc = main(sys.argv[1:])\n"
+    "run.PHASES['exit'] = time.time()\n"
+    "sys.stderr.write('sgdp-bench-phases %r\\n' % (run.PHASES,))\n"
     "try:\n"
     "    hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')]\n"
     "    sys.stderr.write('sgdp-bench-peak-kb %s\\n' % hwm[0])\n"
@@ -174,6 +178,47 @@ _CHILD = (
     "    pass\n"
     "sys.exit(rc)\n"
 )
+
+PHASE_NAMES = ("loaded", "validated", "compiled", "first_packet", "packets_done", "exit")
+
+
+def run_replay_process(topology: str, capture: str, out_dir: str, engine: str = "fast",
+                       verdicts: str = "csv") -> dict[str, Any]:
+    """``sgdp replay`` in its own process, timed from just before the process starts to its exit.
+
+    Returns ``wall_s`` (start to exit), ``phases`` (seconds from process start to the end of each
+    phase: ``loaded`` = topology file parsed, ``validated``, ``compiled`` = engine ready,
+    ``first_packet`` = first batch read and entering the engine — the start-up —, ``packets_done``,
+    ``exit``), ``packets``, ``packet_phase_mpps`` (packets over the time from the first packet to
+    the last one written), ``mpps_wall`` (packets over the whole wall time) and ``peak_rss_mb`` (the
+    child's own high-water mark, VmHWM)."""
+    import ast
+    import json
+    import subprocess
+
+    t0 = time.time()
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", _CHILD, "replay", topology, capture, "-o", out_dir,
+                           "--engine", engine, "--verdicts", verdicts, "--no-progress", "--json"],
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise UsageError(f"bench: sgdp replay exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    summary = json.loads(proc.stdout)
+    peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("sgdp-bench-peak-kb ")]
+    marks = [line.split(" ", 1)[1] for line in proc.stderr.splitlines() if line.startswith("sgdp-bench-phases ")]
+    phases = {}
+    if marks:
+        raw = ast.literal_eval(marks[0])
+        phases = {k: round(raw[k] - t0, 4) for k in PHASE_NAMES if k in raw}
+    n = int(summary["packets"])
+    packet_s = phases["packets_done"] - phases["first_packet"] if "packets_done" in phases and "first_packet" in phases else None
+    return {"packets": n, "wall_s": round(wall, 3), "phases": phases,
+            "startup_s": phases.get("first_packet"),
+            "packet_phase_mpps": round(n / packet_s / 1e6, 3) if packet_s else None,
+            "mpps_wall": round(n / wall / 1e6, 3) if wall > 0 else None,
+            "mpps": round(summary["packets_per_s"] / 1e6, 4),
+            "peak_rss_mb": round(int(peak[0]) / 1024, 1) if peak else None}
 
 
 def replay_capture(packets: int = 1_000_000, flows: int = 50_000, reference_packets: int = 20_000,
@@ -193,7 +238,9 @@ def replay_capture(packets: int = 1_000_000, flows: int = 50_000, reference_pack
 
     work = tempfile.mkdtemp(prefix="sgdp-bench-")
     try:
-        topo_data = generated_topology()
+        from sgdp.capture.synth import BENCH_INSTANCES
+
+        topo_data = generated_topology(instances=BENCH_INSTANCES)
         topo_path = os.path.join(work, "topology.json")
         with open(topo_path, "w") as fh:
             json.dump(topo_data, fh)
@@ -218,17 +265,7 @@ def replay_capture(packets: int = 1_000_000, flows: int = 50_000, reference_pack
         out.update(_scapy_baselines(capture, topo_data))
         runs = [("fast", capture)] + ([("reference", small)] if small else [])
         for engine, path in runs:
-            out_dir = os.path.join(work, f"out-{engine}")
-            start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", _CHILD, "replay", topo_path, path, "-o", out_dir,
-                                   "--engine", engine, "--no-progress", "--json"], capture_output=True, text=True)
-            wall = time.perf_counter() - start
-            if proc.returncode != 0:
-                raise UsageError(f"bench replay: sgdp replay exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
-            summary = json.loads(proc.stdout)
-            peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("sgdp-bench-peak-kb ")]
-            out[engine] = {"packets": summary["packets"], "mpps": round(summary["packets_per_s"] / 1e6, 4),
-                           "wall_s": round(wall, 2), "peak_rss_mb": round(int(peak[0]) / 1024, 1) if peak else None}
+            out[engine] = run_replay_process(topo_path, path, os.path.join(work, f"out-{engine}"), engine)
         if keep:
             out["work_dir"] = work
         return out
@@ -284,3 +321,79 @@ def _scapy_baselines(capture: str, topo_data: dict) -> dict[str, Any]:
             break
     out["scapy_reader_reference_engine"] = {"packets": n, "mpps": round(n / (time.perf_counter() - start) / 1e6, 5)}
     return out
+
+
+# ------------------------------------------------------------------------------------- generate
+
+
+def generate(out: str, instances: int | None = None, packets: int = 2_000_000, flows: int = 100_000,
+             localities: tuple[str, ...] = ("generated", "uniform"), limits: tuple[int, ...] = (),
+             seed: int = 1) -> dict[str, Any]:
+    """Write the benchmark workloads into ``out``: ``topology.yaml`` (the generated topology, 274
+    instances by default), one capture per locality shape (``capture-generated.pcap``,
+    ``capture-uniform.pcap``: the same flows and packets, in capture order or spread uniformly)
+    and, for each size in ``limits``, ``limits-N.yaml`` (a topology at the cloud's limits with N
+    instances). Returns what was written (paths, packet counts, sizes)."""
+    from sgdp.capture import generated_topology, generated_traffic, write_pcap
+    from sgdp.capture.synth import BENCH_INSTANCES, LOCALITIES, limits_topology
+
+    for loc in localities:
+        if loc not in LOCALITIES:
+            raise UsageError(f"--locality: {loc!r} is not one of {', '.join(LOCALITIES)}")
+    if packets < 0 or flows < 1 or (instances is not None and instances < 1) or any(n < 1 for n in limits):
+        raise UsageError("--packets must be at least 0, --flows, --instances and --limits at least 1")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: {exc.strerror}") from None
+    written: dict[str, Any] = {"files": []}
+    topo = generated_topology(seed=seed, instances=BENCH_INSTANCES if instances is None else instances - 1)
+    path = os.path.join(out, "topology.yaml")
+    _write_yaml(path, topo)
+    written["files"].append({"path": path, "instances": len(topo["instances"]), "bytes": os.path.getsize(path)})
+    for loc in localities:
+        if not packets:
+            break
+        batch = generated_traffic(topo, packets, flows, locality=loc)
+        path = os.path.join(out, f"capture-{loc}.pcap")
+        write_pcap(path, batch)
+        written["files"].append({"path": path, "packets": len(batch), "flows": flows, "locality": loc,
+                                 "bytes": os.path.getsize(path)})
+        del batch
+    for n in limits:
+        path = os.path.join(out, f"limits-{n}.yaml")
+        _write_yaml(path, limits_topology(n))
+        written["files"].append({"path": path, "instances": n, "bytes": os.path.getsize(path)})
+    return written
+
+
+def _write_yaml(path: str, data: dict) -> None:
+    """YAML as people write topologies: one line per rule, instance or subnet (flow mappings)."""
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+    def flow(value: Any) -> str:
+        return yaml.dump(value, Dumper=dumper, default_flow_style=True, width=1 << 30, sort_keys=False).strip()
+
+    with open(path, "w", encoding="utf-8") as fh:
+        for key, value in data.items():
+            if not isinstance(value, list):
+                fh.write(f"{key}: {flow(value)}\n")
+                continue
+            fh.write(f"{key}:\n")
+            for item in value:
+                nested = {k: v for k, v in item.items() if isinstance(v, list) and v and isinstance(v[0], dict)}
+                plain = {k: v for k, v in item.items() if k not in nested}
+                if not nested:
+                    fh.write(f"  - {flow(plain)}\n")
+                    continue
+                lead = "  - "
+                for k, v in plain.items():
+                    fh.write(f"{lead}{k}: {flow(v)}\n")
+                    lead = "    "
+                for k, rows in nested.items():
+                    fh.write(f"{lead}{k}:\n")
+                    lead = "    "
+                    for row in rows:
+                        fh.write(f"      - {flow(row)}\n")

@@ -20,7 +20,7 @@ import numpy as np
 from sgdp.engine import make_engine, resolve_engine
 from sgdp.errors import InputError, SgdpError, UsageError
 from sgdp.capture import CaptureBatch, check_captures, display_name, is_stream, read_batches
-from sgdp.topology import load_topology
+from sgdp.topology import read_structured_file, topology_from_data
 from sgdp.capture import VERDICT_CODE, Verdict
 from sgdp.pipeline.outputs import OutputDir
 from sgdp.pipeline.split import FrameSource, SplitWriter
@@ -40,6 +40,18 @@ class ReplayResult:
     unmodelled_top: list[tuple[str, str, int]] = field(default_factory=list)  # (src, dst, packets), most first
 
 
+#: When a dict (set by ``sgdp bench``), replay() records the wall-clock time (``time.time()``) of its
+#: phases in it: ``start``, ``loaded`` (file parsed), ``validated`` (topology built and checked),
+#: ``compiled`` (engine ready), ``first_packet`` (the first batch read, entering the engine),
+#: ``packets_done`` (every packet evaluated and written), ``end`` (summary written).
+PHASES: dict[str, float] | None = None
+
+
+def _mark(name: str) -> None:
+    if PHASES is not None:
+        PHASES[name] = time.time()
+
+
 def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdicts: str = "csv",
            split: bool = False, engine_name: str | None = None, expect: str | None = None,
            progress: bool = False, batch_size: int = 1 << 16, timeline: str | None = None,
@@ -52,7 +64,12 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         raise UsageError(f"--verdicts: {verdicts!r} is not a format ({', '.join(FORMATS)})")
     if save_failures and not expect:
         raise UsageError("--save-failures needs --expect (it saves the packets that differ from the expected verdicts)")
-    topo = load_topology(topology)
+    _mark("start")
+    topology = os.fspath(topology)
+    data = read_structured_file(topology, "topology")
+    _mark("loaded")
+    topo = topology_from_data(data, topology)
+    _mark("validated")
     check_captures(captures)
     name = resolve_engine(engine_name)
     versions = None
@@ -63,6 +80,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         engine, name = versions.engine, versions.engine_name
     else:
         engine = make_engine(topo, name)
+    _mark("compiled")
     expected = _expected_rows(expect) if expect else None
     if save_failures:
         from sgdp.pipeline.counterexamples import ReplayFailures
@@ -86,6 +104,8 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         try:
             for batch in read_batches(captures, batch_size, keep_frames=split,
                                       tees=failures.tees(captures) if failures is not None else None):
+                if PHASES is not None and "first_packet" not in PHASES:
+                    _mark("first_packet")
                 vb = engine.process(batch) if versions is None else versions.process(batch)
                 summary.add(vb)
                 summary.note_unmodelled(batch, vb)
@@ -101,6 +121,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
                     bar.update(batch)
         except InputError as exc:  # a corrupt capture: the packets before it count (S15)
             result.error = exc
+        _mark("packets_done")
         elapsed = time.perf_counter() - start
         writer.close()
         if splits is not None:
@@ -134,6 +155,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
             source.close()
         if bar is not None:
             bar.close()
+    _mark("end")
     return result
 
 

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import asdict, dataclass
 
 from sgdp.topology.addr import Net
@@ -160,7 +161,8 @@ def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule
         boxes = rule_boxes(rule, policy)
         if boxes:
             cuts = index.meeting(boxes)
-            if all(_covered(box, cuts) for box in boxes):
+            near = _AddressIndex([c for _, c in cuts])
+            if all(_covered(box, near.near(box)) for box in boxes):
                 by_rule: dict[int, list[Box]] = {}
                 for owner, cut in cuts:
                     by_rule.setdefault(owner, []).append(cut)
@@ -175,9 +177,29 @@ def _meeting(box: Box, cuts) -> list[Box]:
             and c[4] <= box[5] and c[5] >= box[4] and c[6] <= box[7] and c[7] >= box[6]]
 
 
-def _covered(box: Box, cuts: list[tuple[int, Box]]) -> bool:
+class _AddressIndex:
+    """Boxes findable by address: the few wide ones in a list, the narrow ones sorted by their
+    first address, so that the boxes near one address range are found by bisection."""
+
+    WIDE = 1 << 20
+
+    def __init__(self, cuts: list[Box]):
+        self.wide = [c for c in cuts if c[5] - c[4] >= self.WIDE]
+        narrow = sorted((c for c in cuts if c[5] - c[4] < self.WIDE), key=lambda c: c[4])
+        self.narrow = narrow
+        self.starts = [c[4] for c in narrow]
+        self.span = max((c[5] - c[4] for c in narrow), default=0)
+
+    def near(self, box: Box) -> list[Box]:
+        """Every box whose address range can meet the box's (a superset; order does not matter)."""
+        a = bisect.bisect_left(self.starts, box[4] - self.span)
+        b = bisect.bisect_right(self.starts, box[5])
+        return self.wide + self.narrow[a:b]
+
+
+def _covered(box: Box, cuts: list[Box]) -> bool:
     """Do the cuts cover the whole box? Exact."""
-    meet = _meeting(box, (c for _, c in cuts))
+    meet = _meeting(box, cuts)
     if not meet:
         return False
     for c in meet:  # one earlier box holds it whole
@@ -229,7 +251,8 @@ def _cover(box: Box, cuts: list[Box], axes: tuple[int, ...]) -> bool:
 
 
 def _covers_alone(boxes: list[Box], cuts: list[Box]) -> bool:
-    return all(_covered(box, [(0, c) for c in cuts]) for box in boxes)
+    near = _AddressIndex(cuts)
+    return all(_covered(box, near.near(box)) for box in boxes)
 
 
 class _CutIndex:
@@ -269,15 +292,14 @@ def shadowed(topo: Topology, policy: Policy) -> list[Finding]:
     NICs when the instance has others where the rule can still match). Groups bound to no NIC are
     checked on their own."""
     found: dict[tuple[str, str], dict[int | None, Rule | None]] = {}
-    memo: dict[tuple[str, ...], list[tuple[Rule, Rule | None]]] = {}  # NICs with the same walk share its answer
+    memo: dict[tuple, list[tuple[Rule, Rule | None]]] = {}  # NICs with the same walk share its answer
     for nic in topo.nics:
         for direction in ("ingress", "egress"):
             for version in (4, 6):
-                rules = policy.effective(nic, direction, version)
-                key = tuple(r.id for r in rules)
+                key = (nic.security_groups, policy.nic_kind(nic), direction, version)  # all a walk depends on
                 result = memo.get(key)
                 if result is None:
-                    result = memo[key] = shadowed_in_walk(list(rules), policy)
+                    result = memo[key] = shadowed_in_walk(list(policy.effective(nic, direction, version)), policy)
                 for rule, by in result:
                     found.setdefault((rule.security_group, rule.id), {})[nic.index] = by
     for name, sg in topo.security_groups.items():
@@ -296,8 +318,11 @@ def shadowed(topo: Topology, policy: Policy) -> list[Finding]:
         if None in per or set(bound) <= set(per):
             out.append(_shadow_finding(group, rule_id, None, "", next(iter(per.values()))))
             continue
+        by_instance: dict[str, list[int]] = {}
+        for k in bound:
+            by_instance.setdefault(topo.nics[k].instance, []).append(k)
         for inst in dict.fromkeys(topo.nics[k].instance for k in sorted(per)):  # type: ignore[index]
-            mine = [k for k in bound if topo.nics[k].instance == inst]
+            mine = by_instance.get(inst, [])
             hit = [k for k in mine if k in per]
             where = inst if len(hit) == len(mine) else ", ".join(topo.nics[k].label for k in hit)
             out.append(_shadow_finding(group, rule_id, inst, where, per[hit[0]]))
