@@ -238,7 +238,7 @@ def replay_capture(packets: int = 1_000_000, flows: int = 50_000, reference_pack
 
     work = tempfile.mkdtemp(prefix="sgdp-bench-")
     try:
-        from sgdp.capture.synth import BENCH_INSTANCES
+        from sgdp.capture import BENCH_INSTANCES
 
         topo_data = generated_topology(instances=BENCH_INSTANCES)
         topo_path = os.path.join(work, "topology.json")
@@ -335,7 +335,7 @@ def generate(out: str, instances: int | None = None, packets: int = 2_000_000, f
     and, for each size in ``limits``, ``limits-N.yaml`` (a topology at the cloud's limits with N
     instances). Returns what was written (paths, packet counts, sizes)."""
     from sgdp.capture import generated_topology, generated_traffic, write_pcap
-    from sgdp.capture.synth import BENCH_INSTANCES, LOCALITIES, limits_topology
+    from sgdp.capture import BENCH_INSTANCES, LOCALITIES, limits_topology
 
     for loc in localities:
         if loc not in LOCALITIES:

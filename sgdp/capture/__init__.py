@@ -14,7 +14,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "ingest": ["CaptureBatch", "CaptureReader", "read_batches", "open_capture", "detail_text", "DEFAULT_BATCH_SIZE",
                "check_captures", "capture_problem", "is_stream", "display_name", "STDIN"],
     "frames": ["LINKTYPE_ETHERNET", "packet_to_frame", "timestamp"],
-    "synth": ["generated_topology", "generated_traffic", "write_pcap"],
+    "synth": ["generated_topology", "generated_traffic", "write_pcap", "limits_topology", "BENCH_INSTANCES", "LOCALITIES"],
     "decode": ["decode_rows", "decode_batches", "batch_rows", "format_ts", "DECODE_COLUMNS"],
     "craft": ["craft"],
 })

@@ -177,3 +177,24 @@ def test_match_file_tolerates_surrounding_spaces(tmp_path):
     path = tmp_path / "m.match"
     path.write_text("1 \r\n 2\n-1\n")
     assert cb.load_matches(path).tolist() == [1, 2, -1]
+
+
+def test_bench_generate_writes_loadable_workloads(tmp_path):
+    """`sgdp bench generate`: the topology and captures a user reruns the replay benchmark on."""
+    from sgdp.cli import main
+    from sgdp.topology import load_topology
+
+    out = tmp_path / "w"
+    assert main(["bench", "generate", "--out", str(out), "--instances", "30", "--packets", "500", "--flows", "40",
+                 "--limits", "50"]) == 0
+    topo = load_topology(out / "topology.yaml")
+    assert len(topo.instances) == 30
+    assert len(load_topology(out / "limits-50.yaml").instances) == 50
+    for loc in ("generated", "uniform"):
+        path = out / f"capture-{loc}.pcap"
+        assert main(["replay", str(out / "topology.yaml"), str(path), "-o", str(tmp_path / loc), "--verdicts", "none",
+                     "--no-progress"]) == 0
+        import json
+
+        assert json.loads((tmp_path / loc / "summary.json").read_text())["packets"] == 500
+    assert main(["bench", "generate", "--out", str(out), "--flows", "0"]) == 2
