@@ -192,7 +192,9 @@ def replay(topology: str | os.PathLike[str] | Mapping[str, Any] | Topology,
            html: str | os.PathLike[str] | None = None, **options: Any) -> Replay:
     """Replay captures in order through one stateful dataplane; writes ``summary.json`` and the
     verdict file into ``out_dir`` (options: ``split``, ``engine_name``, ``expect``, ``timeline``,
-    ``save_failures``, ``progress``, ``batch_size``); ``html``: also write the report there.
+    ``save_failures``, ``progress``, ``batch_size``; where the dataplane runs: ``workers=N`` processes
+    of this machine or ``"auto"``, ``ray="auto"|"local"|"HOST:PORT"``, same outputs); ``html``:
+    also write the report there.
 
     With ``packets=`` instead of captures (crafted :class:`Packet` objects or scenario-step dicts),
     the packets go through the dataplane in memory and nothing is written: see :func:`evaluate`."""
@@ -305,12 +307,14 @@ class Diff:
 
 
 def diff(old: str | os.PathLike[str], new: str | os.PathLike[str], captures: Iterable[str | os.PathLike[str]],
-         engine: str | None = None, *, html: str | os.PathLike[str] | None = None) -> Diff:
+         engine: str | None = None, *, html: str | os.PathLike[str] | None = None, workers: Any = 1,
+         ray: str | None = None) -> Diff:
     """Replay captures through two topologies; the flows whose verdict changes (``html``: also write
-    the report there)."""
+    the report there; ``workers`` / ``ray``: where the dataplane runs, as for :func:`replay`)."""
     if isinstance(captures, (str, os.PathLike)):
         captures = [captures]
-    result = Diff(_diff(os.fspath(old), os.fspath(new), [os.fspath(c) for c in captures], engine), os.fspath(old),
+    result = Diff(_diff(os.fspath(old), os.fspath(new), [os.fspath(c) for c in captures], engine,
+                        workers=workers, ray=ray), os.fspath(old),
                   os.fspath(new))
     if html is not None:
         result.report(html)

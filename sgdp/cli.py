@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when not on a terminal)")
     p.add_argument("--html", metavar="FILE", help="also write the HTML report (as sgdp report DIR -o FILE)")
+    _add_scale_out(p)
     _engine_arg(p)
 
     p = sub.add_parser("test", help="run scenario files")
@@ -214,7 +215,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     result = sgdp.replay(args.topology, args.captures, args.output, args.verdicts, split=args.split,
                          engine_name=args.engine, expect=args.expect, progress=progress, timeline=args.timeline,
-                         save_failures=args.save_failures)
+                         save_failures=args.save_failures, workers=args.workers, ray=args.ray)
     s = result.summary
     if getattr(args, "html", None):
         if args.verdicts == "none":
@@ -372,6 +373,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 IMPORT_PREFIX = "sgdp: import: "
 
 
+def _add_scale_out(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", default="1", metavar="N",
+                   help="run the dataplane in N processes of this machine (auto: one per core; default 1); "
+                        "with --ray, the number of Ray actors (default: the cluster's CPUs)")
+    p.add_argument("--ray", metavar="ADDRESS",
+                   help="run the dataplane on a Ray cluster: auto (the running cluster), local (start one here) "
+                        "or HOST:PORT; needs pip install 'sgdp[ray]'")
+
+
 def _add_diff(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("diff", help="replay captures through two topologies and report the flows whose verdict changes")
     p.add_argument("old", metavar="OLD", help="the topology in effect now")
@@ -380,6 +390,7 @@ def _add_diff(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--fail-on-change", action="store_true", help="exit 1 when any flow changes")
     p.add_argument("--html", metavar="FILE", help="also write the HTML report: changed flows, changed packets over time")
+    _add_scale_out(p)
     p.add_argument("--engine", choices=("fast", "reference"), default=None,
                    help="dataplane engine (default: $SGDP_ENGINE or fast)")
     return p
@@ -387,7 +398,7 @@ def _add_diff(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    result = sgdp.diff(args.old, args.new, args.captures, args.engine)
+    result = sgdp.diff(args.old, args.new, args.captures, args.engine, workers=args.workers, ray=args.ray)
     if getattr(args, "html", None):
         result.report(args.html)
     if args.json:

@@ -10,6 +10,8 @@ from sgdp._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "run": ["replay", "ReplayResult"],
+    "executors": ["make_executor", "EngineSpec", "ExecutorError", "LocalExecutor", "ProcessExecutor", "RayExecutor"],
+    "shard": ["ShardKeys", "Router"],
     "writers": ["VerdictWriter", "Summary", "read_verdict_file", "FORMATS", "VERDICT_COLUMNS"],
     "split": ["SplitWriter", "FrameSource"],
     "flows": ["FlowTable"],

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from sgdp.engine import make_engine, resolve_engine
+from sgdp.engine import resolve_engine
 from sgdp.errors import InputError, SgdpError
 from sgdp.pipeline.flows import FlowTable
 from sgdp.capture import DEFAULT_BATCH_SIZE, check_captures, read_batches
@@ -45,19 +45,21 @@ def _row(v: Verdict) -> dict[str, Any]:
 
 
 def diff(old: str, new: str, captures: list[str], engine_name: str | None = None,
-         batch_size: int = DEFAULT_BATCH_SIZE) -> DiffResult:
+         batch_size: int = DEFAULT_BATCH_SIZE, workers: Any = 1, ray: str | None = None) -> DiffResult:
     """Replay the captures through both topologies at once and collect the changed flows."""
     old_topo, new_topo = load_topology(old), load_topology(new)
     check_captures(captures)
     name = resolve_engine(engine_name)
-    engines = make_engine(old_topo, name), make_engine(new_topo, name)
+    from sgdp.pipeline.executors import EngineSpec, make_executor
+
+    executor = make_executor([EngineSpec(old_topo, name), EngineSpec(new_topo, name)], workers, ray, batch_size)
+    names = executor.names
     table = FlowTable()
     changed = np.zeros(1024, np.int64)  # changed packets per flow id
     first_change: dict[int, tuple[Verdict, Verdict]] = {}
     result = DiffResult(engine=name)
     try:
-        for batch in read_batches(captures, batch_size):
-            vo, vn = engines[0].process(batch), engines[1].process(batch)
+        for batch, (vo, vn) in executor.run(read_batches(captures, batch_size)):
             fid = table.assign(batch.columns)
             result.packets += len(batch)
             _count_seconds(result.by_second, batch.columns["ts"], vo.verdict, vn.verdict)
@@ -71,9 +73,11 @@ def diff(old: str, new: str, captures: list[str], engine_name: str | None = None
             uniq, first = np.unique(flows, return_index=True)
             for f, r in zip(uniq.tolist(), rows[first].tolist()):
                 if f not in first_change:
-                    first_change[f] = (engines[0].names.decode(vo, r), engines[1].names.decode(vn, r))
+                    first_change[f] = (names[0].decode(vo, r), names[1].decode(vn, r))
     except InputError as exc:
         result.error = exc
+    finally:
+        executor.close()
     result.flows = len(table)
     out = []
     for f, (ov, nv) in first_change.items():

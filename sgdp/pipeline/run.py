@@ -24,6 +24,7 @@ from sgdp.topology import read_structured_file, topology_from_data
 from sgdp.capture import VERDICT_CODE, Verdict
 from sgdp.pipeline.outputs import OutputDir
 from sgdp.pipeline.split import FrameSource, SplitWriter
+from sgdp.pipeline.executors import engine_spec, make_executor
 from sgdp.pipeline.writers import FORMATS, Summary, VerdictWriter, read_verdict_file
 
 MAX_DIFFERENCES = 10
@@ -55,11 +56,12 @@ def _mark(name: str) -> None:
 def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdicts: str = "csv",
            split: bool = False, engine_name: str | None = None, expect: str | None = None,
            progress: bool = False, batch_size: int = 1 << 16, timeline: str | None = None,
-           save_failures: str | None = None) -> ReplayResult:
+           save_failures: str | None = None, workers: Any = 1, ray: str | None = None) -> ReplayResult:
     """Replay captures; writes summary.json, verdicts.<fmt> and the split captures into out_dir.
 
     ``timeline``: topology versions applied at capture times (S12, sgdp.pipeline.timeline); ``save_failures``
-    (with ``expect``): a directory for the capture of the differing packets (sgdp.pipeline.counterexamples)."""
+    (with ``expect``): a directory for the capture of the differing packets (sgdp.pipeline.counterexamples);
+    ``workers`` / ``ray``: where the dataplane runs (sgdp.pipeline.executors; 1 = this process)."""
     if verdicts not in FORMATS:
         raise UsageError(f"--verdicts: {verdicts!r} is not a format ({', '.join(FORMATS)})")
     if save_failures and not expect:
@@ -72,14 +74,10 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     _mark("validated")
     check_captures(captures)
     name = resolve_engine(engine_name)
-    versions = None
-    if timeline:
-        from sgdp.pipeline.timeline import Timeline
-
-        versions = Timeline(topology, topo, timeline, name)
-        engine, name = versions.engine, versions.engine_name
-    else:
-        engine = make_engine(topo, name)
+    executor = make_executor([engine_spec(topology, topo, name, timeline)], workers, ray, batch_size)
+    engine = _Engine(executor)
+    versions = engine if timeline else None
+    name = executor.engine_names[0]
     _mark("compiled")
     expected = _expected_rows(expect) if expect else None
     if save_failures:
@@ -94,7 +92,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     writer = splits = source = bar = None
     start = time.perf_counter()
     try:
-        writer = VerdictWriter(out_dir, verdicts, engine.names,
+        writer = VerdictWriter(out_dir, verdicts, executor.names[0],
                                path=outputs.partial(f"verdicts.{verdicts}") if verdicts != "none" else None)
         if split:
             splits = tuple(SplitWriter(outputs.partial(n), outputs.final(n)) for n in ("allowed.pcap", "denied.pcap"))
@@ -102,11 +100,10 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         bar = _progress_bar(captures) if progress else None
         index = 0
         try:
-            for batch in read_batches(captures, batch_size, keep_frames=split,
-                                      tees=failures.tees(captures) if failures is not None else None):
+            for batch, (vb,) in executor.run(read_batches(captures, batch_size, keep_frames=split,
+                                                      tees=failures.tees(captures) if failures is not None else None)):
                 if PHASES is not None and "first_packet" not in PHASES:
                     _mark("first_packet")
-                vb = engine.process(batch) if versions is None else versions.process(batch)
                 summary.add(vb)
                 summary.note_unmodelled(batch, vb)
                 writer.write(batch, vb)
@@ -151,12 +148,32 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         outputs.abort(cut)
         raise
     finally:
+        executor.close()  # stops every worker (also on Ctrl-C or a worker's failure)
         if source is not None:
             source.close()
         if bar is not None:
             bar.close()
     _mark("end")
     return result
+
+
+class _Engine:
+    """The executor's end-of-run state where ``_summary`` expects an engine (and a timeline)."""
+
+    def __init__(self, executor: Any):
+        self.executor = executor
+        self.state: dict[str, Any] | None = None
+
+    def _state(self) -> dict[str, Any]:
+        if self.state is None:
+            self.state = self.executor.states()[0]
+        return self.state
+
+    def rule_hits(self) -> list[dict[str, Any]]:
+        return self._state()["rule_hits"]
+
+    def summary(self) -> list[dict[str, Any]]:
+        return self._state()["versions"]
 
 
 def _summary(summary: Summary, engine, versions, elapsed: float, error: BaseException | None,

@@ -184,9 +184,20 @@ class Timeline:
     """One dataplane through every topology version of a timeline; feed it batches in capture order."""
 
     def __init__(self, topology_path: str, topo: Topology, timeline_path: str, engine_name: str):
-        self.versions = [Version(None, topology_path, topo)] + load_timeline(timeline_path)
+        self._start([Version(None, topology_path, topo)] + load_timeline(timeline_path), engine_name, timeline_path)
+
+    @classmethod
+    def from_versions(cls, versions: list[tuple[float | None, str, Topology]], engine_name: str,
+                      timeline_path: str) -> "Timeline":
+        """A timeline over versions already loaded (``(at, path, topology)``; a shard's, sgdp.pipeline.executors)."""
+        self = cls.__new__(cls)
+        self._start([Version(at, path, topo) for at, path, topo in versions], engine_name, timeline_path)
+        return self
+
+    def _start(self, versions: list[Version], engine_name: str, timeline_path: str) -> None:
+        self.versions = versions
         self.names = union_names([v.topo for v in self.versions])
-        self.engine = make_engine(topo, engine_name, self.names)
+        self.engine = make_engine(versions[0].topo, engine_name, self.names)
         self.engine_name = self.engine.name
         if self.engine_name == "fast":
             from sgdp.engine import check_supported

@@ -1,0 +1,671 @@
+"""Executors: where the dataplane runs — this process, N processes of this machine, or Ray actors.
+
+All three stream the same way (:meth:`Executor.run`): batches of a capture in, ``(batch, [verdict
+batch per engine])`` out, in capture order. An executor runs one or more engines side by side over
+the same packets (``replay`` runs one, ``diff`` two), each built from an :class:`EngineSpec`.
+
+* :class:`LocalExecutor` — today's single process: the engines here, one batch at a time.
+* :class:`ProcessExecutor` (``--workers N``) — N worker processes, each owning one shard of every
+  engine. The coordinator writes each batch's header columns *once* into a shared-memory slot
+  (with the shard of every packet and the dataplane clock, sgdp.pipeline.shard); every worker picks
+  its rows, runs them and writes its verdict columns into the shared output slot at those rows, so
+  the coordinator merges nothing. Several slots are in flight, so reading and writing overlap the
+  workers' work; pipes carry only slot numbers. No packet bytes move: headers only.
+* :class:`RayExecutor` (``--ray ADDRESS``) — one Ray actor per shard; each batch's rows of a shard
+  go to its actor as NumPy columns through the object store.
+
+Faults end the run with :class:`ExecutorError` (exit 2, one line naming the worker): a worker that
+dies (killed, out of memory), a Ray actor that dies, a cluster that cannot be reached.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from sgdp.capture import PACKET_COLUMNS, PacketBatch, VerdictBatch
+from sgdp.errors import SgdpError, UsageError
+from sgdp.topology import Topology
+from sgdp.pipeline.shard import Router, ShardKeys
+
+VERDICT_DTYPES = {"verdict": np.uint8, "reason": np.uint8, "instance": np.int32, "direction": np.uint8,
+                  "group": np.int32, "rule": np.int32}
+IN_BYTES = sum(dt.itemsize for dt in PACKET_COLUMNS.values()) + 1  # header columns + the shard column
+OUT_BYTES = sum(np.dtype(dt).itemsize for dt in VERDICT_DTYPES.values())
+IN_FLIGHT = 4  # batches in flight between the coordinator and the workers
+
+
+class ExecutorError(SgdpError):
+    """A worker, an actor or the cluster failed; the run cannot finish (exit 2)."""
+
+
+@dataclass
+class EngineSpec:
+    """What one engine runs: a topology, or the versions of a timeline (S12), and the engine name.
+
+    Picklable (topologies are plain frozen dataclasses), so it travels to worker processes and Ray
+    actors; each builds its own engine from it."""
+
+    topology: Topology
+    engine_name: str
+    timeline: list[tuple[float | None, str, Topology]] | None = None  # (at, path, topology) of every version
+    timeline_path: str = ""
+
+    @property
+    def topologies(self) -> list[Topology]:
+        return [v[2] for v in self.timeline] if self.timeline else [self.topology]
+
+    def build(self) -> Any:
+        """A fresh engine (or a Timeline, which has the same ``process`` / ``rule_hits``)."""
+        if self.timeline:
+            from sgdp.pipeline.timeline import Timeline
+
+            return Timeline.from_versions(self.timeline, self.engine_name, self.timeline_path)
+        from sgdp.engine import make_engine
+
+        return make_engine(self.topology, self.engine_name)
+
+
+def _state(engine: Any) -> dict[str, Any]:
+    """What the coordinator needs of an engine at the end: rule hits and the timeline's versions."""
+    if hasattr(engine, "summary"):  # a Timeline
+        return {"rule_hits": engine.engine.rule_hits(), "versions": engine.summary()}
+    return {"rule_hits": engine.rule_hits(), "versions": None}
+
+
+def _engine_name(engine: Any) -> str:
+    return engine.engine_name if hasattr(engine, "engine_name") else engine.name
+
+
+def _merge_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rule hits summed over the shards (by group, rule, direction), timeline packets summed."""
+    counts: dict[tuple[str, str, str], int] = {}
+    for s in states:
+        for h in s["rule_hits"]:
+            key = (h["security_group"], h["rule"], h["direction"])
+            counts[key] = counts.get(key, 0) + h["hits"]
+    hits = [{"security_group": g, "rule": r, "direction": d, "hits": n} for (g, r, d), n in sorted(counts.items())]
+    versions = None
+    if states and states[0]["versions"] is not None:
+        versions = [dict(v) for v in states[0]["versions"]]
+        for s in states[1:]:
+            for v, w in zip(versions, s["versions"]):
+                v["packets"] += w["packets"]
+    return {"rule_hits": hits, "versions": versions}
+
+
+class Executor:
+    """Runs engines over a stream of batches; see the module docstring."""
+
+    specs: list[EngineSpec]
+    names: list[Any]  # the name tables of each engine (sgdp.capture.Names)
+    engine_names: list[str]
+    shards = 1
+
+    def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
+        raise NotImplementedError
+
+    def states(self) -> list[dict[str, Any]]:
+        """Per engine: ``{"rule_hits": [...], "versions": [...] or None}`` (after :meth:`run`)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class LocalExecutor(Executor):
+    """The single process: the engines in this process (``--workers 1``, the default)."""
+
+    def __init__(self, specs: Sequence[EngineSpec]):
+        self.specs = list(specs)
+        self.engines = [s.build() for s in self.specs]
+        self.names = [e.names for e in self.engines]
+        self.engine_names = [_engine_name(e) for e in self.engines]
+
+    def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
+        for batch in batches:
+            yield batch, [e.process(batch) for e in self.engines]
+
+    def states(self) -> list[dict[str, Any]]:
+        return [_state(e) for e in self.engines]
+
+
+class _Sharded(Executor):
+    """What the sharded executors share: routing, the clock, the spec checks."""
+
+    def _setup(self, specs: Sequence[EngineSpec], shards: int) -> None:
+        self.specs = list(specs)
+        self.shards = shards
+        topologies = [t for s in self.specs for t in s.topologies]
+        self.router = Router(ShardKeys(topologies), shards)
+        self.clock = -math.inf
+        # the name tables, as each shard's engine will have them (built here once, cheaply)
+        from sgdp.engine import names_for
+        from sgdp.pipeline.timeline import union_names
+
+        self.names = [union_names(s.topologies) if s.timeline else names_for(s.topology) for s in self.specs]
+        self.engine_names = [s.engine_name for s in self.specs]
+        self.packets_routed = 0
+        self.bytes_moved = 0
+
+    def _route(self, batch: PacketBatch) -> tuple[np.ndarray, np.ndarray]:
+        shard, now = self.router.batch(batch, self.clock)
+        if len(now):
+            self.clock = float(now[-1])
+        self.packets_routed += len(batch)
+        return shard, now
+
+
+class InlineExecutor(_Sharded):
+    """N shards in this process, one after the other: the sharded path without processes (tests,
+    and a reference for what the parallel executors must produce)."""
+
+    def __init__(self, specs: Sequence[EngineSpec], shards: int):
+        self._setup(specs, shards)
+        self.engines = [[s.build() for s in self.specs] for _ in range(shards)]
+        self.engine_names = [_engine_name(e) for e in self.engines[0]]
+
+    def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
+        for batch in batches:
+            shard, now = self._route(batch)
+            out = [VerdictBatch(len(batch)) for _ in self.specs]
+            for i in range(self.shards):
+                mine = np.flatnonzero(shard == i)
+                if not len(mine):
+                    continue
+                cols = {k: batch.columns[k][mine] for k in PACKET_COLUMNS}
+                cols["ts"] = now[mine]
+                part = PacketBatch(cols)
+                for e_i, engine in enumerate(self.engines[i]):
+                    vb = engine.process(part)
+                    for name in VERDICT_DTYPES:
+                        getattr(out[e_i], name)[mine] = getattr(vb, name)
+            yield batch, out
+
+    def states(self) -> list[dict[str, Any]]:
+        return [_merge_states([_state(shard[e]) for shard in self.engines]) for e in range(len(self.specs))]
+
+
+# ----------------------------------------------------------------------------- worker processes
+
+
+def _slot_layout(rows: int) -> tuple[dict[str, tuple[int, np.dtype]], int, dict[str, tuple[int, np.dtype]], int]:
+    """Byte offsets of every column in an input slot and an output slot of ``rows`` rows."""
+    inp: dict[str, tuple[int, np.dtype]] = {}
+    off = 0
+    for name, dt in list(PACKET_COLUMNS.items()) + [("shard", np.dtype(np.uint8))]:
+        off = -(-off // 8) * 8
+        inp[name] = (off, dt)
+        off += rows * dt.itemsize
+    in_size = -(-off // 8) * 8
+    out: dict[str, tuple[int, np.dtype]] = {}
+    off = 0
+    for name, dt in VERDICT_DTYPES.items():
+        off = -(-off // 8) * 8
+        out[name] = (off, np.dtype(dt))
+        off += rows * np.dtype(dt).itemsize
+    return inp, in_size, out, -(-off // 8) * 8
+
+
+def _views(buf: np.ndarray, base: int, layout: dict[str, tuple[int, np.dtype]], rows: int, n: int) -> dict[str, np.ndarray]:
+    return {name: buf[base + off: base + off + rows * dt.itemsize].view(dt)[:n] for name, (off, dt) in layout.items()}
+
+
+def _worker_main(index: int, specs: list[EngineSpec], conn: Any, in_raw: Any, out_raw: Any, rows: int,
+                 n_specs: int) -> None:
+    """A worker process: build the engines, then run every batch slot the coordinator names."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle: it stops us
+    try:
+        engines = [s.build() for s in specs]
+        conn.send(("ready", [_engine_name(e) for e in engines]))
+        inp, in_size, out, out_size = _slot_layout(rows)
+        in_buf = np.frombuffer(in_raw, np.uint8)
+        out_buf = np.frombuffer(out_raw, np.uint8)
+        while True:
+            msg = conn.recv()
+            if msg[0] == "stop":
+                conn.send(("states", [_state(e) for e in engines]))
+                return
+            _, slot, n = msg
+            cols = _views(in_buf, slot * in_size, inp, rows, n)
+            mine = np.flatnonzero(cols["shard"] == index)
+            if len(mine):
+                batch = PacketBatch({k: cols[k][mine] for k in PACKET_COLUMNS})
+                for e_i, engine in enumerate(engines):
+                    vb = engine.process(batch)
+                    res = _views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n)
+                    for name in VERDICT_DTYPES:
+                        res[name][mine] = getattr(vb, name)
+            conn.send(("done", slot))
+    except MemoryError:
+        _send_quietly(conn, ("error", f"worker {index} ran out of memory"))
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):
+        return
+    except SgdpError as exc:
+        _send_quietly(conn, ("error", str(exc)))
+    except Exception as exc:  # a bug: report it as one line with its type
+        _send_quietly(conn, ("error", f"worker {index} failed: {type(exc).__name__}: {exc}"))
+
+
+def _send_quietly(conn: Any, msg: Any) -> None:
+    try:
+        conn.send(msg)
+    except Exception:
+        pass
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        why = " (the kernel's out-of-memory killer sends this)" if -code == signal.SIGKILL else ""
+        return f"was killed by {name}{why}"
+    return f"exited with status {code}"
+
+
+class ProcessExecutor(_Sharded):
+    """``--workers N``: N worker processes of this machine (see the module docstring)."""
+
+    def __init__(self, specs: Sequence[EngineSpec], workers: int, batch_size: int):
+        import multiprocessing as mp
+
+        self._setup(specs, workers)
+        self.rows = batch_size
+        self.procs: list[Any] = []
+        self.conns: list[Any] = []
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        ctx = mp.get_context(method)
+        if method == "forkserver":
+            ctx.set_forkserver_preload(["sgdp.pipeline.executors"])
+        self.inp, self.in_size, self.out, self.out_size = _slot_layout(self.rows)
+        n_specs = len(self.specs)
+        try:
+            in_raw = ctx.RawArray("B", self.in_size * IN_FLIGHT)
+            out_raw = ctx.RawArray("B", self.out_size * IN_FLIGHT * n_specs)
+        except (OSError, MemoryError) as exc:
+            raise ExecutorError(f"--workers: cannot allocate the shared batch memory ({exc})") from None
+        self.in_buf = np.frombuffer(in_raw, np.uint8)
+        self.out_buf = np.frombuffer(out_raw, np.uint8)
+        try:
+            for i in range(workers):
+                parent, child = ctx.Pipe()
+                p = ctx.Process(target=_worker_main, name=f"sgdp-worker-{i}",
+                                args=(i, self.specs, child, in_raw, out_raw, self.rows, n_specs), daemon=True)
+                p.start()
+                child.close()
+                self.procs.append(p)
+                self.conns.append(parent)
+            for i in range(workers):
+                kind, value = self._recv(i)
+                if kind != "ready":
+                    raise ExecutorError(f"worker {i}: unexpected message {kind!r}")
+                self.engine_names = value
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def _recv(self, i: int) -> tuple[str, Any]:
+        """The next message of worker ``i``; a dead worker is an ExecutorError naming it."""
+        from multiprocessing.connection import wait
+
+        conn, proc = self.conns[i], self.procs[i]
+        while True:
+            ready = wait([conn, proc.sentinel])
+            if conn in ready:
+                try:
+                    msg = conn.recv()
+                except (EOFError, OSError):
+                    break
+                if msg[0] == "error":
+                    raise ExecutorError(msg[1])
+                return msg
+            if proc.sentinel in ready:
+                break
+        proc.join(1)
+        raise ExecutorError(f"worker {i} (pid {proc.pid}) {_describe_exit(proc.exitcode)}; the replay is incomplete")
+
+    def _send(self, i: int, msg: Any) -> None:
+        try:
+            self.conns[i].send(msg)
+        except (BrokenPipeError, OSError):
+            self.procs[i].join(1)
+            raise ExecutorError(f"worker {i} (pid {self.procs[i].pid}) {_describe_exit(self.procs[i].exitcode)}; "
+                                "the replay is incomplete") from None
+
+    def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
+        pending: deque[tuple[Any, int]] = deque()
+        free = list(range(IN_FLIGHT))
+        n_specs = len(self.specs)
+
+        def finish() -> tuple[Any, list[VerdictBatch]]:
+            batch, slot = pending.popleft()
+            for i in range(self.shards):
+                kind, value = self._recv(i)
+                if kind != "done" or value != slot:
+                    raise ExecutorError(f"worker {i}: out of step (got {kind} {value}, expected slot {slot})")
+            n = len(batch)
+            out = []
+            for e_i in range(n_specs):
+                res = _views(self.out_buf, (slot * n_specs + e_i) * self.out_size, self.out, self.rows, n)
+                vb = VerdictBatch(0)
+                for name in VERDICT_DTYPES:
+                    setattr(vb, name, res[name].copy())
+                out.append(vb)
+            free.append(slot)
+            return batch, out
+
+        for batch in _drained(batches, pending):
+            if batch is None:  # the source failed: finish what is in flight, then let its error through
+                while pending:
+                    yield finish()
+                continue
+            if len(batch) > self.rows:  # larger than a slot: in slot-sized pieces, then whole again
+                while pending:
+                    yield finish()
+                pieces = []
+                for start in range(0, len(batch), self.rows):
+                    self._submit(_slice(batch, start, start + self.rows), free[-1])
+                    pending.append((_slice(batch, start, start + self.rows), free.pop()))
+                    pieces.append(finish()[1])
+                yield batch, [_concat([p[e] for p in pieces]) for e in range(n_specs)]
+                continue
+            if not free:
+                yield finish()
+            slot = free.pop()
+            self._submit(batch, slot)
+            pending.append((batch, slot))
+        while pending:
+            yield finish()
+
+    def _submit(self, batch: PacketBatch, slot: int) -> None:
+        n = len(batch)
+        shard, now = self._route(batch)
+        cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, n)
+        for name in PACKET_COLUMNS:
+            cols[name][:] = batch.columns[name]
+        cols["ts"][:] = now  # the dataplane clock (sgdp.pipeline.shard)
+        cols["shard"][:] = shard
+        self.bytes_moved += n * (IN_BYTES + OUT_BYTES * len(self.specs))
+        for i in range(self.shards):
+            self._send(i, ("run", slot, n))
+
+    def states(self) -> list[dict[str, Any]]:
+        per_worker = []
+        for i in range(self.shards):
+            self._send(i, ("stop",))
+        for i in range(self.shards):
+            kind, value = self._recv(i)
+            if kind != "states":
+                raise ExecutorError(f"worker {i}: out of step (got {kind})")
+            per_worker.append(value)
+        return [_merge_states([w[e] for w in per_worker]) for e in range(len(self.specs))]
+
+    def close(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                p.terminate()
+        for p in self.procs:
+            p.join(2)
+            if p.is_alive():
+                p.kill()
+                p.join(1)
+        for c in self.conns:
+            c.close()
+        self.procs, self.conns = [], []
+
+
+def _slice(batch: Any, start: int, stop: int) -> Any:
+    from sgdp.capture import CaptureBatch
+
+    cols = {k: v[start:stop] for k, v in batch.columns.items()}
+    if isinstance(batch, CaptureBatch):
+        return CaptureBatch(cols, batch.path, batch.first + start)
+    return PacketBatch(cols)
+
+
+def _concat(parts: list[VerdictBatch]) -> VerdictBatch:
+    out = VerdictBatch(0)
+    for name in VERDICT_DTYPES:
+        setattr(out, name, np.concatenate([getattr(p, name) for p in parts]))
+    return out
+
+
+def _drained(batches: Iterable[Any], pending: deque) -> Iterator[Any]:
+    """The batches; when the source raises an ordinary error (a corrupt capture, S15), first a None
+    (the executor then finishes the batches in flight, so their outputs are written), then the error."""
+    it = iter(batches)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except Exception:
+            if pending:
+                yield None
+            raise
+        yield batch
+
+
+# ----------------------------------------------------------------------------------------- Ray
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs Ray: pip install 'sgdp[ray]'") from None
+    return ray
+
+
+class _ShardActor:
+    """One shard of every engine, as a Ray actor (the class is wrapped by ``ray.remote`` on use)."""
+
+    def __init__(self, index: int, specs: list[EngineSpec]):
+        self.index = index
+        self.engines = [s.build() for s in specs]
+
+    def engine_names(self) -> list[str]:
+        return [_engine_name(e) for e in self.engines]
+
+    def process(self, cols: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+        batch = PacketBatch(dict(cols))
+        out = []
+        for engine in self.engines:
+            vb = engine.process(batch)
+            out.append({name: getattr(vb, name) for name in VERDICT_DTYPES})
+        return out
+
+    def states(self) -> list[dict[str, Any]]:
+        return [_state(e) for e in self.engines]
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayExecutor(_Sharded):
+    """``--ray ADDRESS``: one Ray actor per shard (see the module docstring)."""
+
+    def __init__(self, specs: Sequence[EngineSpec], address: str, workers: int | None):
+        ray = import_ray()
+        self.ray = ray
+        self.started = False
+        if not ray.is_initialized():
+            try:
+                if address == "local":
+                    ray.init(num_cpus=workers or None, include_dashboard=False, log_to_driver=False,
+                             configure_logging=False)
+                else:
+                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+            except Exception as exc:  # ConnectionError, RuntimeError, ValueError...
+                raise ExecutorError(f"--ray {address}: cannot reach the Ray cluster: {_first_line(exc)}") from None
+            self.started = True
+        if workers is None:
+            workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._setup(specs, workers)
+        actor = ray.remote(num_cpus=1, max_restarts=0)(_ShardActor)
+        self.actors = [actor.options(name=None).remote(i, self.specs) for i in range(workers)]
+        try:
+            names = ray.get([a.engine_names.remote() for a in self.actors])
+        except Exception as exc:
+            self.close()
+            raise self._error(exc) from None
+        self.engine_names = names[0]
+
+    def _error(self, exc: BaseException) -> ExecutorError:
+        ray = self.ray
+        kind = type(exc).__name__
+        if isinstance(exc, getattr(ray.exceptions, "OutOfMemoryError", ())):
+            return ExecutorError(f"Ray: a node ran out of memory running a shard ({kind}); the replay is incomplete")
+        if isinstance(exc, getattr(ray.exceptions, "RayActorError", ())):
+            return ExecutorError(f"Ray: a shard's actor died ({_first_line(exc)}); the replay is incomplete")
+        if isinstance(exc, getattr(ray.exceptions, "RayTaskError", ())):
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, SgdpError):
+                return ExecutorError(str(cause))
+            if isinstance(cause, MemoryError):
+                return ExecutorError("Ray: a shard ran out of memory; the replay is incomplete")
+        return ExecutorError(f"Ray: {kind}: {_first_line(exc)}; the replay is incomplete")
+
+    def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
+        ray = self.ray
+        pending: deque[tuple[Any, list[tuple[np.ndarray, Any]]]] = deque()
+        n_specs = len(self.specs)
+
+        def finish() -> tuple[Any, list[VerdictBatch]]:
+            batch, parts = pending.popleft()
+            n = len(batch)
+            out = []
+            for _ in range(n_specs):
+                vb = VerdictBatch(n)
+                out.append(vb)
+            try:
+                results = ray.get([ref for _, ref in parts])
+            except Exception as exc:
+                raise self._error(exc) from None
+            for (rows, _), res in zip(parts, results):
+                for e_i in range(n_specs):
+                    for name in VERDICT_DTYPES:
+                        getattr(out[e_i], name)[rows] = res[e_i][name]
+            return batch, out
+
+        for batch in _drained(batches, pending):
+            if batch is None:
+                while pending:
+                    yield finish()
+                continue
+            shard, now = self._route(batch)
+            order = np.argsort(shard, kind="stable")
+            counts = np.bincount(shard, minlength=self.shards)
+            cols = {k: v[order] for k, v in batch.columns.items() if k in PACKET_COLUMNS}
+            cols["ts"] = now[order]
+            parts = []
+            start = 0
+            for i, c in enumerate(counts.tolist()):
+                if c:
+                    sub = {k: v[start:start + c] for k, v in cols.items()}
+                    parts.append((order[start:start + c], self.actors[i].process.remote(sub)))
+                start += c
+            self.bytes_moved += len(batch) * (IN_BYTES - 1 + OUT_BYTES * n_specs)
+            pending.append((batch, parts))
+            if len(pending) >= IN_FLIGHT:
+                yield finish()
+        while pending:
+            yield finish()
+
+    def states(self) -> list[dict[str, Any]]:
+        try:
+            per_actor = self.ray.get([a.states.remote() for a in self.actors])
+        except Exception as exc:
+            raise self._error(exc) from None
+        return [_merge_states([w[e] for w in per_actor]) for e in range(len(self.specs))]
+
+    def close(self) -> None:
+        for a in getattr(self, "actors", []):
+            try:
+                self.ray.kill(a)
+            except Exception:
+                pass
+        self.actors = []
+        if self.started:
+            self.ray.shutdown()
+            self.started = False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# ------------------------------------------------------------------------------------- choosing
+
+
+def parse_workers(value: Any) -> int | None:
+    """``--workers``: a positive count or ``auto`` (None here: the machine's or cluster's cores)."""
+    if value is None:
+        return 1
+    if isinstance(value, str):
+        if value == "auto":
+            return None
+        try:
+            value = int(value)
+        except ValueError:
+            raise UsageError(f"--workers: {value!r} is not a number of workers (a positive integer or auto)") from None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 255:
+        raise UsageError(f"--workers: {value!r} is not a number of workers (1..255 or auto)")
+    return value
+
+
+def make_executor(specs: Sequence[EngineSpec], workers: Any = 1, ray: str | None = None,
+                  batch_size: int = 1 << 16) -> Executor:
+    """The executor for ``--workers`` / ``--ray``: this process when neither asks for more."""
+    count = parse_workers(workers)
+    if ray is not None:
+        if not isinstance(ray, str) or not ray.strip():
+            raise UsageError(f"--ray: {ray!r} is not a cluster address (auto, local or HOST:PORT)")
+        return RayExecutor(specs, ray, count if workers not in (None, 1) else None)
+    if count is None:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if count == 1:
+        return LocalExecutor(specs)
+    return ProcessExecutor(specs, count, batch_size)
+
+
+def engine_spec(topology_path: str, topo: Topology, engine_name: str, timeline: str | None = None) -> EngineSpec:
+    """The spec of ``replay``'s engine: the topology, or with ``timeline`` every version of it (S12)."""
+    if not timeline:
+        return EngineSpec(topo, engine_name)
+    from sgdp.pipeline.timeline import load_timeline
+
+    versions = [(None, topology_path, topo)] + [(v.at, v.path, v.topo) for v in load_timeline(timeline)]
+    return EngineSpec(topo, engine_name, versions, timeline)
+
+
+def discard_outputs(paths: Iterable[str | None]) -> None:
+    """Remove the outputs of a run that did not finish, so none is taken for a complete one."""
+    for path in paths:
+        if path:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
