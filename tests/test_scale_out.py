@@ -1,0 +1,275 @@
+"""Scale-out replay (issue 13): ``--workers N`` gives the single process's outputs, byte for byte.
+
+* generated topologies and traffic (load balancers, EIPs, virtual IPs, ICMP errors, fragments), with
+  1–4 shards in this process (hypothesis) and through worker processes;
+* every bundled capture through ``sgdp replay --workers 2/3`` with --split and --expect, every verdict
+  format, a timeline, and ``sgdp diff``;
+* faults: a worker killed mid-run ends the replay with exit 2, one line naming it, and no output
+  left behind; bad --workers values are usage errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sgdp import cli
+from sgdp.capture.packet import PacketBatch
+from sgdp.engine.choice import available_engines
+from sgdp.pipeline.executors import EngineSpec, ExecutorError, InlineExecutor, LocalExecutor, make_executor
+from sgdp.topology.model import topology_from_data
+from tests.test_shard_keys import related
+from tests.topogen import packet_sequences, topologies
+
+ROOT = Path(__file__).resolve().parents[1]
+CAPTURES = [("figure1", "figure1"), ("figure2", "figure2"), ("figure2", "fragments"), ("lb", "lb")]
+COLUMNS = ("verdict", "reason", "instance", "direction", "group", "rule")
+
+
+def _columns(executor, batches):
+    got = {c: [] for c in COLUMNS}
+    for _, (vb,) in executor.run(batches):
+        for c in COLUMNS:
+            got[c].extend(getattr(vb, c).tolist())
+    return got, executor.states()[0]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_shards_give_the_single_process_answers(data):
+    topo_dict = data.draw(topologies())
+    if data.draw(st.booleans()):
+        for group in topo_dict["security_groups"]:
+            group["rules"][:0] = [{"direction": "ingress"}, {"direction": "egress"}]
+    packets = data.draw(related(topo_dict, data.draw(packet_sequences(topo_dict, max_packets=40))))
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(packets)), max_size=3))))
+    engine = data.draw(st.sampled_from(available_engines()))
+    topo = topology_from_data(topo_dict, "generated.yaml")
+    bounds = [0] + cuts + [len(packets)]
+    batches = [PacketBatch.from_packets(packets[a:b]) for a, b in zip(bounds, bounds[1:]) if b > a]
+    want, want_state = _columns(LocalExecutor([EngineSpec(topo, engine)]), batches)
+    for shards in (1, 2, 3, 4):
+        got, state = _columns(InlineExecutor([EngineSpec(topo, engine)], shards), batches)
+        for c in COLUMNS:
+            assert got[c] == want[c], (shards, c)
+        assert state == want_state
+
+
+# ------------------------------------------------------------------------------- command line
+
+
+def _replay(tmp_path: Path, name: str, topology: str, capture: str, *extra: str) -> tuple[int, Path]:
+    out = tmp_path / name
+    code = cli.main(["replay", topology, capture, "-o", str(out), "--no-progress", "--json", *extra])
+    return code, out
+
+
+def _same_outputs(a: Path, b: Path) -> None:
+    files = sorted(p.name for p in a.iterdir())
+    assert files == sorted(p.name for p in b.iterdir())
+    for name in files:
+        if name == "summary.json":
+            sa, sb = (json.loads((d / name).read_text()) for d in (a, b))
+            for s in (sa, sb):
+                s.pop("elapsed_s"), s.pop("packets_per_s")
+            assert sa == sb
+        else:
+            assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("example,capture", CAPTURES)
+def test_bundled_captures_with_workers(tmp_path, capsys, example, capture):
+    topology = str(ROOT / "examples" / example / "topology.yaml")
+    pcap = str(ROOT / "pcaps" / f"{capture}.pcap")
+    expect = ["--expect", str(ROOT / "pcaps" / f"{capture}.expected.csv")]
+    code1, one = _replay(tmp_path, "one", topology, pcap, "--split", *expect)
+    assert code1 == 0
+    for workers in ("2", "3"):
+        code, out = _replay(tmp_path, f"w{workers}", topology, pcap, "--split", "--workers", workers, *expect)
+        assert code == 0
+        _same_outputs(one, out)
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_other_verdict_formats_with_workers(tmp_path, fmt):
+    pytest.importorskip("pyarrow") if fmt == "parquet" else None
+    topology, pcap = str(ROOT / "examples/figure2/topology.yaml"), str(ROOT / "pcaps/figure2.pcap")
+    assert _replay(tmp_path, "one", topology, pcap, "--verdicts", fmt)[0] == 0
+    assert _replay(tmp_path, "two", topology, pcap, "--verdicts", fmt, "--workers", "2")[0] == 0
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(tmp_path / "one" / "verdicts.parquet").equals(pq.read_table(tmp_path / "two" / "verdicts.parquet"))
+    else:
+        _same_outputs(tmp_path / "one", tmp_path / "two")
+
+
+def _generated_capture(tmp_path: Path, packets: int = 30_000, seed: int = 5) -> tuple[str, str, dict]:
+    from sgdp.capture import generated_topology, generated_traffic, write_pcap
+
+    topo = generated_topology(seed=seed, instances=40, groups=6, rules_per_group=12)
+    topo["load_balancers"] = [{"name": "lb", "type": "shared", "vip": "10.0.0.250", "subnet": "sn0",
+                               "listeners": [{"protocol": "tcp", "port": 80, "transfer_client_ip": True,
+                                              "backends": [{"instance": "ecs000", "port": 80},
+                                                           {"instance": "ecs004", "port": 80}]}]}]
+    topo["virtual_ips"] = [{"ip": "10.0.1.240", "subnet": "sn1", "instances": ["ecs001", "ecs005"]}]
+    path = tmp_path / "topo.json"
+    path.write_text(json.dumps(topo))
+    pcap = tmp_path / "traffic.pcap"
+    write_pcap(str(pcap), generated_traffic(topo, packets, 2_000))
+    return str(path), str(pcap), topo
+
+
+def test_generated_workload_with_workers_and_timeline(tmp_path, capsys):
+    topology, pcap, topo = _generated_capture(tmp_path)
+    # a timeline: half way through, the first group loses its rules and an EIP moves
+    import copy
+
+    from sgdp.capture import read_batches
+
+    ts = np.concatenate([b.columns["ts"] for b in read_batches(pcap)])
+    v2 = copy.deepcopy(topo)
+    v2["security_groups"][0]["rules"] = v2["security_groups"][0]["rules"][:3]
+    (tmp_path / "v2.json").write_text(json.dumps(v2))
+    (tmp_path / "timeline.yaml").write_text(f"- {{at: {float(np.median(ts))!r}, topology: v2.json}}\n")
+    timeline = ["--timeline", str(tmp_path / "timeline.yaml")]
+    assert _replay(tmp_path, "one", topology, pcap, "--split", *timeline)[0] == 0
+    for workers in ("2", "4"):
+        assert _replay(tmp_path, f"w{workers}", topology, pcap, "--split", "--workers", workers, *timeline)[0] == 0
+        _same_outputs(tmp_path / "one", tmp_path / f"w{workers}")
+    summary = json.loads((tmp_path / "w2" / "summary.json").read_text())
+    assert [v["packets"] for v in summary["versions"]][1] > 0
+    capsys.readouterr()
+
+
+def test_diff_with_workers(tmp_path, capsys):
+    topology, pcap, topo = _generated_capture(tmp_path, packets=20_000)
+    import copy
+
+    v2 = copy.deepcopy(topo)
+    for group in v2["security_groups"]:
+        group["rules"] = group["rules"][len(group["rules"]) // 2:]
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(v2))
+    outs = []
+    for workers in ("1", "2", "3"):
+        assert cli.main(["diff", topology, str(new), pcap, "--json", "--workers", workers]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert outs[0]["changed"], "the change must change some flows for this test to mean anything"
+    assert outs[0] == outs[1] == outs[2]
+
+
+def test_api_replay_takes_workers(tmp_path):
+    import sgdp
+
+    topology, pcap = ROOT / "examples/lb/topology.yaml", ROOT / "pcaps/lb.pcap"
+    a = sgdp.replay(topology, [pcap], str(tmp_path / "a"))
+    b = sgdp.replay(topology, [pcap], str(tmp_path / "b"), workers=2)
+    for s in (a.summary, b.summary):
+        s.pop("elapsed_s"), s.pop("packets_per_s")
+    assert a.summary == b.summary
+    assert (tmp_path / "a/verdicts.csv").read_bytes() == (tmp_path / "b/verdicts.csv").read_bytes()
+
+
+def test_a_corrupt_capture_still_writes_what_came_before(tmp_path, capsys):
+    """S15 with workers: the packets before the corruption are processed and written, then exit 2."""
+    data = (ROOT / "pcaps/figure1.pcap").read_bytes()
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(data + b"\x00" * 8 + (10 ** 9).to_bytes(4, "little") * 2)
+    topology = str(ROOT / "examples/figure1/topology.yaml")
+    code1, one = _replay(tmp_path, "one", topology, str(bad))
+    code2, two = _replay(tmp_path, "two", topology, str(bad), "--workers", "2")
+    assert code1 == code2 == 2
+    _same_outputs(one, two)
+    capsys.readouterr()
+
+
+# ------------------------------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "x", "256"])
+def test_bad_worker_counts_are_usage_errors(tmp_path, capsys, value):
+    code = cli.main(["replay", str(ROOT / "examples/figure1/topology.yaml"), str(ROOT / "pcaps/figure1.pcap"),
+                     "-o", str(tmp_path), "--workers", value])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("sgdp: error: --workers") and err.count("\n") == 1
+
+
+def test_workers_auto_uses_the_cores():
+    topo = topology_from_data({"version": 1, "vpcs": []}, "t.yaml")
+    with make_executor([EngineSpec(topo, "reference")], "auto") as ex:
+        assert ex.shards == len(os.sched_getaffinity(0))
+
+
+def test_a_killed_worker_ends_the_replay(tmp_path, capsys, monkeypatch):
+    """SIGKILL one worker (what the out-of-memory killer does) mid-run: exit 2, one
+    line naming the worker and the signal, no verdict file, split capture or summary left."""
+    import sgdp.pipeline.run as run
+
+    topology, pcap, _ = _generated_capture(tmp_path, packets=20_000)
+    made = []
+    real_make, real_read = run.make_executor, run.read_batches
+
+    def make(*a, **k):
+        made.append(real_make(*a, **k))
+        return made[-1]
+
+    def read(*a, **k):
+        for i, batch in enumerate(real_read(*a, **k)):
+            yield batch  # the first batch is in flight when the worker dies
+            os.kill(made[0].pids[1], signal.SIGKILL)
+
+    monkeypatch.setattr(run, "make_executor", make)
+    monkeypatch.setattr(run, "read_batches", read)
+    out = tmp_path / "out"
+    code = cli.main(["replay", topology, pcap, "-o", str(out), "--workers", "2", "--split", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("sgdp: error: worker 1 (pid ") and "SIGKILL" in err, err
+    assert sorted(p.name for p in out.iterdir()) == []
+    assert all(not p.is_alive() for p in made[0].procs) or not made[0].procs
+
+
+def test_ctrl_c_stops_every_worker(tmp_path, monkeypatch):
+    import sgdp.pipeline.run as run
+
+    topology, pcap, _ = _generated_capture(tmp_path, packets=20_000)
+    made = []
+    real_make, real_read = run.make_executor, run.read_batches
+
+    def make(*a, **k):
+        made.append(real_make(*a, **k))
+        made.append(list(made[0].procs))
+        return made[0]
+
+    def read(*a, **k):
+        for i, batch in enumerate(real_read(*a, **k)):
+            yield batch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "make_executor", make)
+    monkeypatch.setattr(run, "read_batches", read)
+    code = cli.main(["replay", topology, pcap, "-o", str(tmp_path / "out"), "--workers", "2", "--no-progress"])
+    assert code == 130
+    assert all(not p.is_alive() for p in made[1])
+    assert not (tmp_path / "out" / "verdicts.csv").exists()
+
+
+def test_a_worker_error_is_one_line(tmp_path):
+    """An error inside a worker (here: a message it cannot read) comes back as ExecutorError."""
+    topo = topology_from_data({"version": 1, "vpcs": []}, "t.yaml")
+    ex = make_executor([EngineSpec(topo, "reference")], 2, batch_size=16)
+    try:
+        ex._send(0, ("run",))  # a message without its slot
+        with pytest.raises(ExecutorError, match="worker 0 failed"):
+            ex._recv(0)
+    finally:
+        ex.close()
