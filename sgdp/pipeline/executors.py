@@ -516,7 +516,10 @@ class RayExecutor(_Sharded):
                     ray.init(num_cpus=workers or None, include_dashboard=False, log_to_driver=False,
                              configure_logging=False)
                 else:
+                    _probe(address)
                     ray.init(address=address, log_to_driver=False, configure_logging=False)
+            except ExecutorError:
+                raise
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError...
                 raise ExecutorError(f"--ray {address}: cannot reach the Ray cluster: {_first_line(exc)}") from None
             self.started = True
@@ -610,6 +613,33 @@ class RayExecutor(_Sharded):
         if self.started:
             self.ray.shutdown()
             self.started = False
+
+
+def _probe(address: str, timeout: float = 10.0) -> None:
+    """Fail fast (one line) when the cluster's address does not answer: Ray itself retries for
+    minutes, logging as it goes. ``auto`` is looked up as Ray does ($RAY_ADDRESS, then the address
+    file of the cluster started last on this machine)."""
+    import socket
+
+    target = address
+    if address == "auto":
+        target = os.environ.get("RAY_ADDRESS", "")
+        if not target:
+            try:
+                with open(os.path.join(os.environ.get("RAY_TMPDIR", "/tmp"), "ray", "ray_current_cluster")) as fh:
+                    target = fh.read().strip()
+            except OSError:
+                raise ExecutorError("--ray auto: no running Ray cluster found on this machine "
+                                    "(start one with `ray start --head`, or give --ray HOST:PORT or --ray local)") from None
+    target = target.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ExecutorError(f"--ray {address}: {target!r} is not HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ExecutorError(f"--ray {address}: cannot reach the Ray cluster at {host}:{port}: "
+                            f"{exc.strerror or exc}") from None
 
 
 def _first_line(exc: BaseException) -> str:
