@@ -523,10 +523,12 @@ class RayExecutor(_Sharded):
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError...
                 raise ExecutorError(f"--ray {address}: cannot reach the Ray cluster: {_first_line(exc)}") from None
             self.started = True
+        cpus = float(ray.cluster_resources().get("CPU", 1))
         if workers is None:
-            workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+            workers = max(1, int(cpus))
         self._setup(specs, workers)
-        actor = ray.remote(num_cpus=1, max_restarts=0)(_ShardActor)
+        # one CPU per actor, or a share when more actors than CPUs are asked for (else they would wait forever)
+        actor = ray.remote(num_cpus=min(1.0, cpus / workers), max_restarts=0)(_ShardActor)
         self.actors = [actor.options(name=None).remote(i, self.specs) for i in range(workers)]
         try:
             names = ray.get([a.engine_names.remote() for a in self.actors])
