@@ -25,10 +25,10 @@ from sgdp.capture.packet import PacketBatch
 from sgdp.engine.choice import available_engines
 from sgdp.pipeline.executors import EngineSpec, ExecutorError, InlineExecutor, LocalExecutor, make_executor
 from sgdp.topology.model import topology_from_data
-from tests.test_shard_keys import related
+from tests.pipeline.test_shard_keys import related
 from tests.topogen import packet_sequences, topologies
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = [("figure1", "figure1"), ("figure2", "figure2"), ("figure2", "fragments"), ("lb", "lb")]
 COLUMNS = ("verdict", "reason", "instance", "direction", "group", "rule")
 
@@ -211,7 +211,8 @@ def test_workers_auto_uses_the_cores():
 
 def test_a_killed_worker_ends_the_replay(tmp_path, capsys, monkeypatch):
     """SIGKILL one worker (what the out-of-memory killer does) mid-run: exit 2, one
-    line naming the worker and the signal, no verdict file, split capture or summary left."""
+    line naming the worker and the signal, no verdict file or split capture left, and a summary that
+    says the run is incomplete."""
     import sgdp.pipeline.run as run
 
     topology, pcap, _ = _generated_capture(tmp_path, packets=20_000)
@@ -234,7 +235,9 @@ def test_a_killed_worker_ends_the_replay(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("sgdp: error: worker 1 (pid ") and "SIGKILL" in err, err
-    assert sorted(p.name for p in out.iterdir()) == []
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json"]  # only the record of an incomplete run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False and "worker 1" in summary["error"]
     assert all(not p.is_alive() for p in made[0].procs) or not made[0].procs
 
 

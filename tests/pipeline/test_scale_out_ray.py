@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_scale_out import CAPTURES, ROOT, _generated_capture, _replay, _same_outputs
+from tests.pipeline.test_scale_out import CAPTURES, ROOT, _generated_capture, _replay, _same_outputs
 
 try:
     import ray
