@@ -173,7 +173,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     try:
         for batch in read_batches(captures, batch_size):
             vb = engine.process(batch) if versions is None else versions.process(batch)
-            summary.add(vb)
+            summary.add(vb, batch)
             writer.write(batch, vb)
             if expected is not None:
                 bad = _compare(result, expected, index, writer, batch, vb)

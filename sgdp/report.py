@@ -12,7 +12,10 @@ from typing import Any, Iterator
 import numpy as np
 
 from sgdp.errors import InputError, SgdpError, UsageError
-from sgdp.packet import DIRECTIONS, REASONS, VERDICTS, Names, PacketBatch, Verdict, VerdictBatch
+from sgdp.ingest import FLAG
+from sgdp.packet import DIRECTIONS, OK, REASONS, VERDICTS, Names, PacketBatch, Verdict, VerdictBatch
+
+_F_TRUNC = FLAG["truncated"]
 
 VERDICT_COLUMNS = ("index", "ts", "verdict", "reason", "instance", "direction", "security_group", "rule")
 FORMATS = ("csv", "jsonl", "parquet", "none")
@@ -167,9 +170,15 @@ class Summary:
     packets: int = 0
     by_verdict: dict[str, int] = field(default_factory=lambda: {v: 0 for v in VERDICTS})
     by_reason: dict[str, int] = field(default_factory=dict)
+    truncated: int = 0
 
-    def add(self, vb: VerdictBatch) -> None:
+    def add(self, vb: VerdictBatch, batch=None) -> None:
+        """Count one batch's verdicts; with the capture batch, also its snap-length cuts that were
+        evaluated from their headers (S15: ``truncated`` and not malformed)."""
         self.packets += len(vb)
+        if batch is not None:
+            cut = (batch.flags & _F_TRUNC) != 0
+            self.truncated += int(np.count_nonzero(cut & (batch["status"] == OK)))
         for code, n in zip(*np.unique(vb.verdict, return_counts=True)):
             self.by_verdict[VERDICTS[code]] += int(n)
         for code, n in zip(*np.unique(vb.reason, return_counts=True)):
@@ -182,6 +191,7 @@ class Summary:
             "denied": self.by_verdict["deny"],
             "unmodelled": self.by_verdict["unmodelled"],
             "malformed": self.by_verdict["malformed"],
+            "truncated": self.truncated,
             "by_reason": dict(sorted(self.by_reason.items())),
             "rule_hits": rule_hits,
             "elapsed_s": round(elapsed, 6),
