@@ -74,14 +74,17 @@ class FastEngine:
 
     name = "fast"
 
-    def __init__(self, topo: Topology, policy: Policy | None = None, names: Names | None = None):
+    def __init__(self, topo: Topology, policy: Policy | None = None, names: Names | None = None,
+                 ct_capacity: int = 1024):
+        """``ct_capacity``: the connection table's first size (it grows as needed; tests start it
+        small to make it grow and sweep)."""
         self.names = names or names_for(topo)  # a superset is fine (a timeline's names of every version)
         self.rule_index = {r: i for i, r in enumerate(self.names.rules)}
         self.rule_group = np.full(len(self.names.rules) + 1, -1, np.int32)
         self.rule_direction_names = ("", "ingress", "egress")
         self._earlier_hits: dict[tuple[str, str, str], int] = {}  # hits under earlier topology versions
         self._setup(topo, policy or Policy(topo))
-        self.dp = _dataplane.Dataplane(len(self.names.rules))
+        self.dp = _dataplane.Dataplane(len(self.names.rules), ct_capacity)
 
     def _setup(self, topo: Topology, policy: Policy) -> None:
         """Compile a topology (rules to tables, the plan); the dataplane state is kept elsewhere."""
