@@ -226,31 +226,38 @@ cdef inline bint icmp_error(uint8_t proto, uint8_t t) noexcept nogil:
     return 1 <= t <= 4
 
 
-cdef inline bint tlv_ok(const uint8_t* p, uint32_t q, uint32_t qend) noexcept nogil:
+cdef inline int tlv_check(const uint8_t* p, uint32_t q, uint32_t qend) noexcept nogil:
     # The options of a hop-by-hop / destination-options header, p[q:qend] (inside the packet): Pad1
     # is one byte, every other option is type, length, data and must end inside the header.
+    # Returns 0 when they do, 2 when an option runs past the header (the walk stops there), 1 for a
+    # Home Address option (type 201, RFC 6275) whose length is not its 16 bytes: malformed, but the
+    # header's own length is sound and the walk goes on after it (as tshark's does).
     while q < qend:
         if p[q] == 0:
             q += 1
         elif q + 2 > qend:
-            return False
+            return 2
+        elif p[q] == 0xC9 and p[q + 1] != 16:
+            return 1
         else:
             q += 2 + <uint32_t>p[q + 1]
-    return q == qend
+    return 0 if q == qend else 2
 
 
 cdef int walk6(const uint8_t* p, uint32_t end, uint32_t* off, uint8_t* nh, uint8_t* cur,
                uint16_t* frag_offset, uint8_t* mf, uint32_t* frag_id, bint* have_frag,
-               uint32_t* need) noexcept nogil:
+               uint32_t* need, int* bad_opts) noexcept nogil:
     """Walk the IPv6 extension headers of the packet at p (end: bytes of it available, >= 40).
 
     Returns 0 at the upper-layer header (at *off, protocol *nh); 1 if a header is cut short (*need:
     the bytes of p that reading it takes; *nh: the last next-header value read, *off: where the cut
-    header starts), 3 if a hop-by-hop/destination-options header has malformed options (*nh: the
-    last next-header value read, *off and *cur: offset and type of the bad header); 2 at a
-    non-first fragment (*nh: the fragment header's next header; what follows is not a header).
-    Every read is checked against end first. Terminates: every step advances by at least 8 bytes
-    and stops at end.
+    header starts, *cur: its type); 3 if a hop-by-hop/destination-options header has an option
+    running past it (*nh: the last next-header value read, *off and *cur: offset and type of the
+    bad header); 2 at a non-first fragment (*nh: the fragment header's next header; what follows
+    is not a header). A header whose options are malformed otherwise (tlv_check: a Home Address
+    option of the wrong length) is walked past, as tshark does, and its type is left in *bad_opts
+    (the first one; the caller starts it at -1). Every read is checked against end first.
+    Terminates: every step advances by at least 8 bytes and stops at end.
     """
     cdef uint32_t o = 40, hlen
     cdef uint16_t v
@@ -277,10 +284,14 @@ cdef int walk6(const uint8_t* p, uint32_t end, uint32_t* off, uint8_t* nh, uint8
                 off[0] = o
                 need[0] = o + hlen
                 return 1
-            if (t == 0 or t == 60) and not tlv_ok(p, o + 2, o + hlen):
-                nh[0] = h
-                off[0] = o
-                return 3
+            if t == 0 or t == 60:
+                v = tlv_check(p, o + 2, o + hlen)
+                if v == 2:
+                    nh[0] = h
+                    off[0] = o
+                    return 3
+                if v == 1 and bad_opts[0] < 0:
+                    bad_opts[0] = t
             o += hlen
         elif h == 44:
             cur[0] = h
@@ -323,7 +334,7 @@ cdef uint32_t decode_inner(const uint8_t* p, uint32_t n, Pkt* k) noexcept nogil:
     cdef uint16_t fo = 0
     cdef uint8_t mf = 0
     cdef uint32_t fid = 0
-    cdef int r
+    cdef int r, bad_opts = -1
     if n < 1:
         return 1
     if (p[0] >> 4) == 4:
@@ -350,11 +361,11 @@ cdef uint32_t decode_inner(const uint8_t* p, uint32_t n, Pkt* k) noexcept nogil:
         k.inner_src_lo = be64(p + 16)
         k.inner_dst_hi = be64(p + 24)
         k.inner_dst_lo = be64(p + 32)
-        r = walk6(p, n, &off, &proto, &cur, &fo, &mf, &fid, &hf, &need)
+        r = walk6(p, n, &off, &proto, &cur, &fo, &mf, &fid, &hf, &need, &bad_opts)
         k.inner_proto = proto
         if r == 1:
             return need
-        if r != 0:
+        if r != 0 or bad_opts >= 0:
             return 0
     else:
         return 0
@@ -435,7 +446,7 @@ cdef inline void decode_ip4(const uint8_t* p, uint32_t n, uint32_t wire, Pkt* k)
     # n bytes captured, wire (>= n) on the wire
     cdef uint32_t ihl, total, end, wend
     cdef uint16_t fo
-    if n < 20 or (p[0] & 0x0F) < 5 or n < (p[0] & 0x0F) * 4:
+    if n < 20 or (p[0] & 0x0F) < 5 or n < <uint32_t>(p[0] & 0x0F) * 4:
         if n < wire:
             k.flags |= F_TRUNC    # the cut is somewhere inside the datagram
     if n < 20:
@@ -485,7 +496,7 @@ cdef inline void decode_ip6(const uint8_t* p, uint32_t n, uint32_t wire, Pkt* k)
     cdef uint32_t end, wend, plen, off = 0, need = 0
     cdef uint8_t nh = 0, cur = 0
     cdef bint hf = False
-    cdef int r
+    cdef int r, bad_opts = -1
     if n < 40:
         # a cut fixed header: what tshark shows of it too -- the version, the next header when it
         # is an upper-layer protocol, and the source address when its 16 bytes are there (the
@@ -524,12 +535,17 @@ cdef inline void decode_ip6(const uint8_t* p, uint32_t n, uint32_t wire, Pkt* k)
         end = n               # cut by the snap length: the headers are read from what was captured
     if n < wire and end < wend:
         k.flags |= F_TRUNC
-    r = walk6(p, end, &off, &nh, &cur, &k.frag_offset, &k.more_fragments, &k.frag_id, &hf, &need)
+    r = walk6(p, end, &off, &nh, &cur, &k.frag_offset, &k.more_fragments, &k.frag_id, &hf, &need, &bad_opts)
     k.proto = nh
+    if bad_opts >= 0:
+        # malformed options: the packet is malformed; the fields after them are still shown (tshark)
+        bad(k, D_EXT_OPTS, <uint32_t>bad_opts)
     if r == 1:
-        # a header of the chain is cut short: the protocol is known only when the cut header's
-        # next-header byte was read (tshark shows no protocol otherwise)
-        if off < end:
+        # a header of the chain is cut short: its protocol is the last next-header value read,
+        # except for a hop-by-hop header of which no byte was captured (tshark dissects that header
+        # as part of the fixed header and shows no protocol; of a later header with no byte, it
+        # shows the previous header's next header)
+        if off < end or cur != 0:
             k.flags |= F_PROTO
         bad(k, D_TRUNC_EXT, cur)
         return

@@ -465,7 +465,12 @@ def test_ipv6_bad_headers(tmp_path):
     assert [r["detail"] for r in rows] == [DETAIL[d] for _, d, _ in cases]
     assert [has(r, "l3") for r in rows] == [True] + [l3 for _, _, l3 in cases[1:]]
     assert all(r["status"] == MALFORMED for r in rows)
-    assert rows[3]["proto"] == 17 and not has(rows[3], "ports")
+    assert rows[3]["proto"] == 17 and not has(rows[3], "ports")      # an option runs past: the walk stops
+    # a Home Address option of the wrong length (not 16): malformed, but the header's length is sound
+    # and the walk goes on, as tshark's (zeek__ipv6-mobility-dst-opts.pcap): the UDP ports show
+    (row,) = read(tmp_path, pcap([eth(ipv6(ext(17, b"\x01\x00\xc9\x01\x00\x00") + udp(), nh=60), ethertype=0x86DD)]))
+    assert row["status"] == MALFORMED and row["detail"] == DETAIL["ext_opts"] and row["aux"] == 60
+    assert row["proto"] == 17 and has(row, "ports") and row["dport"] == 53
     # an IPv6 header cut short shows what tshark shows of it: the next header (an upper-layer
     # protocol) and, in `sgdp decode`, the source address when it was captured
     assert has(rows[0], "proto") and rows[0]["proto"] == 6 and rows[0]["aux"] == 39

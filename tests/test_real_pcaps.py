@@ -38,9 +38,6 @@ EXCEPTIONS: dict[tuple[str, int], dict[str, str]] = {
     # normalises it (carries whole seconds into the seconds field).
     ("tcpdump__timestamp_invalid_nano.pcap", 2): {"ts": "1418145371.000000000"},
     ("tcpdump__timestamp_invalid_nano.pcap", 3): {"ts": "1418145372.147483648"},
-    # tshark marks this row malformed: the destination-options header's last option (PadN) runs past
-    # the header. sgdp stops at malformed options (status malformed, no ports); tshark went on to UDP.
-    ("zeek__ipv6-mobility-dst-opts.pcap", 3): {"sport": "", "dport": ""},
 }
 
 # decode column -> tshark CSV column
