@@ -134,6 +134,18 @@ def test_s5_s6_private_network_is_never_external_and_an_eip_gives_no_path_to_it(
     assert out == [V("deny", "no_route", "a1")] * 4
 
 
+# S6 is open on an ICMP error from a VPC address to a NIC's EIP (a router or host of the VPC
+# answering traffic it saw in the EIP's form): sgdp keeps the EIP rules -- to an EIP only through the
+# Internet, which an address of the VPC without an EIP does not reach -- so it is no_route, naming
+# the sender when it is a NIC, else the receiver (docs/semantics.md).
+def test_s6_icmp_error_from_a_vpc_address_to_an_eip_is_no_route(run):
+    error = {"proto": "icmp", "icmp_type": 3, "icmp_code": 3,
+             "inner": {"src": "203.0.113.10", "dst": "192.168.1.10", "proto": "udp", "sport": 40000, "dport": 53}}
+    out = run(PATHS, [{"src": "192.168.1.10", "dst": "203.0.113.10", **error},
+                      {"src": "192.168.0.200", "dst": "203.0.113.10", **error}])
+    assert out == [V("deny", "no_route", "b1"), V("deny", "no_route", "a1")]
+
+
 # S6: external traffic needs an EIP on the NIC, both directions.
 def test_s6_external_without_eip_no_route(run):
     out = run(PATHS, [tcp("192.168.1.10", "93.184.216.34", 443), tcp("93.184.216.34", "192.168.1.10", 22)])
