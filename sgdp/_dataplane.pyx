@@ -506,8 +506,10 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
         v.i_dport = v.b_port
         v.i_adst_lo = p.nic_ip[v.b_nic]
         return
-    if snic >= 0 and not pk.frag:
-        v.reply_nic = snic     # perhaps a backend's reply in a client-IP-transfer session
+    if snic >= 0 and not pk.frag and p.nb_count[snic] > 0:
+        # perhaps a backend's reply in a client-IP-transfer session (only a backend's table holds
+        # load-balancer entries, so no other NIC needs the lookup)
+        v.reply_nic = snic
     if (rnic >= 0 and r.how == H_FIXED and l3 == 4 and dh == 0 and dl == p.nic_ip[rnic] and not pk.frag
             and (proto == TCP or proto == UDP) and bypass_listener_to(p, rnic, proto, pk.dport)):
         # reference._forwarded_leg: the forwarded leg as a capture on the backend shows it
