@@ -12,7 +12,7 @@ output. The topology makes each mechanism visible:
   them only as `established`); an on-premises network `office` joined to the VPC;
 * shared LB elb-s (VIP 192.168.0.100, EIP 203.0.113.50): tcp/80 with client-IP transfer -> b1:80,
   tcp/81 without -> b1:8080, tcp/443 with -> b2:443, udp/53 with -> b1:5353;
-* dedicated LB elb-d (VIP 192.168.1.200, in the backend subnet): tcp/80 -> b1:80 (a dedicated LB's
+* dedicated LB elb-d (VIP 192.168.1.200, in the backend subnet; EIP 203.0.113.60): tcp/80 -> b1:80 (a dedicated LB's
   TCP listener always passes the client's address), http/8000 -> b1:8080 (never passes it: the
   backend sees the VIP, which lies in its subnet).
 
@@ -66,7 +66,7 @@ TOPO = {
              {"protocol": "tcp", "port": 443, "transfer_client_ip": True, "backends": [{"instance": "b2", "port": 443}]},
              {"protocol": "udp", "port": 53, "transfer_client_ip": True, "backends": [{"instance": "b1", "port": 5353}]},
          ]},
-        {"name": "elb-d", "type": "dedicated", "vip": "192.168.1.200", "subnet": "Subnet-B",
+        {"name": "elb-d", "type": "dedicated", "vip": "192.168.1.200", "eip": "203.0.113.60", "subnet": "Subnet-B",
          "listeners": [
              {"protocol": "tcp", "port": 80, "backends": [{"instance": "b1", "port": 80}]},
              {"protocol": "http", "port": 8000, "backends": [{"instance": "b1", "port": 8080}]},
@@ -75,7 +75,7 @@ TOPO = {
 }
 
 C1, C2, B1, B2, B2_EIP = "192.168.0.10", "192.168.0.11", "192.168.1.10", "192.168.1.20", "203.0.113.20"
-SVIP, SEIP, DVIP = "192.168.0.100", "203.0.113.50", "192.168.1.200"
+SVIP, SEIP, DVIP, DEIP = "192.168.0.100", "203.0.113.50", "192.168.1.200", "203.0.113.60"
 NET, NET2, OFFICE = "198.51.100.7", "198.51.100.8", "172.16.0.5"
 SHARED_SOURCE = "100.125.0.1"   # docs/semantics.md: the shared LB's backend-side source address
 
@@ -206,6 +206,31 @@ def test_vpc_client_dedicated_lb(run):
         tcp(DVIP, C2, 8000, 40003, "SA"),
     ]) == [BYPASS_B1, EST_C2_IN, EST_C2_IN, V("allow", "rule", "b1", "ingress", "backend", "be-ded"), EST_B1_OUT,
            EST_C2_IN]
+
+
+def test_internet_client_dedicated_lb(run):
+    """A dedicated LB's TCP listener passes the client's address: lb_bypass; b1's reply in both
+    forms is the session's, established at b1's egress. Its http listener does not: b1 sees the
+    VIP (be-ded), and the reply as the LB sends it is established at b1's egress."""
+    assert run(TOPO, [
+        tcp(NET, DEIP, 50100, 80, "S"),
+        tcp(B1, NET, 80, 50100, "SA"),
+        tcp(DEIP, NET, 80, 50100, "A"),
+        tcp(NET, DEIP, 50101, 8000, "S"),
+        tcp(DEIP, NET, 8000, 50101, "SA"),
+        tcp(NET, DEIP, 50101, 8000, "A"),
+    ]) == [BYPASS_B1, EST_B1_OUT, EST_B1_OUT, V("allow", "rule", "b1", "ingress", "backend", "be-ded"), EST_B1_OUT,
+           EST_B1_IN]
+
+
+def test_vpc_client_to_a_backend_with_eip(run):
+    """b2 has an EIP; through the listener it is reached like any backend, and its reply to c1's
+    address is c1's (its entry toward the listener), in both forms."""
+    assert run(TOPO, [
+        tcp(C1, SVIP, 40010, 443, "S"),
+        tcp(B2, C1, 443, 40010, "SA"),
+        tcp(SVIP, C1, 443, 40010, "PA"),
+    ]) == [BYPASS_B2, EST_C1_IN, EST_C1_IN]
 
 
 def test_backend_reply_to_a_vpc_address_outside_a_session_is_ordinary(run):
