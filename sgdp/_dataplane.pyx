@@ -506,10 +506,8 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
         v.i_dport = v.b_port
         v.i_adst_lo = p.nic_ip[v.b_nic]
         return
-    if snic >= 0 and not pk.frag and p.nb_count[snic] > 0:
-        # perhaps a backend's reply in a client-IP-transfer session (only a backend's table holds
-        # load-balancer entries, so no other NIC needs the lookup)
-        v.reply_nic = snic
+    if snic >= 0 and not pk.frag:
+        v.reply_nic = snic     # perhaps a backend's reply in a client-IP-transfer session
     if (rnic >= 0 and r.how == H_FIXED and l3 == 4 and dh == 0 and dl == p.nic_ip[rnic] and not pk.frag
             and (proto == TCP or proto == UDP) and bypass_listener_to(p, rnic, proto, pk.dport)):
         # reference._forwarded_leg: the forwarded leg as a capture on the backend shows it
@@ -653,6 +651,7 @@ cdef class Dataplane:
     cdef Py_ssize_t fcount
     cdef Py_ssize_t fcursor
     cdef public double now
+    cdef bint any_lb  # a load-balancer entry was ever made: until then no packet needs to look for one
     cdef public object hits  # int64 [n_rules, 3] (by direction code)
     cdef int64_t* hits_ptr  # hits' data: [rule * 3 + direction]; rule < n_rules by construction
 
@@ -672,6 +671,7 @@ cdef class Dataplane:
         self.cursor = 0
         self.fcursor = 0
         self.now = -1e300
+        self.any_lb = False
         self.hits = np.zeros((max(n_rules, 1), 3), dtype=np.int64)
         h = self.hits
         self.hits_ptr = &h[0, 0]
@@ -1081,6 +1081,7 @@ cdef class Dataplane:
         make_key(&k, p, nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, pk.sport,
                  0, p.nic_ip[nic], bport, pk.icmp_type, pk.icmp_id, &orig_low)
         j = self.ct_find(&k)
+        self.any_lb = True
         if self.live(j, k.proto):
             advance(&self.slots[j], k.proto, pk.flags, self.now, orig_low != self.slots[j].orig_low)
             self.slots[j].lb = 1
@@ -1107,7 +1108,7 @@ cdef class Dataplane:
                 row.verdict = V_ALLOW; row.reason = R_ESTABLISHED; row.instance = p.nic_inst[bnic]
                 row.direction = D_EGRESS; row.group = -1; row.rule = -1
                 return 0
-        if v.reply_nic >= 0 and self.lb_entry(p, pk, v.reply_nic) >= 0:
+        if v.reply_nic >= 0 and self.any_lb and self.lb_entry(p, pk, v.reply_nic) >= 0:
             # a backend's reply in a client-IP-transfer session: through the load balancer (no
             # ACL), established at the backend's egress; at a client NIC, its entry toward the listener
             exempt = v.exempt
@@ -1124,7 +1125,7 @@ cdef class Dataplane:
                 return 0
             self.stage(p, pk, row, v, v.i_nic, D_INGRESS, v.i_src_hi, v.i_src_lo, v.i_dst_hi, v.i_dst_lo, v.i_dport)
             return 0
-        if v.fwd == 1 or (v.fwd == 2 and self.lb_entry(p, pk, v.i_nic) >= 0):
+        if v.fwd == 1 or (v.fwd == 2 and self.any_lb and self.lb_entry(p, pk, v.i_nic) >= 0):
             # reference._forwarded_leg: the forwarded leg of a client-IP-transfer listener
             self.touch(p, pk, v.i_nic, pk.dport)
             row.verdict = V_ALLOW; row.reason = R_LB_BYPASS; row.instance = p.nic_inst[v.i_nic]
