@@ -183,7 +183,7 @@ def test_fast_equals_reference_on_header_only_captures(data):
 @given(data=st.data())
 def test_fast_equals_reference_across_a_rule_change(data):
     """S12: both engines keep their state across a topology version that drops, adds and reorders
-    rules; every column still agrees."""
+    rules and changes load balancers' backends and client-IP transfer; every column still agrees."""
     import copy
 
     from sgdp.fast import FastEngine
@@ -198,6 +198,13 @@ def test_fast_equals_reference_across_a_rule_change(data):
         if data.draw(st.booleans()):
             rules.append({"direction": data.draw(st.sampled_from(["ingress", "egress"])), "remote_ip_prefix": "0.0.0.0/0"})
         rules.reverse()
+    for lb in new_dict.get("load_balancers", []):
+        # load balancers change too: a backend leaves, client-IP transfer is switched
+        for listener in lb["listeners"]:
+            if len(listener["backends"]) > 1 and data.draw(st.booleans()):
+                listener["backends"].pop(0)
+            if data.draw(st.integers(0, 3)) == 0:
+                listener["transfer_client_ip"] = not listener.get("transfer_client_ip", False)
     old, new = topology_from_data(old_dict, "v1.yaml"), topology_from_data(new_dict, "v2.yaml")
     names = union_names([old, new])
     ref, fast = ReferenceEngine(old, names=names), FastEngine(old, names=names)
