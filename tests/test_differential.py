@@ -10,8 +10,10 @@ into batches at random points; connection tables that start small and grow and s
 than slots, expiry); topology versions (S12); and the same traffic as frames through the capture
 reader with snap-length cuts (S15).
 
-``SGDP_DIFF_EXAMPLES`` scales the number of examples (CI keeps the default, a bounded run; a long
-run sets it high). Every disagreement found becomes a named test in tests/test_differential_regressions.py.
+``SGDP_DIFF_EXAMPLES`` scales the number of examples: CI keeps the default (a bounded run); a long
+run sets it high, seed after seed, e.g.
+``SGDP_DIFF_EXAMPLES=10 nice python -m pytest tests/test_differential.py --hypothesis-seed=N``.
+Every disagreement such a run finds becomes a named regression test beside the mechanism's tests.
 """
 
 from __future__ import annotations
