@@ -12,7 +12,7 @@ DEBUG = os.environ.get("SGDP_CYTHON_DEBUG") == "1"
 
 
 def extensions():
-    sources = sorted(glob.glob(os.path.join("sgdp", "_*.pyx")))
+    sources = sorted(glob.glob(os.path.join("sgdp", "**", "_*.pyx"), recursive=True))
     if not sources:
         return []
     import numpy
@@ -21,7 +21,7 @@ def extensions():
 
     exts = [
         Extension(
-            "sgdp." + os.path.splitext(os.path.basename(src))[0],
+            os.path.splitext(src)[0].replace(os.sep, "."),
             [src],
             include_dirs=[numpy.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sgdp import classbench as cb
-from sgdp.classifier import FastClassifier, ReferenceClassifier
-from sgdp.compiler import Headers
+from sgdp.bench import rulesets as cb
+from sgdp.engine.classifier import FastClassifier, ReferenceClassifier
+from sgdp.engine.compiler import Headers
 
 CLASSBENCH = Path(__file__).resolve().parents[2] / "shared" / "classbench"
 SETS = ["acl1_10k", "fw1_10k", "ipc1_10k", "acl1_100k", "fw1_100k", "ipc1_100k"]

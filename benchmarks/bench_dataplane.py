@@ -2,7 +2,7 @@
 
     python -m pytest benchmarks/bench_dataplane.py --benchmark-columns=min,median,rounds
 
-The generated topology (sgdp.synth: 200 instances, 20 groups of about 50 rules with remote groups,
+The generated topology (sgdp.capture.synth: 200 instances, 20 groups of about 50 rules with remote groups,
 address groups, multiport, IPv4 and IPv6) and 1M packets in 50k flows, already parsed
 (``SGDP_BENCH_PACKETS`` to change). The fast engine processes every packet on a fresh engine each
 round; the reference engine the first 20k packets, once (it runs at tens of thousands of packets
@@ -15,7 +15,7 @@ import os
 
 import pytest
 
-from sgdp.engine import fast_available
+from sgdp.engine.choice import fast_available
 
 PACKETS = int(os.environ.get("SGDP_BENCH_PACKETS", "1000000"))
 REFERENCE_PACKETS = 20_000
@@ -25,9 +25,9 @@ pytestmark = pytest.mark.skipif(not fast_available(), reason="the compiled engin
 
 @pytest.fixture(scope="module")
 def workload():
-    from sgdp.model import topology_from_data
-    from sgdp.packet import PacketBatch
-    from sgdp.synth import generated_topology, generated_traffic
+    from sgdp.topology.model import topology_from_data
+    from sgdp.capture.packet import PacketBatch
+    from sgdp.capture.synth import generated_topology, generated_traffic
 
     data = generated_topology()
     topo = topology_from_data(data, "generated")
@@ -38,7 +38,7 @@ def workload():
 
 
 def test_dataplane_fast(benchmark, workload):
-    from sgdp.fast import FastEngine
+    from sgdp.engine.fast import FastEngine
 
     topo, chunks, _ = workload
 
@@ -51,7 +51,7 @@ def test_dataplane_fast(benchmark, workload):
 
 
 def test_dataplane_reference(benchmark, workload):
-    from sgdp.reference import ReferenceEngine
+    from sgdp.engine.reference import ReferenceEngine
 
     topo, _, head = workload
     benchmark.pedantic(lambda e: e.process(head), setup=lambda: ((ReferenceEngine(topo),), {}), rounds=1)
@@ -59,7 +59,7 @@ def test_dataplane_reference(benchmark, workload):
 
 
 def test_compile(benchmark, workload):
-    from sgdp.fast import FastEngine
+    from sgdp.engine.fast import FastEngine
 
     topo, _, _ = workload
     engine = benchmark.pedantic(FastEngine, args=(topo,), rounds=3)

@@ -79,7 +79,7 @@ def capture():
 
 
 def _ingest(path: str) -> int:
-    from sgdp.ingest import read_batches
+    from sgdp.capture.ingest import read_batches
 
     return sum(len(b) for b in read_batches([path]))
 

@@ -2,7 +2,7 @@
 
     python -m pytest benchmarks/bench_replay.py --benchmark-columns=min,median,rounds
 
-The generated traffic of sgdp.synth (``SGDP_BENCH_PACKETS`` packets, default 1M, in packets/20
+The generated traffic of sgdp.capture.synth (``SGDP_BENCH_PACKETS`` packets, default 1M, in packets/20
 flows) written as a pcap under the system temp dir; each round replays it with the fast engine into
 a CSV verdict file and summary.json, in-process. ``sgdp bench replay`` measures the same as separate
 processes, with peak memory and the reference engine side by side.
@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from sgdp.engine import fast_available
+from sgdp.engine.choice import fast_available
 
 PACKETS = int(os.environ.get("SGDP_BENCH_PACKETS", "1000000"))
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(not fast_available(), reason="the compiled engin
 
 @pytest.fixture(scope="module")
 def capture():
-    from sgdp.synth import generated_topology, generated_traffic, write_pcap
+    from sgdp.capture.synth import generated_topology, generated_traffic, write_pcap
 
     work = tempfile.mkdtemp(prefix="sgdp-bench-replay-")
     data = generated_topology()
@@ -38,7 +38,7 @@ def capture():
 
 
 def test_replay_fast_csv(benchmark, capture):
-    from sgdp.replay import replay
+    from sgdp.pipeline.run import replay
 
     topo, path, work = capture
     result = benchmark.pedantic(replay, args=(topo, [path], os.path.join(work, "out")),

@@ -23,7 +23,7 @@ fragments.pcap — examples/figure2/topology.yaml again: IPv4 fragments (later f
 first fragment's verdict; orphans are evaluated without ports; the 30 s fragment memory) and ICMP
 errors (related to a tracked connection, or not; an expired one). Expected: fragments.expected.csv.
 
-The new captures are built with sgdp.craft, the scapy helpers sgdp provides for this.
+The new captures are built with sgdp.capture.craft, the scapy helpers sgdp provides for this.
 """
 
 from scapy.all import ARP, DNS, DNSQR, ICMP, IP, TCP, UDP, Ether, PcapWriter, Raw
@@ -74,7 +74,7 @@ def figure1():
 
 
 # ------------------------------------------------------------------------------------- figure2
-# The helpers below are sgdp's own (sgdp.craft); they need sgdp installed (pip install -e .).
+# The helpers below are sgdp's own (sgdp.capture.craft); they need sgdp installed (pip install -e .).
 
 from sgdp import craft  # noqa: E402
 

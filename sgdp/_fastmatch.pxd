@@ -2,7 +2,7 @@
 #
 # A classifier is built from a RuleTable (sgdp.compiler.RULE_COLUMNS) and the TupleSpace that
 # sgdp.compiler.build_tuple_space chose for it. Addresses are 128-bit values split in (hi, lo)
-# uint64 halves exactly as in sgdp.packet (IPv4 in the low half, high half 0). A rule's "index" is
+# uint64 halves exactly as in sgdp.capture.packet (IPv4 in the low half, high half 0). A rule's "index" is
 # its row in the RuleTable: lower index = higher priority, the answer is the lowest matching index.
 #
 # Other extension modules (the dataplane) may cimport TupleClassifier and call classify_one from

@@ -3,7 +3,7 @@
 import numpy as np
 import numpy.typing as npt
 
-from sgdp.compiler import RuleTable, TupleSpace
+from sgdp.engine.compiler import RuleTable, TupleSpace
 
 def key_hashes(
     l3: npt.NDArray[np.uint8],

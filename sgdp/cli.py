@@ -1,4 +1,5 @@
-"""The command line: argument parsing and output formatting only. ``main(argv) -> int``.
+"""The command line: argument parsing and printing over the public API of :mod:`sgdp` only.
+``main(argv) -> int``.
 
 Exit codes (SPEC §5): 0 success; 1 expectations not met; 2 usage, config or input error, printed as
 one line ``sgdp: error: …`` on stderr.
@@ -7,17 +8,16 @@ one line ``sgdp: error: …`` on stderr.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
 import xml.etree.ElementTree as ET
 from typing import Any, Sequence
 
-from sgdp import __version__, decode, importer
-from sgdp import diff as diff_cmd
-from sgdp.addr import parse_endpoint
+import sgdp
+from sgdp import __version__
 from sgdp.errors import SgdpError, UsageError
-from sgdp.packet import Packet
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +28,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="sgdp", description="Huawei Cloud VPC security-group dataplane emulator.")
+    parser = _Parser(prog="sgdp", description="Huawei Cloud VPC security-group dataplane emulator.",
+                     epilog="Reference: docs/ in the sgdp repository (topology.md, commands.md, scenarios.md, "
+                            "craft.md); the items S1..S16 that messages cite are defined in docs/semantics.md.")
     parser.add_argument("--version", action="version", version=f"sgdp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
@@ -88,9 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--flows", type=int, default=50_000)
     b.add_argument("--reference-packets", type=int, default=20_000)
     b.add_argument("--json", action="store_true")
-    diff_cmd.add_parser(sub)
-    decode.add_parser(sub)
-    importer.add_parser(sub)
+    _add_diff(sub)
+    _add_decode(sub)
+    _add_import(sub)
     return parser
 
 
@@ -118,11 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from sgdp.check import check
-    from sgdp.model import load_topology
-
-    topo = load_topology(args.topology)
-    findings = check(topo)
+    topo = sgdp.load_topology(args.topology)
+    findings = sgdp.check(topo)
     if args.json:
         print(json.dumps({"findings": [f.as_dict() for f in findings]}, indent=2))
     else:
@@ -139,54 +138,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from sgdp.engine import make_engine
-    from sgdp.model import load_topology
-    from sgdp.reference import ReferenceEngine, Trace
-    from sgdp.scenario import describe_packet, format_trace, packet_from_spec
-
-    topo = load_topology(args.topology)
-    pkt = _explain_packet(args, packet_from_spec)
-    engine = make_engine(topo, args.engine)
-    reference = engine if isinstance(engine, ReferenceEngine) else ReferenceEngine(topo)
-    trace = Trace()
-    verdict = reference.step(pkt, trace)
-    if engine is not reference:
-        from sgdp.packet import PacketBatch
-
-        verdict = engine.names.decode(engine.process(PacketBatch.from_packets([pkt])), 0)
-    not_effective = []
-    for step in trace.steps:
-        for r in step.get("rules", ()):
-            if "not_effective" in r:
-                nic_instance = step["nic"].split("#", 1)[0]
-                item = {"security_group": r["security_group"], "rule": r["rule"], "instance": nic_instance, "why": r["not_effective"]}
-                if item not in not_effective:
-                    not_effective.append(item)
+    result = sgdp.explain(args.topology, _explain_packet(args), args.engine)
     if args.json:
-        out: dict[str, Any] = {
-            "verdict": verdict.verdict, "reason": verdict.reason, "instance": verdict.instance or None,
-            "direction": verdict.direction or None, "security_group": verdict.security_group or None,
-            "rule": verdict.rule or None, "steps": trace.steps, "not_effective": not_effective,
-        }
-        print(json.dumps(out, indent=2))
+        print(json.dumps(result.as_dict(), indent=2))
     else:
-        print(f"packet   {describe_packet(pkt)}")
-        for line in format_trace(trace):
+        for line in result.lines():
             print(line)
-        where = " ".join(x for x in (verdict.instance, verdict.direction) if x)
-        by = "/".join(x for x in (verdict.security_group, verdict.rule) if x)
-        print(f"verdict  {verdict.verdict.upper()} ({verdict.reason}{', ' + where if where else ''}{', ' + by if by else ''})")
     return 0
 
 
-def _explain_packet(args: argparse.Namespace, packet_from_spec) -> Packet:
+def _explain_packet(args: argparse.Namespace) -> "sgdp.capture.Packet":
     try:
-        (src, sport), (dst, dport) = parse_endpoint(args.src), parse_endpoint(args.dst)
+        (src, sport), (dst, dport) = sgdp.parse_endpoint(args.src), sgdp.parse_endpoint(args.dst)
     except ValueError as exc:
         raise UsageError(f"--src/--dst: {exc}") from None
-    from sgdp.addr import format_ip
-
-    spec: dict[str, Any] = {"src": format_ip(*src), "dst": format_ip(*dst), "proto": args.proto, "flags": args.tcp_flags}
+    spec: dict[str, Any] = {"src": sgdp.format_ip(*src), "dst": sgdp.format_ip(*dst), "proto": args.proto, "flags": args.tcp_flags}
     if sport is not None:
         spec["sport"] = sport
     if dport is not None:
@@ -196,7 +162,7 @@ def _explain_packet(args: argparse.Namespace, packet_from_spec) -> Packet:
     if args.icmp_code is not None:
         spec["icmp_code"] = args.icmp_code
     try:
-        return packet_from_spec(spec, "", "command line")
+        return sgdp.make_packet(spec)
     except SgdpError as exc:
         detail = getattr(exc, "detail", str(exc))
         field = getattr(exc, "path", "").rsplit(".", 1)[-1]
@@ -211,11 +177,10 @@ def _explain_packet(args: argparse.Namespace, packet_from_spec) -> Packet:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from sgdp.replay import replay
-
     progress = not args.no_progress and sys.stderr.isatty()
-    result = replay(args.topology, args.captures, args.output, args.verdicts, args.split, args.engine,
-                    args.expect, progress, timeline=args.timeline, save_failures=args.save_failures)
+    result = sgdp.replay(args.topology, args.captures, args.output, args.verdicts, split=args.split,
+                         engine_name=args.engine, expect=args.expect, progress=progress, timeline=args.timeline,
+                         save_failures=args.save_failures)
     s = result.summary
     if args.json:
         print(json.dumps(s, indent=2))
@@ -248,23 +213,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    from sgdp.engine import resolve_engine
-    from sgdp.scenario import load_scenario, run_scenario
-
-    files = find_scenarios(args.paths)
-    engine = resolve_engine(args.engine)
+    files = sgdp.find_scenarios(args.paths)
+    engine = sgdp.resolve_engine(args.engine)
     passed = failed = errors = 0
     cases = []
     saved: set[str] = set()
     for path in files:
         try:
-            scenario = load_scenario(path)
+            scenario = sgdp.load_scenario(path)
         except SgdpError as exc:
             print(f"sgdp: error: {exc}", file=sys.stderr)
             errors += 1
             cases.append((path, os.path.basename(path), "error", str(exc)))
             continue
-        result = run_scenario(scenario, engine)
+        result = sgdp.run_scenario(scenario, engine)
         if result.passed:
             passed += 1
             print(f"PASS {path}: {scenario.name} ({len(scenario.steps)} steps)")
@@ -276,9 +238,7 @@ def cmd_test(args: argparse.Namespace) -> int:
             for line in text.splitlines():
                 print("  " + line)
             if args.save_failures:
-                from sgdp.counterexamples import save_scenario_failures
-
-                print(f"  failing packets written to {save_scenario_failures(result, args.save_failures, saved)}")
+                print(f"  failing packets written to {sgdp.save_scenario_failures(result, args.save_failures, saved)}")
             cases.append((path, scenario.name, "fail", text))
     print(f"{passed} passed, {failed} failed" + (f", {errors} errors" if errors else ""))
     if args.junit_xml:
@@ -286,23 +246,6 @@ def cmd_test(args: argparse.Namespace) -> int:
     if errors:
         return 2
     return 1 if failed else 0
-
-
-def find_scenarios(paths: Sequence[str]) -> list[str]:
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            found = []
-            for root, _, names in os.walk(path):
-                found.extend(os.path.join(root, n) for n in names if n.endswith((".sgdp.yaml", ".sgdp.yml")))
-            files.extend(sorted(found))
-        elif os.path.exists(path):
-            files.append(path)
-        else:
-            raise UsageError(f"{path}: no such file or directory")
-    if not files:
-        raise UsageError(f"no scenario files (*.sgdp.yaml) under {' '.join(paths)}")
-    return files
 
 
 def write_junit(path: str, cases: list[tuple[str, str, str, str]], engine: str) -> None:
@@ -323,8 +266,7 @@ def write_junit(path: str, cases: list[tuple[str, str, str, str]], engine: str) 
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from sgdp import bench
-
+    bench = sgdp.bench
     if args.bench_command == "dataplane":
         r = bench.dataplane(args.packets, args.flows, args.reference_packets)
         if args.json:
@@ -372,5 +314,125 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if r["mismatches"] else 0
 
 
-COMMANDS = {"check": cmd_check, "replay": cmd_replay, "explain": cmd_explain, "test": cmd_test, "bench": cmd_bench, "decode": decode.cmd_decode,
-            "import": importer.cmd_import, "diff": diff_cmd.cmd_diff}
+# ------------------------------------------------------------------------------- diff, decode, import
+
+IMPORT_PREFIX = "sgdp: import: "
+
+
+def _add_diff(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("diff", help="replay captures through two topologies and report the flows whose verdict changes")
+    p.add_argument("old", metavar="OLD", help="the topology in effect now")
+    p.add_argument("new", metavar="NEW", help="the topology after the change")
+    p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng files, replayed in order")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--fail-on-change", action="store_true", help="exit 1 when any flow changes")
+    p.add_argument("--engine", choices=("fast", "reference"), default=None,
+                   help="dataplane engine (default: $SGDP_ENGINE or fast)")
+    return p
+
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    result = sgdp.diff(args.old, args.new, args.captures, args.engine)
+    if args.json:
+        print(json.dumps(result.as_json(), indent=2))
+    else:
+        for line in sgdp.format_diff(result, args.old, args.new):
+            print(line)
+    sys.stdout.flush()
+    if result.error is not None:
+        raise result.error
+    return 1 if args.fail_on_change and result.changed else 0
+
+
+
+def _add_decode(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("decode", help="print what the capture reader sees, one row per packet")
+    p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng files")
+    p.add_argument("--csv", action="store_true", help="print CSV (default: an aligned text table)")
+    return p
+
+
+
+class _Table:
+    """An aligned text table printed as it streams: widths grow with the rows seen so far."""
+
+    def __init__(self, out):
+        self.out = out
+        self.widths = [len(c) for c in sgdp.DECODE_COLUMNS[:-1]]
+        self.header_done = False
+
+    def write(self, rows: list[list[str]]) -> None:
+        for row in rows:
+            for j in range(len(self.widths)):
+                if len(row[j]) > self.widths[j]:
+                    self.widths[j] = len(row[j])
+        if not self.header_done:
+            self._line(list(sgdp.DECODE_COLUMNS))
+            self.header_done = True
+        for row in rows:
+            self._line(row)
+
+    def _line(self, row: list[str]) -> None:
+        cells = [row[j].rjust(self.widths[j]) if j not in (5, 6, 16) else row[j].ljust(self.widths[j])
+                 for j in range(len(self.widths))]
+        self.out.write("  ".join(cells) + "  " + row[-1] + "\n" if row[-1] else "  ".join(cells).rstrip() + "\n")
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    writer = csv.writer(out, lineterminator="\n") if args.csv else None
+    table = None if args.csv else _Table(out)
+    if writer is not None:
+        writer.writerow(sgdp.DECODE_COLUMNS)
+    try:
+        for rows in sgdp.decode_batches(args.captures):
+            if writer is not None:
+                writer.writerows(rows)
+            else:
+                table.write(rows)
+        if table is not None and not table.header_done:
+            table.write([])
+    except SgdpError:
+        out.flush()     # the rows before the error come first
+        raise
+    return 0
+
+
+
+def _add_import(subparsers) -> argparse.ArgumentParser:
+    """Register ``import`` with its ``huawei`` sub-command (uses the caller's parser class)."""
+    p = subparsers.add_parser("import", help="turn saved cloud API responses into a topology file",
+                              description="Turn saved cloud API responses into a topology file (S4).")
+    clouds = p.add_subparsers(dest="import_cloud", metavar="CLOUD", parser_class=type(p), required=True)
+    h = clouds.add_parser(
+        "huawei", help="Huawei Cloud: VPC, ECS and port API responses (JSON)",
+        description="Each FILE is one saved JSON response, recognised by its top-level key: security_groups / "
+                    "security_group, security_group_rules, address_groups, servers, vpcs, subnets, ports. "
+                    "What cannot be mapped is reported on stderr (lines starting 'sgdp: import:').")
+    h.add_argument("files", nargs="+", metavar="FILE", help="saved API responses (JSON)")
+    h.add_argument("-o", "--output", required=True, metavar="TOPOLOGY",
+                   help="topology file to write: YAML if it ends in .yaml/.yml, else JSON; '-' prints YAML")
+    return p
+
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``sgdp import huawei FILE... -o TOPOLOGY``: exit 0 (with reports on stderr); errors raise SgdpError."""
+    topo, lines = sgdp.import_huawei(args.files)
+    for line in lines[:-1]:
+        print(IMPORT_PREFIX + line, file=sys.stderr)
+    print(IMPORT_PREFIX + lines[-1], file=sys.stderr)
+    sgdp.write_topology(topo, args.output, args.files)
+    if args.output != "-":
+        counts = []
+        for key, what in (("vpcs", "VPC(s)"), ("security_groups", "security group(s)"),
+                          ("address_groups", "address group(s)"), ("instances", "instance(s)"),
+                          ("virtual_ips", "virtual IP(s)")):
+            counts.append(f"{len(topo.get(key, []))} {what}")
+        print(f"{args.output}: written ({', '.join(counts)}); {lines[-1]}")
+    return 0
+
+
+COMMANDS = {"check": cmd_check, "replay": cmd_replay, "explain": cmd_explain, "test": cmd_test, "bench": cmd_bench, "decode": cmd_decode,
+            "import": cmd_import, "diff": cmd_diff}

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from sgdp.engine import available_engines, make_engine
-from sgdp.model import Topology, topology_from_data
-from sgdp.packet import PacketBatch
-from sgdp.scenario import packet_from_spec
+from sgdp.engine.choice import available_engines, make_engine
+from sgdp.topology.model import Topology, topology_from_data
+from sgdp.capture.packet import PacketBatch
+from sgdp.testing.scenario import packet_from_spec
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -1,12 +1,12 @@
-"""Small captures for tests: scenario-style packet specs -> a pcap file (via sgdp.frames)."""
+"""Small captures for tests: scenario-style packet specs -> a pcap file (via sgdp.capture.frames)."""
 
 from __future__ import annotations
 
 import os
 
-from sgdp.frames import LINKTYPE_ETHERNET, packet_to_frame, timestamp
-from sgdp.replay import SplitWriter
-from sgdp.scenario import packet_from_spec
+from sgdp.capture.frames import LINKTYPE_ETHERNET, packet_to_frame, timestamp
+from sgdp.pipeline.split import SplitWriter
+from sgdp.testing.scenario import packet_from_spec
 
 
 def write_capture(path, specs: list[dict]) -> str:

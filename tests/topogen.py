@@ -8,9 +8,9 @@ import ipaddress
 
 from hypothesis import strategies as st
 
-from sgdp.model import topology_from_data
-from sgdp.packet import MALFORMED, NON_IP, Packet
-from sgdp.reference import lb_hash
+from sgdp.topology.model import topology_from_data
+from sgdp.capture.packet import MALFORMED, NON_IP, Packet
+from sgdp.engine.reference import lb_hash
 
 FLAVORS = ["s6.large.2", "s1.medium", "c2.large", "kai1s.large.2", "kai1.small", None]
 PORTS = [1, 22, 53, 80, 443, 3306, 8080, 65535]

@@ -1,0 +1,428 @@
+"""The fast engine: the reference semantics over packet batches, in compiled code.
+
+One compiled pass per batch (``_dataplane.Dataplane.run``), in capture order: fragment memory,
+endpoints and paths, load balancers, connection tracking and — only for packets that connection
+tracking does not decide — first-match classification. There is no per-packet Python.
+
+Rules are compiled here, once per topology, into the generic first-match tables of
+:mod:`sgdp.engine.compiler`, searched by the compiled tuple-space classifier of :mod:`sgdp._fastmatch`:
+
+* one table per distinct security-group policy and direction (NICs bound to the same groups in the
+  same order, with the same flavor kind, share it). A rule becomes rows over: source = the peer
+  address (its prefix, address-group entries or remote-group member IPs), destination = the
+  "genuine member" flag (0/1; remote-group rows require 1), source port = ICMP type, destination
+  port = destination port or ICMP code (256 stands for "none": a non-first fragment matches no
+  port or ICMP-type rule), protocol = protocol. Multiport and address groups give one row per
+  segment or entry, in the rule's place in the walk.
+* one table per network ACL and way, over all five fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sgdp.engine import _dataplane
+from sgdp.topology import Net
+from sgdp.engine.classifier import FastClassifier
+from sgdp.engine.compiler import Rule as Box, RuleTable
+from sgdp.errors import SgdpError
+from sgdp.topology import ICMP, ICMPV6, Rule, Topology
+from sgdp.capture import Names, PacketBatch, VerdictBatch
+from sgdp.topology import Policy
+from sgdp.engine.reference import SERVICE_V4, SERVICE_V6, lb_source, names_for
+
+MAXC = 256
+TOP = {4: (1 << 32) - 1, 6: (1 << 128) - 1}
+MASK64 = (1 << 64) - 1
+FULL = (0, 65535)
+NO_L4 = 256  # the "port" of a header without ports or ICMP type (non-first fragments)
+
+K_EXTERNAL, K_SERVICE, K_VPC, K_PRIVATE, K_NIC, K_LB = range(6)
+H_NONE, H_FIXED, H_EIP, H_VIP, H_FORWARDED = range(5)
+INGRESS, EGRESS = 1, 2
+
+
+
+class Unsupported(SgdpError):
+    """The topology exceeds a limit of the compiled engine (the reference engine still handles it)."""
+
+
+def check_supported(topo: Topology, where: str) -> None:
+    """Raise Unsupported (naming ``where``) if the compiled engine cannot run ``topo``."""
+    try:
+        _plan_arrays(topo, names_for(topo))
+    except Unsupported as exc:
+        raise Unsupported(f"{where}: {topo.file}: {exc}") from None
+
+
+class _Table:
+    """One compiled first-match table and what its rows mean."""
+
+    __slots__ = ("table", "row_rule", "row_allow", "classifier")
+
+    def __init__(self, boxes: list[Box], row_rule: list[int], row_allow: list[int]):
+        self.table = RuleTable.from_rules(boxes)
+        self.row_rule = np.array(row_rule, np.int32)  # row -> global rule index (names.rules)
+        self.row_allow = np.array(row_allow, np.uint8)
+        self.classifier = FastClassifier(self.table)
+
+
+class FastEngine:
+    """The compiled dataplane; same interface and results as :class:`sgdp.reference.ReferenceEngine`."""
+
+    name = "fast"
+
+    def __init__(self, topo: Topology, policy: Policy | None = None, names: Names | None = None,
+                 ct_capacity: int = 1024):
+        """``ct_capacity``: the connection table's first size (it grows as needed; tests start it
+        small to make it grow and sweep)."""
+        self.names = names or names_for(topo)  # a superset is fine (a timeline's names of every version)
+        self.rule_index = {r: i for i, r in enumerate(self.names.rules)}
+        self.rule_group = np.full(len(self.names.rules) + 1, -1, np.int32)
+        self.rule_direction_names = ("", "ingress", "egress")
+        self._earlier_hits: dict[tuple[str, str, str], int] = {}  # hits under earlier topology versions
+        self._setup(topo, policy or Policy(topo))
+        self.dp = _dataplane.Dataplane(len(self.names.rules), ct_capacity)
+
+    def _setup(self, topo: Topology, policy: Policy) -> None:
+        """Compile a topology (rules to tables, the plan); the dataplane state is kept elsewhere."""
+        self.topo = topo
+        self.policy = policy
+        group_index = self.names.group_index
+        for sg in topo.security_groups.values():
+            for rule in sg.rules:
+                self.rule_group[self.rule_index[rule.id]] = group_index[sg.name]
+        for acl in topo.network_acls.values():
+            for acl_rule in acl.inbound + acl.outbound:
+                self.rule_group[self.rule_index[acl_rule.id]] = group_index[acl.name]
+        self.acl_group = np.array([group_index[name] for name in topo.network_acls] + [-1], np.int32)
+        arrays = _plan_arrays(topo, self.names)
+        self._compile_tables()
+        arrays.update(self._table_arrays())
+        _check_plan(arrays, len(topo.nics), len(topo.vpcs), len(self.names.rules))
+        self.plan = _dataplane.Plan(arrays, len(topo.vpcs))
+
+    def retarget(self, topo: Topology, names: Names, nic_map: dict[int, int], drop_sg: set[int],
+                 drop_acl: set[int]) -> None:
+        """S12: continue with another version of the topology, keeping the dataplane state (as
+        :meth:`sgdp.reference.ReferenceEngine.retarget`). ``names`` must be the names this engine
+        was built with (a timeline's names of every version)."""
+        if names.rules != self.names.rules or names.groups != self.names.groups or names.instances != self.names.instances:
+            raise ValueError("retarget: the names must be those the engine was built with")
+        old_to_new = np.full(max(nic_map, default=-1) + 1, -1, np.int32)
+        for old, new in nic_map.items():
+            old_to_new[old] = new
+        n = len(topo.nics)
+        sg = np.zeros(n, np.uint8)
+        acl = np.zeros(n, np.uint8)
+        sg[sorted(k for k in drop_sg if k < n)] = 1
+        acl[sorted(k for k in drop_acl if k < n)] = 1
+        # hits so far are kept by (group, rule, direction) names: a rule may change groups
+        for hit in self.rule_hits():
+            self._earlier_hits[(hit["security_group"], hit["rule"], hit["direction"])] = hit["hits"]
+        self._setup(topo, Policy(topo))
+        self.dp.hits[:] = 0
+        self.dp.remap(old_to_new, sg, acl)
+
+    def _compile_tables(self) -> None:
+        """One first-match table per distinct security-group policy (NICs with the same groups in
+        the same order and the same flavor kind share it, per direction), one per ACL and way."""
+        topo, policy = self.topo, self.policy
+        shared: dict[tuple, int] = {}
+        nic_table = np.zeros((len(topo.nics), 3), np.int32)
+        self.sg_tables: list[_Table] = []
+        for nic in topo.nics:
+            for direction, code in (("ingress", INGRESS), ("egress", EGRESS)):
+                key = (nic.security_groups, policy.nic_kind(nic), direction)
+                if key not in shared:
+                    shared[key] = len(self.sg_tables)
+                    rows = self._sg_rows(nic, direction)
+                    self.sg_tables.append(_Table([b for b, _ in rows], [self.rule_index[r.id] for _, r in rows],
+                                                 [r.action == "allow" for _, r in rows]))
+                nic_table[nic.index, code] = shared[key]
+        self.nic_table = nic_table
+        self._sg_compiled = [t.classifier._compiled for t in self.sg_tables]
+        self.acl_tables: list[_Table] = []
+        acl_ids = {name: j for j, name in enumerate(topo.network_acls)}
+        acl_table = np.zeros((max(len(acl_ids), 1), 3), np.int32)
+        for name, acl in topo.network_acls.items():
+            for rules, code in ((acl.inbound, INGRESS), (acl.outbound, EGRESS)):
+                acl_table[acl_ids[name], code] = len(self.acl_tables)
+                self.acl_tables.append(self._acl_table(rules))
+        self.acl_table = acl_table
+        self._acl_compiled = [t.classifier._compiled for t in self.acl_tables]
+
+    def _table_arrays(self) -> dict[str, Any]:
+        """The tables as Plan arrays: which table each NIC and ACL uses, and what each row means."""
+        def rows(tables: list[_Table]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            off = np.cumsum([0] + [len(t.table) for t in tables]).astype(np.int64)
+            rule = np.concatenate([t.row_rule for t in tables] + [np.zeros(0, np.int32)]).astype(np.int32)
+            allow = np.concatenate([t.row_allow for t in tables] + [np.zeros(0, np.uint8)]).astype(np.uint8)
+            return off, rule, allow
+
+        a: dict[str, Any] = {"nic_sg": self.nic_table.reshape(-1).astype(np.int32),
+                             "acl_way": self.acl_table.reshape(-1).astype(np.int32)}
+        a["sg_off"], a["sg_rule"], a["sg_allow"] = rows(self.sg_tables)
+        a["acl_off"], a["acl_rule"], a["acl_allow"] = rows(self.acl_tables)
+        a["rule_group"] = self.rule_group
+        a["acl_group"] = self.acl_group
+        a["sg_classifiers"] = self._sg_compiled
+        a["acl_classifiers"] = self._acl_compiled
+        return a
+
+    def _sg_rows(self, nic, direction: str) -> list[tuple[Box, Rule]]:
+        """The effective walk of a NIC for one direction (IPv4 rules, then IPv6) as boxes."""
+        out = []
+        for version in (4, 6):
+            for rule in self.policy.effective(nic, direction, version):
+                out.extend((box, rule) for box in self._rule_boxes(rule, version))
+        return out
+
+    def _rule_boxes(self, rule: Rule, version: int) -> list[Box]:
+        proto = (0, 0) if rule.protocol is None else (rule.protocol, 0xFF)
+        if rule.ports is not None:
+            l4 = [(FULL, seg) for seg in rule.ports]
+        elif rule.icmp_type is not None and rule.protocol in (ICMP, ICMPV6):
+            code = FULL if rule.icmp_code is None else (rule.icmp_code, rule.icmp_code)
+            l4 = [((rule.icmp_type, rule.icmp_type), code)]
+        else:
+            l4 = [(FULL, FULL)]
+        peers, members_only = self.policy.remote_ranges(rule)
+        genuine = (1, 1) if members_only else (0, 1)
+        return [Box(version, peer, genuine, sp, dp, proto) for peer in peers for sp, dp in l4]
+
+    def _acl_table(self, rules) -> _Table:
+        boxes, row_rule, row_allow = [], [], []
+        for rule in rules:
+            if not rule.enabled:
+                continue
+            v = rule.ip_version
+            ends = []
+            for end in (rule.src, rule.dst):
+                if end is None:
+                    ends.append([(0, TOP[v])])
+                elif isinstance(end, Net):
+                    ends.append([(end.lo, end.hi)])
+                else:
+                    ends.append([(n.lo, n.hi) for n in self.topo.address_groups[end].entries])
+            proto = (0, 0) if rule.protocol is None else (rule.protocol, 0xFF)
+            for src in ends[0]:
+                for dst in ends[1]:
+                    for sp in rule.sports or (FULL,):
+                        for dp in rule.dports or (FULL,):
+                            boxes.append(Box(v, src, dst, sp, dp, proto))
+                            row_rule.append(self.rule_index[rule.id])
+                            row_allow.append(rule.action == "allow")
+        return _Table(boxes, row_rule, row_allow)
+
+    @property
+    def table_bytes(self) -> int:
+        return sum(t.table.nbytes + t.classifier.table_bytes for t in self.sg_tables + self.acl_tables)
+
+    # -- run ------------------------------------------------------------------------------------
+
+    def process(self, batch: PacketBatch) -> VerdictBatch:
+        """Verdict columns for a batch, continuing the state of earlier batches."""
+        out = VerdictBatch(len(batch))
+        cols = {k: getattr(out, k) for k in ("verdict", "reason", "instance", "direction", "group", "rule")}
+        self.dp.run(self.plan, batch.columns, cols)
+        return out
+
+    # -- state ----------------------------------------------------------------------------------
+
+    def rule_hits(self) -> list[dict[str, Any]]:
+        counts = dict(self._earlier_hits)
+        hits = self.dp.hits
+        for idx, d in zip(*np.nonzero(hits)):
+            key = (self.names.groups[self.rule_group[idx]], self.names.rules[idx], self.rule_direction_names[d])
+            counts[key] = counts.get(key, 0) + int(hits[idx, d])
+        return [{"security_group": g, "rule": r, "direction": d, "hits": n} for (g, r, d), n in sorted(counts.items())]
+
+
+
+# ------------------------------------------------------------------------------------------- plan
+
+
+def _ranges(items: list[tuple[int, int, int]]) -> dict[str, np.ndarray]:
+    """(l3, lo, hi) triples as the five range columns."""
+    return {
+        "l3": np.array([x[0] for x in items], np.uint8),
+        "lo_hi": np.array([x[1] >> 64 for x in items], np.uint64),
+        "lo_lo": np.array([x[1] & MASK64 for x in items], np.uint64),
+        "hi_hi": np.array([x[2] >> 64 for x in items], np.uint64),
+        "hi_lo": np.array([x[2] & MASK64 for x in items], np.uint64),
+    }
+
+
+def _plan_arrays(topo: Topology, names: Names) -> dict[str, np.ndarray]:
+    """The topology as the flat arrays of ``_dataplane.Plan`` (same candidate order as
+    ReferenceEngine._candidates); instances are numbered as in ``names``."""
+    a: dict[str, np.ndarray] = {}
+    # exact addresses -> candidates, in the reference's order: fixed IPs, EIP, virtual IPs, LB
+    exact: dict[tuple[int, int], list[tuple[int, int, int]]] = {}
+    for nic in topo.nics:
+        for addr in nic.fixed_ips:
+            exact.setdefault(addr, []).append((K_NIC, H_FIXED, nic.index))
+    eips = {nic.eip: nic.index for nic in topo.nics if nic.eip is not None}
+    vips: dict[tuple[int, int], list[int]] = {}
+    for vip in topo.virtual_ips:
+        vips.setdefault(vip.ip, []).append(vip.holder_nic)
+    lbs: dict[tuple[int, int], int] = {}
+    for j, lb in enumerate(topo.load_balancers.values()):
+        lbs[lb.vip] = j
+        if lb.eip is not None:
+            lbs[(4, lb.eip)] = j
+    keys = set(exact) | {(4, e) for e in eips} | set(vips) | set(lbs)
+    cand: list[tuple[int, int, int]] = []
+    ak = []
+    for key in sorted(keys):
+        items = list(exact.get(key, ()))
+        if key[0] == 4 and key[1] in eips:
+            items.append((K_NIC, H_EIP, eips[key[1]]))
+        items.extend((K_NIC, H_VIP, k) for k in vips.get(key, ()))
+        if key in lbs:
+            items.append((K_LB, H_NONE, lbs[key]))
+        if len(items) > MAXC:
+            raise Unsupported(f"an address denotes {len(items)} endpoints (the compiled engine handles {MAXC})")
+        ak.append((key, len(cand), len(items)))
+        cand.extend(items)
+    a["ak_l3"] = np.array([k[0][0] for k in ak], np.uint8)
+    a["ak_hi"] = np.array([k[0][1] >> 64 for k in ak], np.uint64)
+    a["ak_lo"] = np.array([k[0][1] & MASK64 for k in ak], np.uint64)
+    a["ak_start"] = np.array([k[1] for k in ak], np.int32)
+    a["ak_count"] = np.array([k[2] for k in ak], np.int32)
+    a["c_kind"] = np.array([x[0] for x in cand], np.uint8)
+    a["c_how"] = np.array([x[1] for x in cand], np.uint8)
+    a["c_idx"] = np.array([x[2] for x in cand], np.int32)
+
+    for prefix, items in (("sv", [(n.version, n.lo, n.hi) for n in SERVICE_V4 + SERVICE_V6]),):
+        for k, v in _ranges(items).items():
+            a[f"{prefix}_{k}"] = v
+    vpc_ids = {name: i for i, name in enumerate(topo.vpcs)}
+    subnet_ids = {name: i for i, name in enumerate(topo.subnets)}
+    vr, vr_vpc, sr, sr_subnet, sr_vpc = [], [], [], [], []
+    for name, vpc in topo.vpcs.items():
+        vr.append((4, vpc.cidr.lo, vpc.cidr.hi))
+        vr_vpc.append(vpc_ids[name])
+        for sname in vpc.subnets:
+            sn = topo.subnets[sname]
+            if sn.ipv6_cidr is not None:
+                vr.append((6, sn.ipv6_cidr.lo, sn.ipv6_cidr.hi))
+                vr_vpc.append(vpc_ids[name])
+            for net in (sn.cidr, sn.ipv6_cidr):
+                if net is not None:
+                    sr.append((net.version, net.lo, net.hi))
+                    sr_subnet.append(subnet_ids[sname])
+                    sr_vpc.append(vpc_ids[name])
+    pr = [(pn.cidr.version, pn.cidr.lo, pn.cidr.hi) for pn in topo.private_networks]
+    if len(topo.vpcs) + len(pr) >= MAXC:
+        raise Unsupported(f"{len(topo.vpcs)} VPCs and {len(pr)} private networks (the compiled engine handles {MAXC - 1} together)")
+    for prefix, items in (("vr", vr), ("pr", pr), ("sr", sr)):
+        for k, v in _ranges(items).items():
+            a[f"{prefix}_{k}"] = v
+    a["vr_vpc"] = np.array(vr_vpc, np.int32)
+    a["sr_subnet"] = np.array(sr_subnet, np.int32)
+    a["sr_vpc"] = np.array(sr_vpc, np.int32)
+
+    macs = sorted((nic.mac, nic.index) for nic in topo.nics if nic.mac is not None)
+    a["mac_key"] = np.array([m for m, _ in macs], np.int64)
+    a["mac_nic"] = np.array([k for _, k in macs], np.int32)
+
+    inst_ids = names.instance_index
+    acl_ids = {name: j for j, name in enumerate(topo.network_acls)}
+    nics = topo.nics
+    a["nic_vpc"] = np.array([vpc_ids[n.vpc] for n in nics], np.int32)
+    a["nic_subnet"] = np.array([subnet_ids[n.subnet] for n in nics], np.int32)
+    a["nic_ip"] = np.array([n.ip for n in nics], np.uint64)
+    a["nic_has_eip"] = np.array([n.eip is not None for n in nics], np.uint8)
+    a["nic_eip"] = np.array([n.eip or 0 for n in nics], np.uint64)
+    a["nic_v6inet"] = np.array([n.ipv6_internet for n in nics], np.uint8)
+    a["nic_sdc"] = np.array([n.source_dest_check for n in nics], np.uint8)
+    a["nic_inst"] = np.array([inst_ids[n.instance] for n in nics], np.int32)
+    acls = [topo.subnets[n.subnet].network_acl for n in nics]
+    a["nic_acl"] = np.array([-1 if name is None else acl_ids[name] for name in acls], np.int32)
+
+    vpc_names = list(topo.vpcs)
+    a["peered"] = np.array([topo.peered(x, y) for x in vpc_names for y in vpc_names], np.uint8)
+    a["pn_vpc"] = np.array([v in pn.vpcs for pn in topo.private_networks for v in vpc_names], np.uint8)
+
+    lb_list = list(topo.load_balancers.values())
+    a["lb_source"] = np.array([lb_source(topo, lb) for lb in lb_list], np.uint64)
+    a["lb_vip"] = np.array([lb.vip[1] for lb in lb_list], np.uint64)      # load balancers are IPv4 (model.py)
+    a["lb_eip"] = np.array([lb.eip or 0 for lb in lb_list], np.uint64)
+    a["lb_has_eip"] = np.array([lb.eip is not None for lb in lb_list], np.uint8)
+    lstart, lcount, ls, be = [], [], [], []
+    for j, lb in enumerate(lb_list):
+        lstart.append(len(ls))
+        lcount.append(len(lb.listeners))
+        for listener in lb.listeners:
+            ls.append((listener.ip_protocol, listener.port, lb.bypasses(listener), len(be), len(listener.backends), j))
+            be.extend((b.nic, b.port, len(ls) - 1) for b in listener.backends)
+    a["lb_lstart"] = np.array(lstart, np.int32)
+    a["lb_lcount"] = np.array(lcount, np.int32)
+    a["ls_proto"] = np.array([x[0] for x in ls], np.uint8)
+    a["ls_port"] = np.array([x[1] for x in ls], np.uint16)
+    a["ls_bypass"] = np.array([x[2] for x in ls], np.uint8)
+    a["ls_bstart"] = np.array([x[3] for x in ls], np.int32)
+    a["ls_bcount"] = np.array([x[4] for x in ls], np.int32)
+    a["ls_lb"] = np.array([x[5] for x in ls], np.int32)
+    a["be_nic"] = np.array([x[0] for x in be], np.int32)
+    a["be_port"] = np.array([x[1] for x in be], np.uint16)
+    a["be_ls"] = np.array([x[2] for x in be], np.int32)
+    # NIC -> the backends (indexes into be_*) that forward to it, in file order (reference.backend_of)
+    by_nic: list[list[int]] = [[] for _ in nics]
+    for k, (nic, _, _) in enumerate(be):
+        by_nic[nic].append(k)
+    a["nb_start"] = np.array(np.cumsum([0] + [len(x) for x in by_nic])[:-1], np.int32)
+    a["nb_count"] = np.array([len(x) for x in by_nic], np.int32)
+    a["nb_be"] = np.array([k for x in by_nic for k in x], np.int32)
+    return a
+
+
+def _check_plan(a: dict[str, Any], n_nic: int, n_vpc: int, n_rules: int) -> None:
+    """Every index the compiled code follows is in range (its loops run without bounds checks).
+    (``nic_subnet``/``sr_subnet`` are only compared, never followed; ``nic_inst`` only reported.)"""
+    def within(name: str, size: int, lo: int = 0) -> None:
+        v = a[name]
+        if len(v) and (v.min() < lo or v.max() >= size):
+            raise AssertionError(f"plan: {name} out of range {lo}..{size - 1}")
+
+    within("c_idx", max(n_nic, len(a["lb_source"]), 1))
+    if len(a["ak_start"]) and (a["ak_start"] + a["ak_count"]).max() > len(a["c_kind"]):
+        raise AssertionError("plan: candidate ranges out of range")
+    within("vr_vpc", n_vpc)
+    within("sr_vpc", n_vpc)
+    within("mac_nic", n_nic)
+    within("nic_vpc", n_vpc)
+    within("be_nic", n_nic)
+    within("be_ls", max(len(a["ls_proto"]), 1))
+    within("ls_lb", max(len(a["lb_source"]), 1))
+    within("nb_be", max(len(a["be_nic"]), 1))
+    if len(a["nb_start"]) != n_nic or len(a["nb_count"]) != n_nic or (
+            n_nic and (a["nb_start"] + a["nb_count"]).max() > len(a["nb_be"])):
+        raise AssertionError("plan: per-NIC backend ranges out of range")
+    if not (len(a["lb_vip"]) == len(a["lb_eip"]) == len(a["lb_has_eip"]) == len(a["lb_source"])):
+        raise AssertionError("plan: load-balancer address arrays differ in length")
+    within("nic_acl", max(len(a["acl_group"]) - 1, 0), lo=-1)
+    lbs = len(a["lb_source"])
+    if len(a["lb_lstart"]) != lbs or len(a["lb_lcount"]) != lbs:
+        raise AssertionError("plan: load-balancer arrays differ in length")
+    for k, (kind, idx) in enumerate(zip(a["c_kind"].tolist(), a["c_idx"].tolist())):
+        if not (0 <= idx < (n_nic if kind == K_NIC else lbs)):
+            raise AssertionError(f"plan: candidate {k} points past its table")
+    if len(a["ls_bcount"]) and (a["ls_bcount"].min() < 1 or (a["ls_bstart"] + a["ls_bcount"]).max() > len(a["be_nic"])):
+        raise AssertionError("plan: backend ranges out of range")
+    if len(a["lb_lstart"]) and (a["lb_lstart"] + a["lb_lcount"]).max() > len(a["ls_proto"]):
+        raise AssertionError("plan: listener ranges out of range")
+    n_sg, n_acl = len(a["sg_classifiers"]), len(a["acl_classifiers"])
+    within("nic_sg", max(n_sg, 1))
+    within("acl_way", max(n_acl, 1))
+    within("sg_rule", max(n_rules, 1))
+    within("acl_rule", max(n_rules, 1))
+    if len(a["sg_off"]) != n_sg + 1 or len(a["acl_off"]) != n_acl + 1:
+        raise AssertionError("plan: table offsets do not match the tables")
+    for k, v in a.items():
+        if isinstance(v, np.ndarray):
+            a[k] = np.ascontiguousarray(v)

@@ -1,0 +1,114 @@
+"""The original frames of replayed packets, written back out: ``--split`` (``allowed.pcap`` /
+``denied.pcap``) and the counterexample captures of ``--save-failures``.
+
+:class:`SplitWriter` writes records as nanosecond pcap, switching to pcapng when link types mix;
+:class:`FrameSource` reads a batch's frames back from its capture file by offset.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any, Iterator
+
+import numpy as np
+
+from sgdp.capture import CaptureBatch
+
+
+class SplitWriter:
+    """``allowed.pcap`` / ``denied.pcap``: the original frames, copied from the captures by offset.
+
+    Written as nanosecond pcap with the link type of the first frame. Captures of several link
+    types (a pcap has one) switch the file to pcapng at the first frame of another link type: what
+    was written so far is converted once, streaming, and every frame after it is appended as an
+    enhanced packet block of an interface per link type (docs/semantics.md). tshark reads both.
+    Unmodelled and malformed packets go to neither file. Memory does not grow with the capture.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.fh = open(path, "wb")
+        self.link: int | None = None
+        self.ng_ifaces: dict[int, int] | None = None   # pcapng: link type -> interface id
+        self.records: list[tuple[int, int, int, int, bytes]] = []
+        self.count = 0
+
+    def add(self, link: int, sec: int, nsec: int, wirelen: int, frame: bytes) -> None:
+        if self.link is None:
+            self.link = link
+        if link != self.link and self.ng_ifaces is None:
+            self._switch_to_pcapng()
+        self.count += 1
+        if self.ng_ifaces is not None:
+            self._write_epb(link, sec, nsec, wirelen, frame)
+            return
+        self.records.append((link, sec, nsec, wirelen, frame))
+        if len(self.records) >= 4096:
+            self._flush_pcap()
+
+    def _flush_pcap(self) -> None:
+        if self.fh.tell() == 0:
+            self.fh.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, self.link or 1))
+        for _, sec, nsec, wirelen, frame in self.records:
+            self.fh.write(struct.pack("<IIII", sec & 0xFFFFFFFF, nsec, len(frame), wirelen) + frame)
+        self.records.clear()
+
+    def _switch_to_pcapng(self) -> None:
+        """Rewrite the pcap written so far as pcapng (record by record), then go on appending."""
+        self._flush_pcap()
+        self.fh.close()
+        tmp = self.path + ".tmp"
+        self.ng_ifaces = {}
+        with open(self.path, "rb") as old, open(tmp, "wb") as new:
+            self.fh = new
+            new.write(_ng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
+            old.read(24)
+            while True:
+                rec = old.read(16)
+                if len(rec) < 16:
+                    break
+                sec, nsec, incl, orig = struct.unpack("<IIII", rec)
+                self._write_epb(self.link, sec, nsec, orig, old.read(incl))  # type: ignore[arg-type]
+        os.replace(tmp, self.path)
+        self.fh = open(self.path, "ab")
+
+    def _write_epb(self, link: int, sec: int, nsec: int, wirelen: int, frame: bytes) -> None:
+        iface = self.ng_ifaces.get(link)  # type: ignore[union-attr]
+        if iface is None:
+            iface = self.ng_ifaces[link] = len(self.ng_ifaces)  # type: ignore[index]
+            options = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)     # if_tsresol: nanoseconds
+            self.fh.write(_ng_block(1, struct.pack("<HHI", link, 0, 262144) + options))
+        units = max(sec * 1_000_000_000 + nsec, 0)      # pcapng time is unsigned
+        pad = b"\0" * (-len(frame) % 4)
+        body = struct.pack("<IIIII", iface, (units >> 32) & 0xFFFFFFFF, units & 0xFFFFFFFF, len(frame), wirelen)
+        self.fh.write(_ng_block(6, body + frame + pad))
+
+    def close(self) -> None:
+        if self.ng_ifaces is None:
+            self._flush_pcap()
+        self.fh.close()
+
+
+def _ng_block(kind: int, body: bytes) -> bytes:
+    length = 12 + len(body)
+    return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
+
+
+class FrameSource:
+    """Reads frames back from the capture files by offset (for --split)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, Any] = {}
+
+    def frames(self, batch: CaptureBatch, rows: np.ndarray) -> Iterator[tuple[int, bytes]]:
+        fh = self.files.get(batch.path)
+        if fh is None:
+            fh = self.files[batch.path] = open(batch.path, "rb")
+        for i in rows.tolist():
+            fh.seek(int(batch.offset[i]))
+            yield i, fh.read(int(batch.caplen[i]))
+
+    def close(self) -> None:
+        for fh in self.files.values():
+            fh.close()

@@ -1,0 +1,246 @@
+"""Outputs of a replay (SPEC §5): verdict files (csv, jsonl, parquet), the summary, verdict-file reading
+for ``--expect``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from sgdp.errors import InputError, SgdpError, UsageError
+from sgdp.capture import DIRECTIONS, FLAG, OK, REASONS, VERDICTS, Names, PacketBatch, Verdict, VerdictBatch
+
+_F_TRUNC = FLAG["truncated"]
+
+VERDICT_COLUMNS = ("index", "ts", "verdict", "reason", "instance", "direction", "security_group", "rule")
+FORMATS = ("csv", "jsonl", "parquet", "none")
+
+
+def _table(values: list[str]) -> np.ndarray:
+    """Names with '' appended, so index -1 maps to the empty string."""
+    return np.array(list(values) + [""], dtype=object)
+
+
+class VerdictWriter:
+    """Writes verdict rows batch by batch in one of ``FORMATS``."""
+
+    def __init__(self, directory: str, fmt: str, names: Names):
+        if fmt not in FORMATS:
+            raise UsageError(f"--verdicts: {fmt!r} is not a format ({', '.join(FORMATS)})")
+        self.fmt = fmt
+        self.path = os.path.join(directory, f"verdicts.{fmt}") if fmt != "none" else None
+        self.instances = _table(names.instances)
+        self.groups = _table(names.groups)
+        self.rules = _table(names.rules)
+        self._fh = None
+        self._parquet = None
+        self._pool = None
+        self._pending = None
+        self._index = 0
+        if fmt == "parquet":
+            try:
+                import pyarrow  # noqa: F401
+                import pyarrow.parquet  # noqa: F401
+            except ImportError:
+                raise UsageError("--verdicts parquet needs pyarrow: pip install 'sgdp[parquet]'") from None
+        if self.path is not None and fmt != "parquet":
+            self._fh = open(self.path, "wb")
+            if fmt == "csv":
+                self._fh.write((",".join(VERDICT_COLUMNS) + "\n").encode())
+            quote = (lambda t: json.dumps(t)) if fmt == "jsonl" else _csv
+            tables = [list(VERDICTS), list(REASONS), list(names.instances) + [""], list(DIRECTIONS),
+                      list(names.groups) + [""], list(names.rules) + [""]]
+            self._tables = tuple(_blob([quote(t) for t in table]) for table in tables)
+            self._row_bound = 200 + sum(max((len(quote(t).encode()) for t in table), default=0) for table in tables)
+
+    def columns(self, ts: np.ndarray, vb: VerdictBatch) -> dict[str, Any]:
+        n = len(vb)
+        return {
+            "index": np.arange(self._index, self._index + n, dtype=np.int64),
+            "ts": ts,
+            "verdict": np.array(VERDICTS, dtype=object)[vb.verdict],
+            "reason": np.array(REASONS, dtype=object)[vb.reason],
+            "instance": self.instances[vb.instance],
+            "direction": np.array(DIRECTIONS, dtype=object)[vb.direction],
+            "security_group": self.groups[vb.group],
+            "rule": self.rules[vb.rule],
+        }
+
+    def write(self, batch: PacketBatch, vb: VerdictBatch) -> None:
+        """Append the rows of one batch (``batch`` gives the timestamps: exact seconds and
+        nanoseconds from a capture, else its float ``ts``)."""
+        n = len(vb)
+        if self.fmt == "none" or n == 0:
+            self._index += n
+            return
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            cols = self.columns(batch["ts"], vb)
+            table = pa.table({k: (v if k in ("index", "ts") else v.astype(str)) for k, v in cols.items()})
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, table.schema)
+            self._parquet.write_table(table)
+            self._index += n
+            return
+        sec, nsec = _seconds(batch)
+        from sgdp.pipeline import _writers as _report
+
+        _check_codes(vb, len(sec), [len(t[1]) - 1 for t in self._tables])
+
+        rows = _report.format_rows(self.fmt == "jsonl", self._index, sec, nsec, vb.verdict, vb.reason,
+                                   vb.instance, vb.direction, vb.group, vb.rule, self._tables, self._row_bound)
+        self._index += n
+        # The file write runs in a background thread (it releases the GIL) while the caller reads
+        # and evaluates the next batch; at most one write is pending, so memory stays bounded.
+        self._wait()
+        self._pending = self._writer().submit(self._fh.write, rows)
+
+    def _writer(self):
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sgdp-verdicts")
+        return self._pool
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()  # re-raises a write error (disk full...) here
+            self._pending = None
+
+    def close(self) -> None:
+        try:
+            self._wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown()
+            if self._fh is not None:
+                self._fh.close()
+        if self._parquet is not None:
+            self._parquet.close()
+
+
+def _check_codes(vb: VerdictBatch, n_ts: int, sizes: list[int]) -> None:
+    """Every code is an index of its name table (-1 = empty where allowed) and every column has one
+    row per packet: the compiled formatter follows them without checks."""
+    cols = (vb.verdict, vb.reason, vb.instance, vb.direction, vb.group, vb.rule)
+    if any(len(c) != len(vb) for c in cols) or n_ts != len(vb):
+        raise ValueError("verdict batch: columns of different lengths")
+    for col, size in zip(cols, sizes):
+        if len(col) and (int(col.min()) < -1 or int(col.max()) >= size):
+            raise ValueError(f"verdict batch: a code is outside its name table (0..{size - 1})")
+
+
+def _blob(texts: list[str]) -> tuple[bytes, np.ndarray]:
+    """Encoded names back to back, and the offsets of each (len + 1 entries)."""
+    encoded = [t.encode() for t in texts]
+    offsets = np.zeros(len(encoded) + 1, np.int64)
+    offsets[1:] = np.cumsum([len(e) for e in encoded])
+    return b"".join(encoded), offsets
+
+
+def _seconds(batch: PacketBatch) -> tuple[np.ndarray, np.ndarray]:
+    """Whole seconds and nanoseconds of each packet's timestamp."""
+    sec = getattr(batch, "ts_sec", None)
+    if sec is not None:
+        return sec, batch.ts_nsec  # type: ignore[attr-defined]
+    ts = batch["ts"]
+    sec = np.floor(ts).astype(np.int64)
+    nsec = np.minimum(np.round((ts - sec) * 1e9), 999_999_999).astype(np.uint32)
+    return sec, nsec
+
+
+def _csv(text: str) -> str:
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+@dataclass
+class Summary:
+    """Running counts for summary.json."""
+
+    engine: str
+    packets: int = 0
+    by_verdict: dict[str, int] = field(default_factory=lambda: {v: 0 for v in VERDICTS})
+    by_reason: dict[str, int] = field(default_factory=dict)
+    truncated: int = 0
+
+    def add(self, vb: VerdictBatch, batch=None) -> None:
+        """Count one batch's verdicts; with the capture batch, also its snap-length cuts that were
+        evaluated from their headers (S15: ``truncated`` and not malformed)."""
+        self.packets += len(vb)
+        if batch is not None:
+            cut = (batch.flags & _F_TRUNC) != 0
+            self.truncated += int(np.count_nonzero(cut & (batch["status"] == OK)))
+        for code, n in zip(*np.unique(vb.verdict, return_counts=True)):
+            self.by_verdict[VERDICTS[code]] += int(n)
+        for code, n in zip(*np.unique(vb.reason, return_counts=True)):
+            self.by_reason[REASONS[code]] = self.by_reason.get(REASONS[code], 0) + int(n)
+
+    def as_dict(self, rule_hits: list[dict], elapsed: float) -> dict[str, Any]:
+        return {
+            "packets": self.packets,
+            "allowed": self.by_verdict["allow"],
+            "denied": self.by_verdict["deny"],
+            "unmodelled": self.by_verdict["unmodelled"],
+            "malformed": self.by_verdict["malformed"],
+            "truncated": self.truncated,
+            "by_reason": dict(sorted(self.by_reason.items())),
+            "rule_hits": rule_hits,
+            "elapsed_s": round(elapsed, 6),
+            "packets_per_s": round(self.packets / elapsed, 1) if elapsed > 0 else None,
+            "engine": self.engine,
+        }
+
+
+def read_verdict_file(path: str) -> Iterator[tuple[int, Verdict]]:
+    """Rows of a saved verdict file (csv, jsonl or parquet, by extension) as (index, Verdict)."""
+    def row_of(raw: dict, where: str) -> tuple[int, Verdict]:
+        try:
+            index = int(raw["index"])
+            v = Verdict(*(str(raw.get(k) or "") for k in VERDICT_COLUMNS[2:]))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InputError(f"{path}: {where}: not a verdict row ({exc})") from None
+        if v.verdict not in VERDICTS:
+            raise InputError(f"{path}: {where}: verdict {v.verdict!r} is not one of {', '.join(VERDICTS)}")
+        return index, v
+
+    try:
+        if path.endswith(".parquet"):
+            try:
+                import pyarrow.parquet as pq
+            except ImportError:
+                raise UsageError(f"{path}: reading parquet needs pyarrow: pip install 'sgdp[parquet]'") from None
+            for k, raw in enumerate(pq.read_table(path).to_pylist()):
+                yield row_of(raw, f"row {k}")
+        elif path.endswith(".jsonl"):
+            with open(path, encoding="utf-8") as fh:
+                for line_no, line in enumerate(fh, 1):
+                    if line.strip():
+                        try:
+                            raw = json.loads(line)
+                        except json.JSONDecodeError as exc:
+                            raise InputError(f"{path}: line {line_no}: invalid JSON ({exc.msg})") from None
+                        yield row_of(raw, f"line {line_no}")
+        else:
+            with open(path, encoding="utf-8", newline="") as fh:
+                reader = csv.DictReader(fh)
+                missing = set(VERDICT_COLUMNS) - set(reader.fieldnames or ())
+                if missing:
+                    raise InputError(f"{path}: line 1: missing column(s) {', '.join(sorted(missing))}")
+                for raw in reader:
+                    yield row_of(raw, f"line {reader.line_num}")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read verdict file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a text verdict file (byte offset {exc.start} is not UTF-8)") from None
+    except SgdpError:
+        raise
+    except ValueError as exc:  # pyarrow's ArrowInvalid for a file that is not parquet
+        raise InputError(f"{path}: not a verdict file: {exc}") from None
