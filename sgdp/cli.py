@@ -190,6 +190,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"({s['engine']} engine, {s['packets_per_s'] or 0:,.0f} packets/s)")
         for reason, n in s["by_reason"].items():
             print(f"  {reason:<12} {n}")
+        if s.get("truncated"):
+            print(f"  {s['truncated']} packet(s) cut by the snap length were evaluated from their headers")
         for v in s.get("versions", ()):
             since = "from the start" if v["at"] is None else f"from {v['at']}"
             print(f"  version {v['topology']} ({since}): {v['packets']} packets")

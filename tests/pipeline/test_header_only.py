@@ -69,3 +69,12 @@ def test_header_only_capture_gives_the_full_verdicts(tmp_path, engine_name, topo
 def test_figure1_at_96_bytes_has_cut_packets(tmp_path):
     assert cut_pcap(ROOT / "pcaps" / "figure1.pcap", tmp_path / "f.pcap", 96) == 2
     assert sum(cut_pcap(ROOT / "pcaps" / c, tmp_path / c, 68) for _, c in CAPTURES) >= 20
+
+
+def test_replay_says_how_many_packets_were_header_only(tmp_path, capsys):
+    from sgdp.cli import main
+
+    cut_pcap(ROOT / "pcaps" / "figure1.pcap", tmp_path / "f.pcap", 96)
+    assert main(["replay", str(ROOT / "examples" / "figure1" / "topology.yaml"), str(tmp_path / "f.pcap"),
+                 "-o", str(tmp_path / "out"), "--no-progress"]) == 0
+    assert "2 packet(s) cut by the snap length were evaluated from their headers" in capsys.readouterr().out
