@@ -162,7 +162,7 @@ def lb():
         (6.001, seg(LB_DED, C01, 80, 40002, "SA")),
         (7.000, seg(CLIENT, LB_EIP, 51004, 443, "S")),               # no listener on 443
         (8.000, seg(C01, LB_VIP, 40003, 22, "S")),                   # no listener on 22
-        (9.000, seg(CLIENT, W01, 51005, 80, "S")),                   # straight to the backend (no EIP)
+        (9.000, seg(CLIENT, W01, 51005, 80, "S")),                   # the forwarded leg as W01 sees it (S14)
         (10.000, seg(HEALTH, W01, 41000, 8080, "S")),                # health check
         (10.001, seg(W01, HEALTH, 8080, 41000, "SA")),
     ]

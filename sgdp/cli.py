@@ -229,6 +229,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
               f"({s['engine']} engine, {s['packets_per_s'] or 0:,.0f} packets/s)")
         for reason, n in s["by_reason"].items():
             print(f"  {reason:<12} {n}")
+        if s.get("truncated"):
+            print(f"  {s['truncated']} packet(s) cut by the snap length were evaluated from their headers")
         for v in s.get("versions", ()):
             since = "from the start" if v["at"] is None else f"from {v['at']}"
             print(f"  version {v['topology']} ({since}): {v['packets']} packets")
@@ -465,7 +467,7 @@ class _Table:
             self._line(row)
 
     def _line(self, row: list[str]) -> None:
-        cells = [row[j].rjust(self.widths[j]) if j not in (5, 6, 15) else row[j].ljust(self.widths[j])
+        cells = [row[j].rjust(self.widths[j]) if j not in (5, 6, 16) else row[j].ljust(self.widths[j])
                  for j in range(len(self.widths))]
         self.out.write("  ".join(cells) + "  " + row[-1] + "\n" if row[-1] else "  ".join(cells).rstrip() + "\n")
 

@@ -44,6 +44,8 @@ cdef enum:
     F_ICMPTYPE = 16   # icmp_type read
     F_ICMPCODE = 32   # icmp_code read
     F_NOTS = 64       # the record has no timestamp (pcapng SPB); ts repeats the previous packet's
+    F_TRUNC = 128     # the snap length cut the frame before the end of what the reader decodes (the
+                      # IP datagram; the whole frame when it carries no IP): S15's `truncated`
 
 # -- detail codes (why status is not OK); the text is in sgdp/ingest.py ---------------------------
 cdef enum:
@@ -70,6 +72,8 @@ cdef enum:
     D_TRUNC_ICMP = 25     # MALFORMED: ICMP/ICMPv6 header cut short
     D_CUT_EOF_HDR = 26    # MALFORMED: the last record's header is cut short by the end of the file
     D_EXT_OPTS = 27       # MALFORMED: IPv6 hop-by-hop/destination options malformed
+    D_DGRAM_WIRE = 28     # MALFORMED: IP datagram (aux: its length) longer than the frame on the wire
+    D_TRUNC_QUOTE = 29    # MALFORMED: the snap length cut the header an ICMP error quotes (aux: ICMP type)
 
 # -- structural errors (the capture stops here) ----------------------------------------------------
 cdef enum:
@@ -109,7 +113,7 @@ cdef enum:
 # Python-visible constants (sgdp/ingest.py maps codes to text).
 RESULT = {"full": R_FULL, "need": R_NEED, "end": R_END, "error": R_ERROR}
 FLAGS = {"l3": F_L3, "proto": F_PROTO, "ports": F_PORTS, "tcp_flags": F_TCPFLAGS,
-         "icmp_type": F_ICMPTYPE, "icmp_code": F_ICMPCODE, "no_ts": F_NOTS}
+         "icmp_type": F_ICMPTYPE, "icmp_code": F_ICMPCODE, "no_ts": F_NOTS, "truncated": F_TRUNC}
 DETAILS = {
     "none": D_NONE, "ethertype": D_ETHERTYPE, "llc": D_LLC, "linktype": D_LINKTYPE, "family": D_FAMILY,
     "cut_eof": D_CUT_EOF, "trunc_link": D_TRUNC_LINK, "trunc_vlan": D_TRUNC_VLAN,
@@ -118,6 +122,7 @@ DETAILS = {
     "dgram_cut": D_DGRAM_CUT, "trunc_ip6": D_TRUNC_IP6, "trunc_ext": D_TRUNC_EXT,
     "trunc_tcp": D_TRUNC_TCP, "tcp_doff": D_TCP_DOFF, "trunc_udp": D_TRUNC_UDP,
     "trunc_icmp": D_TRUNC_ICMP, "cut_eof_hdr": D_CUT_EOF_HDR, "ext_opts": D_EXT_OPTS,
+    "dgram_wire": D_DGRAM_WIRE, "trunc_quote": D_TRUNC_QUOTE,
 }
 ERRORS = {
     "not_capture": E_NOT_CAPTURE, "short_file": E_SHORT_FILE, "pcap_version": E_PCAP_VERSION,
@@ -221,28 +226,38 @@ cdef inline bint icmp_error(uint8_t proto, uint8_t t) noexcept nogil:
     return 1 <= t <= 4
 
 
-cdef inline bint tlv_ok(const uint8_t* p, uint32_t q, uint32_t qend) noexcept nogil:
+cdef inline int tlv_check(const uint8_t* p, uint32_t q, uint32_t qend) noexcept nogil:
     # The options of a hop-by-hop / destination-options header, p[q:qend] (inside the packet): Pad1
     # is one byte, every other option is type, length, data and must end inside the header.
+    # Returns 0 when they do, 2 when an option runs past the header (the walk stops there), 1 for a
+    # Home Address option (type 201, RFC 6275) whose length is not its 16 bytes: malformed, but the
+    # header's own length is sound and the walk goes on after it (as tshark's does).
     while q < qend:
         if p[q] == 0:
             q += 1
         elif q + 2 > qend:
-            return False
+            return 2
+        elif p[q] == 0xC9 and p[q + 1] != 16:
+            return 1
         else:
             q += 2 + <uint32_t>p[q + 1]
-    return q == qend
+    return 0 if q == qend else 2
 
 
 cdef int walk6(const uint8_t* p, uint32_t end, uint32_t* off, uint8_t* nh, uint8_t* cur,
-               uint16_t* frag_offset, uint8_t* mf, uint32_t* frag_id, bint* have_frag) noexcept nogil:
+               uint16_t* frag_offset, uint8_t* mf, uint32_t* frag_id, bint* have_frag,
+               uint32_t* need, int* bad_opts) noexcept nogil:
     """Walk the IPv6 extension headers of the packet at p (end: bytes of it available, >= 40).
 
-    Returns 0 at the upper-layer header (at *off, protocol *nh); 1 if a header is cut short, 3 if a
-    hop-by-hop/destination-options header has malformed options (*nh: the last next-header value
-    read, *off and *cur: offset and type of the bad header); 2 at a non-first fragment (*nh: the
-    fragment header's next header; what follows is not a header). Every read is checked against
-    end first. Terminates: every step advances by at least 8 bytes and stops at end.
+    Returns 0 at the upper-layer header (at *off, protocol *nh); 1 if a header is cut short (*need:
+    the bytes of p that reading it takes; *nh: the last next-header value read, *off: where the cut
+    header starts, *cur: its type); 3 if a hop-by-hop/destination-options header has an option
+    running past it (*nh: the last next-header value read, *off and *cur: offset and type of the
+    bad header); 2 at a non-first fragment (*nh: the fragment header's next header; what follows
+    is not a header). A header whose options are malformed otherwise (tlv_check: a Home Address
+    option of the wrong length) is walked past, as tshark does, and its type is left in *bad_opts
+    (the first one; the caller starts it at -1). Every read is checked against end first.
+    Terminates: every step advances by at least 8 bytes and stops at end.
     """
     cdef uint32_t o = 40, hlen
     cdef uint16_t v
@@ -256,6 +271,7 @@ cdef int walk6(const uint8_t* p, uint32_t end, uint32_t* off, uint8_t* nh, uint8
                     h = p[o]
                 nh[0] = h
                 off[0] = o
+                need[0] = o + 2
                 return 1
             t = h
             if h == 51:
@@ -266,11 +282,16 @@ cdef int walk6(const uint8_t* p, uint32_t end, uint32_t* off, uint8_t* nh, uint8
             if o + hlen > end:
                 nh[0] = h
                 off[0] = o
+                need[0] = o + hlen
                 return 1
-            if (t == 0 or t == 60) and not tlv_ok(p, o + 2, o + hlen):
-                nh[0] = h
-                off[0] = o
-                return 3
+            if t == 0 or t == 60:
+                v = tlv_check(p, o + 2, o + hlen)
+                if v == 2:
+                    nh[0] = h
+                    off[0] = o
+                    return 3
+                if v == 1 and bad_opts[0] < 0:
+                    bad_opts[0] = t
             o += hlen
         elif h == 44:
             cur[0] = h
@@ -279,6 +300,7 @@ cdef int walk6(const uint8_t* p, uint32_t end, uint32_t* off, uint8_t* nh, uint8
                     h = p[o]
                 nh[0] = h
                 off[0] = o
+                need[0] = o + 8
                 return 1
             v = be16(p + o + 2)
             if not have_frag[0]:
@@ -298,59 +320,81 @@ cdef int walk6(const uint8_t* p, uint32_t end, uint32_t* off, uint8_t* nh, uint8
             return 0
 
 
-cdef void decode_inner(const uint8_t* p, uint32_t n, Pkt* k) noexcept nogil:
-    """The IP header (and first transport bytes) quoted by an ICMP error; silent when incomplete."""
-    cdef uint32_t ihl, off = 0
+cdef uint32_t decode_inner(const uint8_t* p, uint32_t n, Pkt* k) noexcept nogil:
+    """The IP header (and first transport bytes) quoted by an ICMP error; silent when incomplete.
+
+    Returns 0 when every field connection tracking reads from the quote (S11: addresses, protocol,
+    ports or echo identifier) was decoded or the quote carries no more of them, else the number of
+    quote bytes that reading the next missing field takes (the caller compares it with the bytes
+    the quote had on the wire to tell a snap-length cut from a short quote).
+    """
+    cdef uint32_t ihl, off = 0, need = 0
     cdef uint8_t proto = 0, cur = 0
     cdef bint hf = False
     cdef uint16_t fo = 0
     cdef uint8_t mf = 0
     cdef uint32_t fid = 0
-    cdef int r
+    cdef int r, bad_opts = -1
     if n < 1:
-        return
+        return 1
     if (p[0] >> 4) == 4:
         if n < 20:
-            return
+            return 20
         ihl = (p[0] & 0x0F) * 4
-        if ihl < 20 or n < ihl:
-            return
+        if ihl < 20:
+            return 0
+        if n < ihl:
+            return ihl
         k.inner_l3 = 4
         k.inner_src_lo = be32(p + 12)
         k.inner_dst_lo = be32(p + 16)
         proto = p[9]
         k.inner_proto = proto
         if (be16(p + 6) & 0x1FFF) != 0:
-            return
+            return 0
         off = ihl
     elif (p[0] >> 4) == 6:
         if n < 40:
-            return
+            return 40
         k.inner_l3 = 6
         k.inner_src_hi = be64(p + 8)
         k.inner_src_lo = be64(p + 16)
         k.inner_dst_hi = be64(p + 24)
         k.inner_dst_lo = be64(p + 32)
-        r = walk6(p, n, &off, &proto, &cur, &fo, &mf, &fid, &hf)
+        r = walk6(p, n, &off, &proto, &cur, &fo, &mf, &fid, &hf, &need, &bad_opts)
         k.inner_proto = proto
-        if r != 0:
-            return
+        if r == 1:
+            return need
+        if r != 0 or bad_opts >= 0:
+            return 0
     else:
-        return
+        return 0
     # off <= n here (an accepted header lies inside the n bytes)
     if proto == 6 or proto == 17:
-        if n - off >= 4:
-            k.inner_sport = be16(p + off)
-            k.inner_dport = be16(p + off + 2)
+        if n - off < 4:
+            return off + 4
+        k.inner_sport = be16(p + off)
+        k.inner_dport = be16(p + off + 2)
     elif proto == 1 or proto == 58:
-        if n - off >= 8 and icmp_echo(proto, p[off]):
+        if n - off < 1:
+            return off + 1
+        if icmp_echo(proto, p[off]):
+            if n - off < 6:
+                return off + 6
             k.inner_sport = be16(p + off + 4)
+    return 0
 
 
-cdef inline void decode_l4(const uint8_t* t, uint32_t n, Pkt* k) noexcept nogil:
-    """The transport header at t (n bytes of the datagram's payload available)."""
+cdef inline void decode_l4(const uint8_t* t, uint32_t n, uint32_t w, Pkt* k) noexcept nogil:
+    """The transport header at t: n bytes of the datagram's payload captured, w (>= n) on the wire.
+
+    n < w when the snap length cut the datagram (S15): the packet is still decoded when the fields
+    classification and connection tracking need were captured (TCP ports and flags, UDP ports,
+    ICMP type and code, an echo's identifier, an error's quoted header); a header that the wire
+    length itself cannot hold is malformed as in an uncut packet.
+    """
     cdef uint8_t proto = k.proto
-    cdef uint32_t doff
+    cdef uint32_t doff, need
     if proto == 6:
         if n >= 4:
             k.sport = be16(t)
@@ -359,20 +403,20 @@ cdef inline void decode_l4(const uint8_t* t, uint32_t n, Pkt* k) noexcept nogil:
         if n >= 14:
             k.tcp_flags = ((<uint16_t>t[12] & 0x0F) << 8) | t[13]
             k.flags |= F_TCPFLAGS
-        if n < 20:
+        if w < 20 or n < 14:
             bad(k, D_TRUNC_TCP, n)
             return
         doff = t[12] >> 4
         if doff < 5:
             bad(k, D_TCP_DOFF, doff)
-        elif doff * 4 > n:
+        elif doff * 4 > w:
             bad(k, D_TRUNC_TCP, n)
     elif proto == 17:
         if n >= 4:
             k.sport = be16(t)
             k.dport = be16(t + 2)
             k.flags |= F_PORTS
-        if n < 8:
+        if w < 8 or n < 4:
             bad(k, D_TRUNC_UDP, n)
     elif proto == 1 or proto == 58:
         if n >= 1:
@@ -381,21 +425,30 @@ cdef inline void decode_l4(const uint8_t* t, uint32_t n, Pkt* k) noexcept nogil:
         if n >= 2:
             k.icmp_code = t[1]
             k.flags |= F_ICMPCODE
-        if n < 4:
+        if w < 4 or n < 2:
             bad(k, D_TRUNC_ICMP, n)
             return
         if icmp_echo(proto, t[0]):
-            if n < 8:
+            if w < 8 or n < 6:
                 bad(k, D_TRUNC_ICMP, n)
             else:
                 k.icmp_id = be16(t + 4)
-        elif icmp_error(proto, t[0]) and n > 8:
-            decode_inner(t + 8, n - 8, k)
+        elif icmp_error(proto, t[0]):
+            if n > 8:
+                need = decode_inner(t + 8, n - 8, k)
+            else:
+                need = 1
+            if n < w and w > 8 and need != 0 and need <= w - 8:
+                bad(k, D_TRUNC_QUOTE, t[0])
 
 
-cdef inline void decode_ip4(const uint8_t* p, uint32_t n, Pkt* k) noexcept nogil:
-    cdef uint32_t ihl, total, end
+cdef inline void decode_ip4(const uint8_t* p, uint32_t n, uint32_t wire, Pkt* k) noexcept nogil:
+    # n bytes captured, wire (>= n) on the wire
+    cdef uint32_t ihl, total, end, wend
     cdef uint16_t fo
+    if n < 20 or (p[0] & 0x0F) < 5 or n < <uint32_t>(p[0] & 0x0F) * 4:
+        if n < wire:
+            k.flags |= F_TRUNC    # the cut is somewhere inside the datagram
     if n < 20:
         bad(k, D_TRUNC_IP4, n)
         return
@@ -417,27 +470,50 @@ cdef inline void decode_ip4(const uint8_t* p, uint32_t n, Pkt* k) noexcept nogil
     k.flags |= F_L3 | F_PROTO
     total = be16(p + 2)
     end = n
+    wend = wire
     if total == 0:
-        pass                  # segmentation offload: the length is unknown, use what was captured
+        pass                  # segmentation offload: the length is unknown, use the frame's
     elif total < ihl:
         bad(k, D_IP4_TOTLEN, total)
         return
+    elif total > wire:
+        bad(k, D_DGRAM_WIRE if n < wire else D_DGRAM_CUT, total)
     elif total > n:
-        bad(k, D_DGRAM_CUT, total)
+        wend = total          # cut by the snap length: the headers are read from what was captured
     else:
         end = total
+        wend = total
+    if n < wire and end < wend:
+        k.flags |= F_TRUNC
     if k.frag_offset != 0:
         return                # a non-first fragment carries no transport header
-    decode_l4(p + ihl, end - ihl, k)      # ihl <= end: ihl <= n, and ihl <= total when end == total
+    # ihl <= end <= wend: ihl <= n, and ihl <= total when end or wend is total
+    decode_l4(p + ihl, end - ihl, wend - ihl, k)
 
 
-cdef inline void decode_ip6(const uint8_t* p, uint32_t n, Pkt* k) noexcept nogil:
-    cdef uint32_t end, plen, off = 0
+cdef inline void decode_ip6(const uint8_t* p, uint32_t n, uint32_t wire, Pkt* k) noexcept nogil:
+    # n bytes captured, wire (>= n) on the wire
+    cdef uint32_t end, wend, plen, off = 0, need = 0
     cdef uint8_t nh = 0, cur = 0
     cdef bint hf = False
-    cdef int r
+    cdef int r, bad_opts = -1
     if n < 40:
+        # a cut fixed header: what tshark shows of it too -- the version, the next header when it
+        # is an upper-layer protocol, and the source address when its 16 bytes are there (the
+        # `aux` of this detail is n, which `sgdp decode` uses to show the source and not the
+        # destination); the packet is malformed
+        if n >= 7:
+            k.l3 = 6
+            k.flags |= F_L3
+            if not is_ext6(p[6]) and p[6] != 44:
+                k.proto = p[6]
+                k.flags |= F_PROTO
+        if n >= 24:
+            k.src_hi = be64(p + 8)
+            k.src_lo = be64(p + 16)
         bad(k, D_TRUNC_IP6, n)
+        if n < wire:
+            k.flags |= F_TRUNC
         return
     k.l3 = 6
     k.src_hi = be64(p + 8)
@@ -447,51 +523,78 @@ cdef inline void decode_ip6(const uint8_t* p, uint32_t n, Pkt* k) noexcept nogil
     k.flags |= F_L3
     plen = be16(p + 4)
     end = 40 + plen
+    wend = end
     if plen == 0:
-        end = n               # jumbogram or offload: use what was captured
-    elif end > n:
-        bad(k, D_DGRAM_CUT, end)
+        end = n               # jumbogram or offload: use the frame's length
+        wend = wire
+    elif end > wire:
+        bad(k, D_DGRAM_WIRE if n < wire else D_DGRAM_CUT, end)
         end = n
-    r = walk6(p, end, &off, &nh, &cur, &k.frag_offset, &k.more_fragments, &k.frag_id, &hf)
+        wend = n
+    elif end > n:
+        end = n               # cut by the snap length: the headers are read from what was captured
+    if n < wire and end < wend:
+        k.flags |= F_TRUNC
+    r = walk6(p, end, &off, &nh, &cur, &k.frag_offset, &k.more_fragments, &k.frag_id, &hf, &need, &bad_opts)
     k.proto = nh
-    k.flags |= F_PROTO
+    if bad_opts >= 0:
+        # malformed options: the packet is malformed; the fields after them are still shown (tshark)
+        bad(k, D_EXT_OPTS, <uint32_t>bad_opts)
     if r == 1:
+        # a header of the chain is cut short: its protocol is the last next-header value read,
+        # except for a hop-by-hop header of which no byte was captured (tshark dissects that header
+        # as part of the fixed header and shows no protocol; of a later header with no byte, it
+        # shows the previous header's next header)
+        if off < end or cur != 0:
+            k.flags |= F_PROTO
         bad(k, D_TRUNC_EXT, cur)
         return
+    k.flags |= F_PROTO
     if r == 3:
         bad(k, D_EXT_OPTS, cur)
         return
     if r == 2 or k.frag_offset != 0:
         return
-    decode_l4(p + off, end - off, k)      # off <= end: walk6 only accepts headers inside end
+    decode_l4(p + off, end - off, wend - off, k)      # off <= end <= wend: walk6 only accepts headers inside end
 
 
-cdef inline void decode_ip_any(const uint8_t* p, uint32_t n, Pkt* k) noexcept nogil:
+cdef inline void decode_ip_any(const uint8_t* p, uint32_t n, uint32_t wire, Pkt* k) noexcept nogil:
     # IPv4 ethertype/family, or a raw link type: the version nibble decides (as tshark does).
     if n < 1:
         bad(k, D_TRUNC_IP4, 0)
+        if n < wire:
+            k.flags |= F_TRUNC
     elif (p[0] >> 4) == 4:
-        decode_ip4(p, n, k)
+        decode_ip4(p, n, wire, k)
     elif (p[0] >> 4) == 6:
-        decode_ip6(p, n, k)
+        decode_ip6(p, n, wire, k)
     else:
         bad(k, D_IP_VERSION, p[0] >> 4)
 
-cdef inline void decode_ip6_only(const uint8_t* p, uint32_t n, Pkt* k) noexcept nogil:
+cdef inline void decode_ip6_only(const uint8_t* p, uint32_t n, uint32_t wire, Pkt* k) noexcept nogil:
     if n < 1:
         bad(k, D_TRUNC_IP6, 0)
+        if n < wire:
+            k.flags |= F_TRUNC
     elif (p[0] >> 4) != 6:
         bad(k, D_IP6_VERSION, p[0] >> 4)
     else:
-        decode_ip6(p, n, k)
+        decode_ip6(p, n, wire, k)
 
 
-cdef inline void decode_frame(const uint8_t* p, uint32_t n, uint32_t link, Pkt* k) noexcept nogil:
-    """Decode one frame of n captured bytes with the given link type into k."""
+cdef inline void decode_frame(const uint8_t* p, uint32_t n, uint32_t wire, uint32_t link, Pkt* k) noexcept nogil:
+    """Decode one frame of n captured bytes (wire >= n on the wire) with the given link type into k.
+
+    The IP layer gets the bytes after the link-layer header, captured and on the wire; it sets
+    F_TRUNC when the snap length cut its datagram. A frame without IP that lost bytes to the snap
+    length is marked F_TRUNC here.
+    """
     cdef uint32_t off, et, fam
     if link == 1:                                   # Ethernet
         if n < 14:
             bad(k, D_TRUNC_LINK, n)
+            if n < wire:
+                k.flags |= F_TRUNC
             return
         k.src_mac = mac48(p + 6)
         et = be16(p + 12)
@@ -499,6 +602,8 @@ cdef inline void decode_frame(const uint8_t* p, uint32_t n, uint32_t link, Pkt* 
     elif link == 113:                               # Linux cooked v1
         if n < 16:
             bad(k, D_TRUNC_LINK, n)
+            if n < wire:
+                k.flags |= F_TRUNC
             return
         if be16(p + 2) == 1 and be16(p + 4) == 6:   # ARPHRD_ETHER, 6-byte sender address
             k.src_mac = mac48(p + 6)
@@ -507,35 +612,45 @@ cdef inline void decode_frame(const uint8_t* p, uint32_t n, uint32_t link, Pkt* 
     elif link == 276:                               # Linux cooked v2
         if n < 20:
             bad(k, D_TRUNC_LINK, n)
+            if n < wire:
+                k.flags |= F_TRUNC
             return
         if be16(p + 8) == 1 and p[11] == 6:
             k.src_mac = mac48(p + 12)
         et = be16(p)
         off = 20
     elif link == 101 or link == 228 or link == 229 or link == 12 or link == 14:   # raw IP
-        decode_ip_any(p, n, k)
+        decode_ip_any(p, n, wire, k)
         return
     elif link == 0 or link == 108:                  # BSD loopback (host order) / OpenBSD loop (network order)
         if n < 4:
             bad(k, D_TRUNC_LINK, n)
+            if n < wire:
+                k.flags |= F_TRUNC
             return
         fam = le32(p)
         if fam > 0xFFFF:                            # written in the other byte order
             fam = be32(p)
         if fam == 2:
-            decode_ip_any(p + 4, n - 4, k)
+            decode_ip_any(p + 4, n - 4, wire - 4, k)
         elif fam == 10 or fam == 24 or fam == 28 or fam == 30:
-            decode_ip6_only(p + 4, n - 4, k)
+            decode_ip6_only(p + 4, n - 4, wire - 4, k)
         else:
             non_ip(k, D_FAMILY, fam)
+            if n < wire:
+                k.flags |= F_TRUNC
         return
     else:
         non_ip(k, D_LINKTYPE, link)
+        if n < wire:
+            k.flags |= F_TRUNC
         return
     # ethertype chain: 802.1Q / 802.1ad / QinQ tags, any depth (each step consumes 4 bytes)
     while et == 0x8100 or et == 0x88A8 or et == 0x9100 or et == 0x9200:
         if n < off + 4:
             bad(k, D_TRUNC_VLAN, n)
+            if n < wire:
+                k.flags |= F_TRUNC
             return
         et = be16(p + off + 2)
         off += 4
@@ -546,13 +661,18 @@ cdef inline void decode_frame(const uint8_t* p, uint32_t n, uint32_t link, Pkt* 
             off += 8
         else:
             non_ip(k, D_LLC, et)
+            if n < wire:
+                k.flags |= F_TRUNC
             return
+    # off <= n <= wire here: every header consumed above was checked to lie inside the n bytes
     if et == 0x0800:
-        decode_ip_any(p + off, n - off, k)
+        decode_ip_any(p + off, n - off, wire - off, k)
     elif et == 0x86DD:
-        decode_ip6_only(p + off, n - off, k)
+        decode_ip6_only(p + off, n - off, wire - off, k)
     else:
         non_ip(k, D_ETHERTYPE, et)
+        if n < wire:
+            k.flags |= F_TRUNC
 
 
 cdef inline void store(Cols* c, Py_ssize_t i, Pkt* k) noexcept nogil:
@@ -605,7 +725,9 @@ cdef inline void record(Cols* c, Py_ssize_t i, const uint8_t* data, int64_t offs
     k.caplen = present
     k.wirelen = wirelen
     k.flags = flags
-    decode_frame(data, present, link, &k)
+    # the frame's length on the wire, never less than what was captured (a record whose original
+    # length is below its captured length is read as not cut)
+    decode_frame(data, present, wirelen if wirelen > present else present, link, &k)
     store(c, i, &k)
 
 cdef inline uint32_t spb_caplen(uint32_t orig, int64_t blen, uint32_t snaplen) noexcept nogil:

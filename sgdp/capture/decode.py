@@ -1,8 +1,11 @@
 """``sgdp decode CAPTURE... [--csv]``: what the capture reader saw, one row per packet (SPEC §5).
 
 Columns: ``index, ts, caplen, wirelen, l3, src, dst, proto, sport, dport, icmp_type, icmp_code,
-tcp_flags, frag_offset, more_fragments, status, detail``. A field the reader did not decode (no IP
-header, no ports, no ICMP header, no timestamp in a pcapng simple packet block) is empty.
+tcp_flags, frag_offset, more_fragments, truncated, status, detail``. A field the reader did not
+decode (no IP header, no ports, no ICMP header, no timestamp in a pcapng simple packet block) is
+empty; of an IPv6 header cut short, the source address shows when its bytes were captured, as in
+tshark. ``truncated`` (0/1) marks a packet that the snap length cut before the end of its IP
+datagram (S15: it is evaluated from its headers when they were captured, else ``malformed``).
 ``index`` counts from 0 across all captures given, as in a replay's verdict file. Without
 ``--csv`` the rows are printed as an aligned text table.
 """
@@ -12,15 +15,17 @@ from __future__ import annotations
 import socket
 from typing import Iterator
 
-from sgdp.capture.ingest import DEFAULT_BATCH_SIZE, FLAG, CaptureBatch, detail_text, read_batches
+from sgdp.capture.ingest import DEFAULT_BATCH_SIZE, DETAIL, FLAG, CaptureBatch, detail_text, read_batches
 from sgdp.capture.packet import STATUS_NAMES
 
 COLUMNS = ("index", "ts", "caplen", "wirelen", "l3", "src", "dst", "proto", "sport", "dport", "icmp_type",
-           "icmp_code", "tcp_flags", "frag_offset", "more_fragments", "status", "detail")
+           "icmp_code", "tcp_flags", "frag_offset", "more_fragments", "truncated", "status", "detail")
 DECODE_COLUMNS = COLUMNS
 
 _F_L3, _F_PROTO, _F_PORTS = FLAG["l3"], FLAG["proto"], FLAG["ports"]
 _F_TCPFLAGS, _F_ICMPTYPE, _F_ICMPCODE, _F_NOTS = FLAG["tcp_flags"], FLAG["icmp_type"], FLAG["icmp_code"], FLAG["no_ts"]
+_F_TRUNC = FLAG["truncated"]
+_D_TRUNC_IP6 = DETAIL["trunc_ip6"]
 
 
 def format_ts(sec: int, nsec: int) -> str:
@@ -48,7 +53,11 @@ def batch_rows(batch: CaptureBatch, first_index: int) -> Iterator[list[str]]:
     for i in range(len(batch)):
         f = flags[i]
         row = [str(first_index + i), "" if f & _F_NOTS else format_ts(sec[i], nsec[i]), str(caplen[i]), str(wirelen[i])]
-        if f & _F_L3:
+        if f & _F_L3 and detail[i] == _D_TRUNC_IP6:
+            # an IPv6 header cut short (aux: its captured bytes): the source when it was captured
+            src = _addr(6, cols["src_hi"][i], cols["src_lo"][i]) if aux[i] >= 24 else ""
+            row += ["6", src, ""]
+        elif f & _F_L3:
             l3 = cols["l3"][i]
             row += [str(l3), _addr(l3, cols["src_hi"][i], cols["src_lo"][i]), _addr(l3, cols["dst_hi"][i], cols["dst_lo"][i])]
         else:
@@ -63,6 +72,7 @@ def batch_rows(batch: CaptureBatch, first_index: int) -> Iterator[list[str]]:
             row += [str(cols["frag_offset"][i]), str(cols["more_fragments"][i])]
         else:
             row += ["", ""]
+        row.append("1" if f & _F_TRUNC else "0")
         row.append(STATUS_NAMES[cols["status"][i]])
         row.append(detail_text(detail[i], aux[i], caplen[i], wirelen[i]) if detail[i] else "")
         yield row

@@ -11,9 +11,14 @@ What the reader decides (S15):
 * Every record becomes one row: ``status`` OK, NON_IP (frames that carry no IP: ARP, LLDP, other
   link types) or MALFORMED, with a ``detail`` code saying why (text: :func:`detail_text`).
 * MALFORMED: a header the reader needs is missing or invalid (link layer, IP, IPv6 extension
-  headers, TCP/UDP/ICMP header), or the IP datagram is longer than the bytes captured, whether the
-  snap length or a bad length field is the cause. A frame whose IP datagram is complete is OK even
-  when the capture dropped trailing bytes after it (Ethernet padding, FCS).
+  headers, TCP/UDP/ICMP header), or the IP datagram is longer than its frame on the wire (the
+  record's original length). A packet cut short by the snap length (``caplen < wirelen``) is OK
+  when the fields classification needs were captured: the IP header with its extension headers,
+  the TCP ports and flags, the UDP ports, the ICMP/ICMPv6 type and code (an echo's identifier; an
+  error's quoted addresses, protocol and ports or identifier, as far as the quote had them on the
+  wire). Such a row has the ``truncated`` flag (``FLAG["truncated"]``); a frame whose IP datagram
+  is complete is not truncated even when the capture dropped trailing bytes after it (Ethernet
+  padding, FCS).
 * The last record cut short by the end of the file is MALFORMED ("record cut short by the end of
   the file") when its declared captured length is plausible (at most the snap length and 262144
   bytes); a record claiming more, or anything else structurally wrong, raises
@@ -65,7 +70,8 @@ MAX_BLOCK = _ingest.LIMITS["max_block"]
 _R_FULL, _R_NEED, _R_END, _R_ERROR = RESULT["full"], RESULT["need"], RESULT["end"], RESULT["error"]
 # details that mean "bytes missing": prefixed with the snap-length cut when caplen < wirelen
 _TRUNCATIONS = {DETAIL[k] for k in ("trunc_link", "trunc_vlan", "trunc_ip4", "trunc_ip4_opt", "dgram_cut",
-                                    "trunc_ip6", "trunc_ext", "trunc_tcp", "trunc_udp", "trunc_icmp")}
+                                    "trunc_ip6", "trunc_ext", "trunc_tcp", "trunc_udp", "trunc_icmp",
+                                    "trunc_quote")}
 _DETAIL_TEXT = {
     DETAIL["none"]: lambda a: "",
     DETAIL["ethertype"]: lambda a: f"ethertype 0x{a:04x} is not IP",
@@ -89,6 +95,8 @@ _DETAIL_TEXT = {
     DETAIL["trunc_udp"]: lambda a: "UDP header cut short",
     DETAIL["trunc_icmp"]: lambda a: "ICMP header cut short",
     DETAIL["ext_opts"]: lambda a: f"IPv6 extension header {a} has malformed options",
+    DETAIL["dgram_wire"]: lambda a: f"IP datagram of {a} bytes is longer than its frame on the wire",
+    DETAIL["trunc_quote"]: lambda a: f"the header quoted by the ICMP error (type {a}) is cut short",
 }
 
 

@@ -14,7 +14,8 @@ cdef struct Endpoint:
     int32_t idx
 
 # Connection-tracking key, normalised: side a <= side b as (hi, lo, port) triples.
-# table: 0 security groups, 1 network ACL; nic: NIC index the table belongs to.
+# table: 0 security groups, 1 network ACL, 2 load-balancer sessions (S14: at the backend NIC, keyed
+# by the client's 5-tuple as sent to the listener); nic: NIC index the table belongs to.
 cdef struct CtKey:
     uint64_t a_hi
     uint64_t a_lo
@@ -30,6 +31,7 @@ cdef struct CtKey:
 # One slot of the open-addressing table. lb: opened by a load balancer's client-IP-transfer forwarding. used: 0 empty, 1 occupied.
 # state: TCP 0 not yet established, 1 established, 2 closing; others 0 unreplied, 1 replied.
 # orig_low: 1 when the opener was side a of the key. inbound: opened at an ingress stage.
+# aux: a load-balancer session's backend-leg source port (table 2). 64 bytes with the key.
 cdef struct CtSlot:
     CtKey key
     double last
@@ -38,6 +40,7 @@ cdef struct CtSlot:
     uint8_t orig_low
     uint8_t inbound
     uint8_t lb
+    uint16_t aux
 
 # Remembered first fragment (S15): key and the verdict row it got.
 cdef struct FragSlot:
@@ -91,10 +94,16 @@ cdef struct Pkt:
     uint8_t inner_proto
 
 # What each stage of one packet sees (reference.View, per stage), filled by resolve_one.
-# mode: early verdict (ev/er/einst), normal, load-balancer bypass or forward, or a possible reply of
-# a client-IP-transfer flow. e_*: the sender's egress (peer address, genuine-member flag, the source
-# the outbound ACL sees); i_*: the receiver's ingress (peer, the addresses and destination port of
-# the packet as delivered, the destination the inbound ACL sees); b_*: the load balancer's backend.
+# mode: early verdict (ev/er/einst), normal, load-balancer bypass or forward, or a packet to a
+# load-balancer address without a listener from a NIC (a reply on a backend leg when the NIC has a
+# live entry). e_*: the sender's egress (peer address, genuine-member flag, the source the outbound
+# ACL sees); i_*: the receiver's ingress (peer, the addresses and destination port of the packet as
+# delivered, the destination the inbound ACL sees); b_*: the load balancer's backend.
+# The S14 checks that need connection tracking (Dataplane.evaluate): lbform_lb, the load balancer
+# that sent a packet (a reply of one of its sessions?, -1: none); reply_nic, the sending NIC (a
+# backend's reply in a client-IP-transfer session?, -1: not a candidate); fwd, 1 for the forwarded
+# leg of a client-IP-transfer listener as captured on the backend (i_nic), 2 for a candidate that
+# counts only within the client's session; path: whether the sender and receiver have a path.
 cdef struct View:
     uint64_t e_peer_hi
     uint64_t e_peer_lo
@@ -112,6 +121,8 @@ cdef struct View:
     int32_t e_nic
     int32_t i_nic
     int32_t b_nic
+    int32_t lbform_lb
+    int32_t reply_nic
     uint16_t i_dport
     uint16_t b_port
     uint8_t mode
@@ -120,6 +131,8 @@ cdef struct View:
     uint8_t e_gen
     uint8_t i_gen
     uint8_t exempt
+    uint8_t fwd
+    uint8_t path
 
 # One slot of a plan's exact-address hash table (count 0: empty): the candidates of address
 # (l3, hi, lo) are c_kind/c_how/c_idx[start : start + count].

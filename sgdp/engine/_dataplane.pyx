@@ -43,7 +43,7 @@ DEF M_EARLY = 0
 DEF M_NORMAL = 1
 DEF M_BYPASS = 2
 DEF M_FORWARD = 3
-DEF M_LBREPLY = 4
+DEF M_NOLISTENER = 4
 
 # verdict, reason and direction codes (sgdp.packet.VERDICTS / REASONS / DIRECTIONS)
 DEF V_ALLOW = 0
@@ -158,6 +158,14 @@ cdef class Plan:
     cdef const int32_t[::1] ls_bcount
     cdef const int32_t[::1] be_nic
     cdef const uint16_t[::1] be_port
+    cdef const int32_t[::1] be_ls      # backend -> its listener
+    cdef const int32_t[::1] ls_lb      # listener -> its load balancer
+    cdef const uint64_t[::1] lb_vip
+    cdef const uint64_t[::1] lb_eip
+    cdef const uint8_t[::1] lb_has_eip
+    cdef const int32_t[::1] nb_start   # NIC -> nb_be[start : start + count], the backends forwarding to it
+    cdef const int32_t[::1] nb_count
+    cdef const int32_t[::1] nb_be
     # first-match tables: security-group policy per (NIC, direction code), ACL table per (ACL, way);
     # a table's rows map to global rule indexes (names.rules) and allow flags at [off[t] + row]
     cdef const int32_t[::1] nic_sg
@@ -199,6 +207,9 @@ cdef class Plan:
         self.ls_proto = a["ls_proto"]; self.ls_port = a["ls_port"]; self.ls_bypass = a["ls_bypass"]
         self.ls_bstart = a["ls_bstart"]; self.ls_bcount = a["ls_bcount"]
         self.be_nic = a["be_nic"]; self.be_port = a["be_port"]
+        self.be_ls = a["be_ls"]; self.ls_lb = a["ls_lb"]
+        self.lb_vip = a["lb_vip"]; self.lb_eip = a["lb_eip"]; self.lb_has_eip = a["lb_has_eip"]
+        self.nb_start = a["nb_start"]; self.nb_count = a["nb_count"]; self.nb_be = a["nb_be"]
         self.nic_sg = a["nic_sg"]; self.acl_way = a["acl_way"]
         self.sg_off = a["sg_off"]; self.sg_rule = a["sg_rule"]; self.sg_allow = a["sg_allow"]
         self.acl_off = a["acl_off"]; self.acl_rule = a["acl_rule"]; self.acl_allow = a["acl_allow"]
@@ -383,10 +394,25 @@ cdef inline uint64_t lb_hash(uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl,
 
 # ---------------------------------------------------------------------------------- resolve
 
+cdef bint bypass_listener_to(Plan p, int32_t nic, uint8_t proto, uint16_t port) noexcept nogil:
+    """reference._forwarded_leg's listener test: a client-IP-transfer listener of this protocol
+    forwards to the NIC on this port."""
+    cdef Py_ssize_t k
+    cdef int32_t be, li
+    # nb_start/nb_count/nb_be, be_ls are in range (checked by fast.py)
+    for k in range(p.nb_start[nic], p.nb_start[nic] + p.nb_count[nic]):
+        be = p.nb_be[k]
+        li = p.be_ls[be]
+        if p.be_port[be] == port and p.ls_proto[li] == proto and p.ls_bypass[li]:
+            return True
+    return False
+
+
 cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoint* S, Endpoint* R,
                       View* v) noexcept nogil:
     """reference._evaluate up to the stages: endpoints (S5), path (S6), local, load balancer (S14),
-    ACL exemptions (S13), and the view each stage sees."""
+    ACL exemptions (S13), and the view each stage sees. The S14 checks that need connection
+    tracking are left to Dataplane.evaluate (View.lbform_lb, reply_nic, fwd)."""
     cdef int ns, nr, a, b, m, k
     cdef Endpoint s, r
     cdef int32_t snic, rnic, lb, li, bi
@@ -400,6 +426,8 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
     v.e_nic = -1
     v.i_nic = -1
     v.b_nic = -1
+    v.lbform_lb = -1
+    v.reply_nic = -1
     # senders (reference._sender_candidates)
     m = mac_lookup(p, mac)
     ns = candidates(p, l3, sh, sl, S)
@@ -427,6 +455,9 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
             break
     snic = s.idx if s.kind == K_NIC else -1
     rnic = r.idx if r.kind == K_NIC else -1
+    if s.kind == K_LB and r.kind != K_LB:
+        v.lbform_lb = s.idx        # perhaps a reply of one of its sessions, as the LB sends it
+        v.i_nic = rnic
     if snic < 0 and rnic < 0 and r.kind != K_LB:
         v.ev = V_UNMODELLED; v.er = R_UNMODELLED
         return
@@ -446,6 +477,13 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
                     break
         if li < 0:
             v.ev = V_DENY; v.er = R_NO_ROUTE
+            if snic >= 0 and not pk.frag:
+                # a reply on a backend leg to the LB's own address, when the NIC has a live entry
+                v.mode = M_NOLISTENER
+                v.e_nic = snic
+                v.e_peer_hi = dh; v.e_peer_lo = dl; v.e_gen = 0
+                v.e_asrc_hi = sh; v.e_asrc_lo = sl
+                v.exempt = 1
             return
         if snic >= 0:
             v.e_nic = snic
@@ -468,18 +506,21 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
         v.i_dport = v.b_port
         v.i_adst_lo = p.nic_ip[v.b_nic]
         return
-    if not has_path(p, s, r, l3):
+    if snic >= 0 and not pk.frag:
+        v.reply_nic = snic     # perhaps a backend's reply in a client-IP-transfer session
+    if (rnic >= 0 and r.how == H_FIXED and l3 == 4 and dh == 0 and dl == p.nic_ip[rnic] and not pk.frag
+            and (proto == TCP or proto == UDP) and bypass_listener_to(p, rnic, proto, pk.dport)):
+        # reference._forwarded_leg: the forwarded leg as a capture on the backend shows it
+        if s.kind == K_EXTERNAL:
+            v.fwd = 1
+        elif s.kind == K_VPC or s.kind == K_PRIVATE or (s.kind == K_NIC and (s.how == H_FIXED or s.how == H_VIP)):
+            v.fwd = 2
+    v.path = has_path(p, s, r, l3)
+    if not v.path:
         v.ev = V_DENY; v.er = R_NO_ROUTE
         v.einst = p.nic_inst[snic] if snic >= 0 else p.nic_inst[rnic]
-        if snic >= 0 and not pk.frag:
-            # perhaps a backend's reply in a client-IP-transfer flow: evaluate() decides
-            v.mode = M_LBREPLY
-            v.e_nic = snic
-            v.e_peer_hi = dh; v.e_peer_lo = dl; v.e_gen = 0
-            v.e_asrc_hi = sh; v.e_asrc_lo = sl
-            v.exempt = 1
-        return
-    v.mode = M_NORMAL
+    else:
+        v.mode = M_NORMAL
     internet = s.how == H_EIP or r.how == H_EIP
     v.exempt = acl_exempt(p, l3, sh, sl, dh, dl, proto, pk.sport, pk.dport, s, r)
     if snic >= 0:
@@ -610,6 +651,7 @@ cdef class Dataplane:
     cdef Py_ssize_t fcount
     cdef Py_ssize_t fcursor
     cdef public double now
+    cdef bint any_lb  # a load-balancer entry was ever made: until then no packet needs to look for one
     cdef public object hits  # int64 [n_rules, 3] (by direction code)
     cdef int64_t* hits_ptr  # hits' data: [rule * 3 + direction]; rule < n_rules by construction
 
@@ -629,6 +671,7 @@ cdef class Dataplane:
         self.cursor = 0
         self.fcursor = 0
         self.now = -1e300
+        self.any_lb = False
         self.hits = np.zeros((max(n_rules, 1), 3), dtype=np.int64)
         h = self.hits
         self.hits_ptr = &h[0, 0]
@@ -697,7 +740,9 @@ cdef class Dataplane:
             else:
                 self.cursor = (self.cursor + 1) & (self.cap - 1)
 
-    cdef int ct_insert(self, const CtKey* k, uint8_t state, uint8_t orig_low, uint8_t inbound, uint8_t lb) except -1 nogil:
+    cdef Py_ssize_t ct_insert(self, const CtKey* k, uint8_t state, uint8_t orig_low, uint8_t inbound,
+                              uint8_t lb) except -1 nogil:
+        """Insert a new entry (the key is not in the table); returns its slot."""
         cdef Py_ssize_t j, mask
         self.ct_sweep()
         if (self.count + 1) * 2 > self.cap:
@@ -712,9 +757,10 @@ cdef class Dataplane:
         self.slots[j].orig_low = orig_low
         self.slots[j].inbound = inbound
         self.slots[j].lb = lb
+        self.slots[j].aux = 0
         self.slots[j].last = self.now
         self.count += 1
-        return 0
+        return j
 
     # -- fragments ------------------------------------------------------------------------
 
@@ -923,41 +969,209 @@ cdef class Dataplane:
             free(S)
             free(R)
 
-    cdef int evaluate(self, Plan p, Pkt* pk, Row* row, View* v) except -1 nogil:
-        """reference._evaluate after endpoint resolution: the stages and connection tracking."""
+    cdef inline bint live(self, Py_ssize_t j, uint8_t proto) noexcept nogil:
+        return j >= 0 and not (self.now - self.slots[j].last > ct_timeout(proto, self.slots[j].state))
+
+    cdef Py_ssize_t lb_entry(self, Plan p, Pkt* pk, int32_t nic) noexcept nogil:
+        """reference._lb_reply: the NIC's live load-balancer (client-IP transfer) entry of the
+        packet's flow, or -1."""
+        cdef CtKey k
+        cdef uint8_t orig_low
+        cdef Py_ssize_t j = -1
+        if make_key(&k, p, nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, port_or_0(pk, pk.sport),
+                    pk.dst_hi, pk.dst_lo, port_or_0(pk, pk.dport), pk.icmp_type, pk.icmp_id, &orig_low):
+            j = self.ct_find(&k)
+        if j < 0 or not self.slots[j].lb or not self.live(j, k.proto):
+            return -1
+        return j
+
+    cdef int32_t lb_form_reply(self, Plan p, Pkt* pk, int32_t lb) noexcept nogil:
+        """reference._lb_form_reply: a packet from a listener's address and port; when it belongs
+        to a live session, advance the backend leg's entry and return the backend NIC (else -1)."""
+        cdef CtKey k
+        cdef uint8_t orig_low
+        cdef Py_ssize_t j, sj = -1, kk
+        cdef int32_t li = -1, bi, bnic
+        cdef uint64_t h, peer_lo, peer_hi
+        cdef uint16_t peer_port
+        if not is_port(pk.proto) or pk.frag:
+            return -1
+        for kk in range(p.lb_lstart[lb], p.lb_lstart[lb] + p.lb_lcount[lb]):
+            if p.ls_proto[kk] == pk.proto and p.ls_port[kk] == pk.sport:
+                li = <int32_t>kk
+                break
+        if li < 0:
+            return -1
+        h = lb_hash(pk.dst_hi, pk.dst_lo, pk.src_hi, pk.src_lo, pk.proto, pk.dport, pk.sport)
+        bi = p.ls_bstart[li] + <int32_t>(h % <uint64_t>p.ls_bcount[li])
+        bnic = p.be_nic[bi]
+        if p.ls_bypass[li]:
+            peer_hi = pk.dst_hi; peer_lo = pk.dst_lo; peer_port = pk.dport
+        else:
+            make_key(&k, p, bnic, 2, pk.l3, pk.proto, pk.dst_hi, pk.dst_lo, pk.dport, pk.src_hi, pk.src_lo, pk.sport,
+                     -1, 0, &orig_low)
+            sj = self.ct_find(&k)
+            if not self.live(sj, pk.proto):
+                return -1
+            peer_hi = 0; peer_lo = p.lb_source[p.ls_lb[li]]; peer_port = self.slots[sj].aux
+        make_key(&k, p, bnic, 0, 4, pk.proto, 0, p.nic_ip[bnic], p.be_port[bi], peer_hi, peer_lo, peer_port,
+                 -1, 0, &orig_low)
+        j = self.ct_find(&k)
+        if not self.live(j, pk.proto) or (sj < 0 and not self.slots[j].lb):
+            return -1
+        advance(&self.slots[j], pk.proto, pk.flags, self.now, orig_low != self.slots[j].orig_low)
+        if sj >= 0:
+            advance(&self.slots[sj], pk.proto, pk.flags, self.now, True)
+        return bnic
+
+    cdef bint client_entry(self, Plan p, Pkt* pk, int32_t cnic, int32_t bnic) noexcept nogil:
+        """reference._client_entry: the client NIC's live entry toward a client-IP-transfer listener
+        that forwards this client 5-tuple to this backend and port (advanced), if there is one."""
+        cdef CtKey k
+        cdef uint8_t orig_low
+        cdef Py_ssize_t kk, j
+        cdef int32_t be, li, lb, chosen
+        cdef int t
+        cdef uint64_t addr, h
+        if pk.l3 != 4:
+            return False                  # load balancers are IPv4
+        for kk in range(p.nb_start[bnic], p.nb_start[bnic] + p.nb_count[bnic]):
+            be = p.nb_be[kk]
+            li = p.be_ls[be]
+            if p.be_port[be] != pk.sport or p.ls_proto[li] != pk.proto or not p.ls_bypass[li]:
+                continue
+            lb = p.ls_lb[li]
+            for t in range(2):
+                if t == 0:
+                    addr = p.lb_vip[lb]
+                elif p.lb_has_eip[lb]:
+                    addr = p.lb_eip[lb]
+                else:
+                    break
+                h = lb_hash(pk.dst_hi, pk.dst_lo, 0, addr, pk.proto, pk.dport, p.ls_port[li])
+                chosen = p.ls_bstart[li] + <int32_t>(h % <uint64_t>p.ls_bcount[li])
+                if chosen != be:
+                    continue
+                make_key(&k, p, cnic, 0, 4, pk.proto, 0, addr, p.ls_port[li], pk.dst_hi, pk.dst_lo, pk.dport,
+                         -1, 0, &orig_low)
+                j = self.ct_find(&k)
+                if self.live(j, pk.proto):
+                    advance(&self.slots[j], pk.proto, pk.flags, self.now, orig_low != self.slots[j].orig_low)
+                    return True
+        return False
+
+    cdef uint16_t free_port(self, Plan p, int32_t bnic, uint8_t proto, uint64_t source, uint16_t port,
+                            uint16_t bport) noexcept nogil:
+        """reference._free_port: the backend leg's source port for a new session."""
+        cdef CtKey k
+        cdef uint8_t orig_low
+        cdef int t
+        for t in range(65536):
+            make_key(&k, p, bnic, 0, 4, proto, 0, source, port, 0, p.nic_ip[bnic], bport, -1, 0, &orig_low)
+            if not self.live(self.ct_find(&k), proto):
+                return port
+            port = port + 1 if port < 65535 else 1024
+        return port
+
+    cdef int touch(self, Plan p, Pkt* pk, int32_t nic, uint16_t bport) except -1 nogil:
+        """reference._touch: open or refresh the backend's entry for a client-IP-transfer flow."""
         cdef CtKey k
         cdef uint8_t orig_low
         cdef Py_ssize_t j
+        make_key(&k, p, nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, pk.sport,
+                 0, p.nic_ip[nic], bport, pk.icmp_type, pk.icmp_id, &orig_low)
+        j = self.ct_find(&k)
+        self.any_lb = True
+        if self.live(j, k.proto):
+            advance(&self.slots[j], k.proto, pk.flags, self.now, orig_low != self.slots[j].orig_low)
+            self.slots[j].lb = 1
+        else:
+            if j >= 0:
+                self.ct_delete(j)
+            self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, 1, 1)
+        return 0
+
+    cdef int evaluate(self, Plan p, Pkt* pk, Row* row, View* v) except -1 nogil:
+        """reference._evaluate after endpoint resolution: the load-balancer checks that need
+        connection tracking, then the stages."""
+        cdef CtKey k
+        cdef uint8_t orig_low, exempt
+        cdef Py_ssize_t j
+        cdef int32_t bnic
+        cdef uint16_t port
+        cdef Pkt fpk
         cdef uint8_t mode = v.mode
-        if mode == M_LBREPLY:
-            # reference._lb_reply: a backend's reply in a live client-IP-transfer flow has its path
+        if v.lbform_lb >= 0:
+            # reference._lb_form_reply: a reply of a session as the load balancer sends it
+            bnic = self.lb_form_reply(p, pk, v.lbform_lb)
+            if bnic >= 0 and v.i_nic < 0:
+                row.verdict = V_ALLOW; row.reason = R_ESTABLISHED; row.instance = p.nic_inst[bnic]
+                row.direction = D_EGRESS; row.group = -1; row.rule = -1
+                return 0
+        if v.reply_nic >= 0 and self.any_lb and self.lb_entry(p, pk, v.reply_nic) >= 0:
+            # a backend's reply in a client-IP-transfer session: through the load balancer (no
+            # ACL), established at the backend's egress; at a client NIC, its entry toward the listener
+            exempt = v.exempt
+            v.exempt = 1
+            self.stage(p, pk, row, v, v.reply_nic, D_EGRESS, pk.src_hi, pk.src_lo, pk.dst_hi, pk.dst_lo, pk.dport)
+            v.exempt = exempt
+            if v.i_nic < 0:
+                return 0
+            if self.client_entry(p, pk, v.i_nic, v.reply_nic):
+                row.verdict = V_ALLOW; row.reason = R_ESTABLISHED; row.instance = p.nic_inst[v.i_nic]
+                row.direction = D_INGRESS; row.group = -1; row.rule = -1
+                return 0
+            if not v.path:
+                return 0
+            self.stage(p, pk, row, v, v.i_nic, D_INGRESS, v.i_src_hi, v.i_src_lo, v.i_dst_hi, v.i_dst_lo, v.i_dport)
+            return 0
+        if v.fwd == 1 or (v.fwd == 2 and self.any_lb and self.lb_entry(p, pk, v.i_nic) >= 0):
+            # reference._forwarded_leg: the forwarded leg of a client-IP-transfer listener
+            self.touch(p, pk, v.i_nic, pk.dport)
+            row.verdict = V_ALLOW; row.reason = R_LB_BYPASS; row.instance = p.nic_inst[v.i_nic]
+            row.direction = D_INGRESS; row.group = -1; row.rule = -1
+            return 0
+        if mode == M_NOLISTENER:
+            # reference._live_entry: a reply on a backend leg to the load balancer's own address
             j = -1
             if make_key(&k, p, v.e_nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, port_or_0(pk, pk.sport),
                         pk.dst_hi, pk.dst_lo, port_or_0(pk, pk.dport), pk.icmp_type, pk.icmp_id, &orig_low):
                 j = self.ct_find(&k)
-            if j < 0 or not self.slots[j].lb or self.now - self.slots[j].last > ct_timeout(k.proto, self.slots[j].state):
+            if not self.live(j, k.proto):
                 mode = M_EARLY
         if mode == M_EARLY:
             row.verdict = v.ev; row.reason = v.er; row.instance = v.einst
             return 0
         if v.e_nic >= 0:
             self.stage(p, pk, row, v, v.e_nic, D_EGRESS, pk.src_hi, pk.src_lo, pk.dst_hi, pk.dst_lo, pk.dport)
-            if row.verdict == V_DENY or mode == M_LBREPLY:
+            if row.verdict == V_DENY or mode == M_NOLISTENER:
                 return 0
         if mode == M_BYPASS:
-            # reference._touch: open or refresh the backend's entry for the client's flow
-            make_key(&k, p, v.b_nic, 0, pk.l3, pk.proto, pk.src_hi, pk.src_lo, pk.sport,
-                     0, p.nic_ip[v.b_nic], v.b_port, pk.icmp_type, pk.icmp_id, &orig_low)
-            j = self.ct_find(&k)
-            if j >= 0 and not (self.now - self.slots[j].last > ct_timeout(k.proto, self.slots[j].state)):
-                advance(&self.slots[j], k.proto, pk.flags, self.now, orig_low != self.slots[j].orig_low)
-                self.slots[j].lb = 1
-            else:
-                if j >= 0:
-                    self.ct_delete(j)
-                self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, 1, 1)
+            self.touch(p, pk, v.b_nic, v.b_port)
             row.verdict = V_ALLOW; row.reason = R_LB_BYPASS; row.instance = p.nic_inst[v.b_nic]
             row.direction = D_INGRESS; row.group = -1; row.rule = -1
+            return 0
+        if mode == M_FORWARD:
+            # S14: each client 5-tuple is its own session; the backend leg's source port is the
+            # session's (reference._via_lb)
+            make_key(&k, p, v.b_nic, 2, pk.l3, pk.proto, pk.src_hi, pk.src_lo, pk.sport, pk.dst_hi, pk.dst_lo,
+                     pk.dport, -1, 0, &orig_low)
+            j = self.ct_find(&k)
+            if j >= 0 and not self.live(j, pk.proto):
+                self.ct_delete(j)
+                j = -1
+            port = self.slots[j].aux if j >= 0 else self.free_port(p, v.b_nic, pk.proto, v.i_src_lo, pk.sport, v.b_port)
+            fpk = pk[0]
+            fpk.sport = port
+            self.stage(p, &fpk, row, v, v.i_nic, D_INGRESS, v.i_src_hi, v.i_src_lo, v.i_dst_hi, v.i_dst_lo, v.i_dport)
+            if row.verdict == V_ALLOW:
+                # the stage may have moved entries (insertion, growth): find the session again
+                j = self.ct_find(&k)
+                if j >= 0:
+                    advance(&self.slots[j], pk.proto, pk.flags, self.now, False)
+                else:
+                    j = self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, 0, 1)
+                    self.slots[j].aux = port
             return 0
         if v.i_nic >= 0:
             self.stage(p, pk, row, v, v.i_nic, D_INGRESS, v.i_src_hi, v.i_src_lo, v.i_dst_hi, v.i_dst_lo, v.i_dport)

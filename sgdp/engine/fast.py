@@ -174,14 +174,17 @@ class FastEngine:
 
     name = "fast"
 
-    def __init__(self, topo: Topology, policy: Policy | None = None, names: Names | None = None):
+    def __init__(self, topo: Topology, policy: Policy | None = None, names: Names | None = None,
+                 ct_capacity: int = 1024):
+        """``ct_capacity``: the connection table's first size (it grows as needed; tests start it
+        small to make it grow and sweep)."""
         self.names = names or names_for(topo)  # a superset is fine (a timeline's names of every version)
         self.rule_index = {r: i for i, r in enumerate(self.names.rules)}
         self.rule_group = np.full(len(self.names.rules) + 1, -1, np.int32)
         self.rule_direction_names = ("", "ingress", "egress")
         self._earlier_hits: dict[tuple[str, str, str], int] = {}  # hits under earlier topology versions
         self._setup(topo, policy or Policy(topo))
-        self.dp = _dataplane.Dataplane(len(self.names.rules))
+        self.dp = _dataplane.Dataplane(len(self.names.rules), ct_capacity)
 
     def _setup(self, topo: Topology, policy: Policy) -> None:
         """Compile a topology (rules to tables, the plan); the dataplane state is kept elsewhere."""
@@ -446,13 +449,16 @@ def _plan_arrays(topo: Topology, names: Names) -> dict[str, np.ndarray]:
 
     lb_list = list(topo.load_balancers.values())
     a["lb_source"] = np.array([lb_source(topo, lb) for lb in lb_list], np.uint64)
+    a["lb_vip"] = np.array([lb.vip[1] for lb in lb_list], np.uint64)      # load balancers are IPv4 (model.py)
+    a["lb_eip"] = np.array([lb.eip or 0 for lb in lb_list], np.uint64)
+    a["lb_has_eip"] = np.array([lb.eip is not None for lb in lb_list], np.uint8)
     lstart, lcount, ls, be = [], [], [], []
-    for lb in lb_list:
+    for j, lb in enumerate(lb_list):
         lstart.append(len(ls))
         lcount.append(len(lb.listeners))
         for listener in lb.listeners:
-            ls.append((listener.ip_protocol, listener.port, lb.bypasses(listener), len(be), len(listener.backends)))
-            be.extend((b.nic, b.port) for b in listener.backends)
+            ls.append((listener.ip_protocol, listener.port, lb.bypasses(listener), len(be), len(listener.backends), j))
+            be.extend((b.nic, b.port, len(ls) - 1) for b in listener.backends)
     a["lb_lstart"] = np.array(lstart, np.int32)
     a["lb_lcount"] = np.array(lcount, np.int32)
     a["ls_proto"] = np.array([x[0] for x in ls], np.uint8)
@@ -460,8 +466,17 @@ def _plan_arrays(topo: Topology, names: Names) -> dict[str, np.ndarray]:
     a["ls_bypass"] = np.array([x[2] for x in ls], np.uint8)
     a["ls_bstart"] = np.array([x[3] for x in ls], np.int32)
     a["ls_bcount"] = np.array([x[4] for x in ls], np.int32)
+    a["ls_lb"] = np.array([x[5] for x in ls], np.int32)
     a["be_nic"] = np.array([x[0] for x in be], np.int32)
     a["be_port"] = np.array([x[1] for x in be], np.uint16)
+    a["be_ls"] = np.array([x[2] for x in be], np.int32)
+    # NIC -> the backends (indexes into be_*) that forward to it, in file order (reference.backend_of)
+    by_nic: list[list[int]] = [[] for _ in nics]
+    for k, (nic, _, _) in enumerate(be):
+        by_nic[nic].append(k)
+    a["nb_start"] = np.array(np.cumsum([0] + [len(x) for x in by_nic])[:-1], np.int32)
+    a["nb_count"] = np.array([len(x) for x in by_nic], np.int32)
+    a["nb_be"] = np.array([k for x in by_nic for k in x], np.int32)
     return a
 
 
@@ -481,6 +496,14 @@ def _check_plan(a: dict[str, Any], n_nic: int, n_vpc: int, n_rules: int) -> None
     within("mac_nic", n_nic)
     within("nic_vpc", n_vpc)
     within("be_nic", n_nic)
+    within("be_ls", max(len(a["ls_proto"]), 1))
+    within("ls_lb", max(len(a["lb_source"]), 1))
+    within("nb_be", max(len(a["be_nic"]), 1))
+    if len(a["nb_start"]) != n_nic or len(a["nb_count"]) != n_nic or (
+            n_nic and (a["nb_start"] + a["nb_count"]).max() > len(a["nb_be"])):
+        raise AssertionError("plan: per-NIC backend ranges out of range")
+    if not (len(a["lb_vip"]) == len(a["lb_eip"]) == len(a["lb_has_eip"]) == len(a["lb_source"])):
+        raise AssertionError("plan: load-balancer address arrays differ in length")
     within("nic_acl", max(len(a["acl_group"]) - 1, 0), lo=-1)
     lbs = len(a["lb_source"])
     if len(a["lb_lstart"]) != lbs or len(a["lb_lcount"]) != lbs:

@@ -95,6 +95,7 @@ class Conn:
     orig: tuple  # the originator side (address, port) of the normalised key
     inbound: bool  # opened by inbound traffic (ingress stage): dropped on a rule change (S12)
     lb: bool = False  # opened by a load balancer's client-IP-transfer forwarding (S14)
+    port: int = 0  # a load-balancer session entry: the source port of its backend leg (S14)
 
 
 @dataclass(slots=True)
@@ -149,6 +150,9 @@ class ReferenceEngine:
         self.names = names or names_for(topo)  # a superset is fine (a timeline's names of every version)
         self.conntrack: dict[int, dict[tuple, Conn]] = {}
         self.acl_conntrack: dict[int, dict[tuple, Conn]] = {}
+        # S14 sessions of listeners that do not pass the client's address, at the backend NIC, keyed by
+        # the client's 5-tuple as sent to the load balancer: the source port of the backend leg
+        self.lb_sessions: dict[int, dict[tuple, Conn]] = {}
         self.fragments: dict[tuple, tuple[float, Verdict]] = {}
         self.hits: dict[tuple[str, str, str], int] = {}
         self.now = float("-inf")  # the dataplane clock: the latest capture timestamp seen (never goes back)
@@ -199,6 +203,8 @@ class ReferenceEngine:
         self.by_vip: dict[tuple[int, int], list[Nic]] = {}
         self.by_lb: dict[tuple[int, int], LoadBalancer] = {}
         self.by_mac: dict[int, Nic] = {}
+        # NIC index -> the listeners forwarding to it: (load balancer, listener, backend), in file order
+        self.backend_of: dict[int, list[tuple[LoadBalancer, Any, Any]]] = {}
         for nic in topo.nics:
             for addr in nic.fixed_ips:
                 self.by_fixed.setdefault(addr, []).append(nic)
@@ -212,6 +218,9 @@ class ReferenceEngine:
             self.by_lb[lb.vip] = lb
             if lb.eip is not None:
                 self.by_lb[(4, lb.eip)] = lb
+            for listener in lb.listeners:
+                for backend in listener.backends:
+                    self.backend_of.setdefault(backend.nic, []).append((lb, listener, backend))
 
     def _candidates(self, l3: int, addr: int) -> list[Endpoint]:
         """Every endpoint an address may denote, most specific first."""
@@ -290,6 +299,15 @@ class ReferenceEngine:
             trace.add(step="endpoints", sender=_describe(s, pkt.l3, pkt.src), receiver=_describe(r, pkt.l3, pkt.dst))
         snic = s.nic if s.kind == "nic" else None
         rnic = r.nic if r.kind == "nic" else None
+        if s.kind == "lb" and r.kind != "lb":
+            backend = self._lb_form_reply(pkt, s.lb)  # type: ignore[arg-type]
+            if backend is not None:
+                if trace:
+                    trace.add(step="load_balancer", lb=s.lb.name,  # type: ignore[union-attr]
+                              detail=f"reply of a load-balancer session, as the load balancer sends it: "
+                                     f"established at the backend {backend.label}'s egress")
+                if rnic is None:
+                    return Verdict("allow", "established", backend.instance, "egress")
         if snic is None and rnic is None and r.kind != "lb":
             if trace:
                 trace.add(step="unmodelled", detail="no modelled NIC or load balancer on either side")
@@ -304,15 +322,40 @@ class ReferenceEngine:
             return Verdict("allow", "local", snic.instance)
         if r.kind == "lb":
             return self._via_lb(pkt, s, r.lb, trace)  # type: ignore[arg-type]
-        if not self._path(s, r, pkt.l3):
-            if snic is not None and self._lb_reply(snic, pkt):
-                # A backend's reply to a client that reached it with client-IP transfer goes back
-                # through the load balancer: load-balancer traffic always has its path (S6, S14).
+        if snic is not None and self._lb_reply(snic, pkt):
+            # A backend's reply to a client that reached it with client-IP transfer goes back through
+            # the load balancer: load-balancer traffic always has its path (S6, S14) and no network
+            # ACL filters it; it belongs to the client's session, also at a client NIC (its entry
+            # toward the listener).
+            if trace:
+                trace.add(step="path", exists=True, detail="reply of a load-balancer session with client-IP transfer "
+                                                           "(goes back through the load balancer)")
+            view = View(pkt, pkt.src, pkt.dst, *_ports(pkt), peer=pkt.dst, genuine=False,
+                        acl_src=pkt.src, acl_dst=pkt.dst, acl_exempt=True)
+            out = self._stage(snic, "egress", view, trace)
+            if rnic is None:
+                return out
+            if self._client_entry(rnic, snic, pkt):
                 if trace:
-                    trace.add(step="path", exists=True, detail="reply of a load-balancer flow with client-IP transfer")
-                view = View(pkt, pkt.src, pkt.dst, *_ports(pkt), peer=pkt.dst, genuine=False,
-                            acl_src=pkt.src, acl_dst=pkt.dst, acl_exempt=True)
-                return self._stage(snic, "egress", view, trace)
+                    trace.add(step="conntrack", nic=rnic.label, direction="ingress", result="established",
+                              detail="the client's entry toward the listener")
+                return Verdict("allow", "established", rnic.instance, "ingress")
+            if not self._path(s, r, pkt.l3):
+                return out
+            if trace:
+                trace.add(step="load_balancer", detail="no entry of this client toward a listener: its ingress decides")
+            return self._stage(rnic, "ingress", self._ingress_view(pkt, s, r, self._acl_exempt(pkt, s, r)), trace)
+        if rnic is not None and r.how == "fixed":
+            forwarded = self._forwarded_leg(pkt, s, rnic)
+            if forwarded is not None:
+                if trace:
+                    trace.add(step="load_balancer", lb=forwarded, instance=rnic.instance,
+                              detail=f"read as reached through load balancer {forwarded} (a capture on the backend "
+                                     f"shows the forwarded leg): client-IP transfer, security groups and ACLs do "
+                                     f"not apply")
+                self._touch(rnic, pkt, (pkt.src, pkt.sport, pkt.dst, pkt.dport), inbound=True)
+                return Verdict("allow", "lb_bypass", rnic.instance, "ingress")
+        if not self._path(s, r, pkt.l3):
             if trace:
                 trace.add(step="path", exists=False,
                           detail=f"no path between sender and receiver (S6): {self._no_path_hint(s, r, pkt.l3)}")
@@ -337,28 +380,41 @@ class ReferenceEngine:
             if last.verdict == "deny":
                 return last
         if rnic is not None:
-            peer = pkt.src
-            if internet and snic is not None:
-                peer = snic.eip  # type: ignore[assignment]
-            view = View(
-                pkt, pkt.src, pkt.dst, *_ports(pkt), peer=peer,
-                genuine=snic is not None and s.how == "fixed" and not internet,
-                acl_src=peer, acl_dst=rnic.ip if r.how == "eip" else pkt.dst, acl_exempt=exempt,
-            )
-            last = self._stage(rnic, "ingress", view, trace)
+            last = self._stage(rnic, "ingress", self._ingress_view(pkt, s, r, exempt), trace)
         assert last is not None
         return last
+
+    def _ingress_view(self, pkt: Packet, s: Endpoint, r: Endpoint, exempt: bool) -> View:
+        """The receiving NIC's view of a packet on an ordinary path (S8, S13)."""
+        snic = s.nic if s.kind == "nic" else None
+        rnic = r.nic
+        internet = s.how == "eip" or r.how == "eip"
+        peer = pkt.src
+        if internet and snic is not None:
+            peer = snic.eip  # type: ignore[assignment]
+        return View(
+            pkt, pkt.src, pkt.dst, *_ports(pkt), peer=peer,
+            genuine=snic is not None and s.how == "fixed" and not internet,
+            acl_src=peer, acl_dst=rnic.ip if r.how == "eip" else pkt.dst, acl_exempt=exempt,  # type: ignore[union-attr]
+        )
 
     def _via_lb(self, pkt: Packet, s: Endpoint, lb: LoadBalancer, trace: Trace | None) -> Verdict:
         """S14: a packet to a load-balancer address."""
         listener = None
         if pkt.proto in PORT_PROTOS and pkt.frag_offset == 0:
             listener = next((l for l in lb.listeners if l.ip_protocol == pkt.proto and l.port == pkt.dport), None)
+        snic = s.nic if s.kind == "nic" else None
         if listener is None:
+            if snic is not None and self._live_entry(snic, pkt):
+                # a backend's reply on the leg from the load balancer (to the LB's own address)
+                if trace:
+                    trace.add(step="load_balancer", lb=lb.name, detail="reply on a backend leg of the load balancer")
+                view = View(pkt, pkt.src, pkt.dst, *_ports(pkt), peer=pkt.dst, genuine=False,
+                            acl_src=pkt.src, acl_dst=pkt.dst, acl_exempt=True)
+                return self._stage(snic, "egress", view, trace)
             if trace:
                 trace.add(step="load_balancer", lb=lb.name, detail=f"no listener for {_proto(pkt.proto)} port {pkt.dport}")
             return Verdict("deny", "no_route")
-        snic = s.nic if s.kind == "nic" else None
         if snic is not None:
             view = View(pkt, pkt.src, pkt.dst, *_ports(pkt), peer=pkt.dst, genuine=False,
                         acl_src=pkt.src, acl_dst=pkt.dst, acl_exempt=True)
@@ -382,10 +438,120 @@ class ReferenceEngine:
                 trace.add(step="lb_bypass", instance=bnic.instance, detail="client IP transfer: security groups and ACLs do not apply")
             return Verdict("allow", "lb_bypass", bnic.instance, "ingress")
         source = lb_source(self.topo, lb)
-        fwd_pkt = Packet(**{**_asdict(pkt), "src": source, "dst": baddr, "dport": backend.port})
-        view = View(fwd_pkt, source, baddr, pkt.sport, backend.port, peer=source, genuine=False,
+        skey, _ = self._key(bnic, pkt.l3, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, -1, 0)
+        sessions = self.lb_sessions.setdefault(bnic.index, {})
+        session = sessions.get(skey)
+        if session is not None and _expired(session, pkt.proto, self.now):
+            del sessions[skey]
+            session = None
+        port = session.port if session is not None else self._free_port(bnic, pkt.proto, source, pkt.sport, backend.port)
+        if trace:
+            trace.add(step="load_balancer", detail=f"backend leg from {format_ip(4, source)}:{port} "
+                                                   f"({'the session' if session else 'a new session'}'s source port)")
+        fwd_pkt = Packet(**{**_asdict(pkt), "src": source, "dst": baddr, "sport": port, "dport": backend.port})
+        view = View(fwd_pkt, source, baddr, port, backend.port, peer=source, genuine=False,
                     acl_src=source, acl_dst=baddr, acl_exempt=True)
-        return self._stage(bnic, "ingress", view, trace)
+        out = self._stage(bnic, "ingress", view, trace)
+        if out.verdict == "allow":
+            if session is not None:
+                _advance(session, pkt.proto, pkt, self.now, reply=False)
+            else:
+                _, orig = self._key(bnic, pkt.l3, pkt.proto, pkt.src, pkt.sport, pkt.dst, pkt.dport, -1, 0)
+                sessions[skey] = Conn(_initial_state(pkt), self.now, orig, False, lb=True, port=port)
+        return out
+
+    def _free_port(self, bnic: Nic, proto: int, source: int, port: int, bport: int) -> int:
+        """The backend leg's source port for a new session (S14): the client's source port unless a
+        live entry at the backend already uses it toward the same backend port (another session);
+        then the next free port upwards (1024..65535, wrapping), as Linux SNAT does."""
+        table = self.conntrack.get(bnic.index, {})
+        for _ in range(65536):
+            key, _ = self._key(bnic, 4, proto, source, port, bnic.ip, bport, -1, 0)
+            conn = table.get(key)
+            if conn is None or _expired(conn, proto, self.now):
+                return port
+            port = port + 1 if port < 65535 else 1024
+        return port
+
+    def _lb_form_reply(self, pkt: Packet, lb: LoadBalancer) -> Nic | None:
+        """S14: a packet from a listener's address and port to a client, i.e. a backend's reply as
+        the load balancer sends it: when it belongs to a live session, advance the backend leg's
+        entry (established at the backend's egress) and return the backend's NIC."""
+        if pkt.proto not in PORT_PROTOS or pkt.frag_offset > 0:
+            return None
+        listener = next((l for l in lb.listeners if l.ip_protocol == pkt.proto and l.port == pkt.sport), None)
+        if listener is None:
+            return None
+        backends = listener.backends
+        backend = backends[lb_hash(pkt.l3, pkt.dst, pkt.src, pkt.proto, pkt.dport, pkt.sport) % len(backends)]
+        bnic = self.topo.nics[backend.nic]
+        table = self.conntrack.get(bnic.index, {})
+        session = None
+        if lb.bypasses(listener):
+            peer, peer_port = pkt.dst, pkt.dport
+        else:
+            skey, _ = self._key(bnic, pkt.l3, pkt.proto, pkt.dst, pkt.dport, pkt.src, pkt.sport, -1, 0)
+            session = self.lb_sessions.get(bnic.index, {}).get(skey)
+            if session is None or _expired(session, pkt.proto, self.now):
+                return None
+            peer, peer_port = lb_source(self.topo, lb), session.port
+        key, orig = self._key(bnic, 4, pkt.proto, bnic.ip, backend.port, peer, peer_port, -1, 0)
+        conn = table.get(key)
+        if conn is None or _expired(conn, pkt.proto, self.now) or (session is None and not conn.lb):
+            return None
+        _advance(conn, pkt.proto, pkt, self.now, reply=orig != conn.orig)
+        if session is not None:
+            _advance(session, pkt.proto, pkt, self.now, reply=True)
+        return bnic
+
+    def _client_entry(self, cnic: Nic, bnic: Nic, pkt: Packet) -> bool:
+        """S14: a backend's reply to a client NIC's address in a client-IP-transfer session: the
+        client's live entry toward a listener that forwards this client 5-tuple to this backend and
+        port (advanced), if there is one."""
+        table = self.conntrack.get(cnic.index, {})
+        for lb, listener, backend in self.backend_of.get(bnic.index, ()):
+            if backend.port != pkt.sport or listener.ip_protocol != pkt.proto or not lb.bypasses(listener):
+                continue
+            for addr in (lb.vip[1], lb.eip):
+                if addr is None or lb.vip[0] != pkt.l3:
+                    continue
+                chosen = listener.backends[lb_hash(pkt.l3, pkt.dst, addr, pkt.proto, pkt.dport, listener.port)
+                                           % len(listener.backends)]
+                if chosen is not backend:
+                    continue
+                key, orig = self._key(cnic, pkt.l3, pkt.proto, addr, listener.port, pkt.dst, pkt.dport, -1, 0)
+                conn = table.get(key)
+                if conn is not None and not _expired(conn, pkt.proto, self.now):
+                    _advance(conn, pkt.proto, pkt, self.now, reply=orig != conn.orig)
+                    return True
+        return False
+
+    def _forwarded_leg(self, pkt: Packet, s: Endpoint, bnic: Nic) -> str | None:
+        """S14: a packet to a backend's IP on a port a client-IP-transfer listener forwards to it, as
+        a capture on the backend shows it: from an external address always the listener's forwarded
+        traffic; from a client in a VPC or a private network only within the client's session (the
+        backend's load-balancer entry for it is live). Returns the load balancer's name, or None."""
+        if pkt.proto not in PORT_PROTOS or pkt.frag_offset > 0 or pkt.l3 != 4 or pkt.dst != bnic.ip:
+            return None
+        if s.kind == "external":
+            for lb, listener, backend in self.backend_of.get(bnic.index, ()):
+                if backend.port == pkt.dport and listener.ip_protocol == pkt.proto and lb.bypasses(listener):
+                    return lb.name
+            return None
+        if s.kind in ("vpc", "private") or (s.kind == "nic" and s.how in ("fixed", "vip")):
+            if self._lb_reply(bnic, pkt):
+                for lb, listener, backend in self.backend_of.get(bnic.index, ()):
+                    if backend.port == pkt.dport and listener.ip_protocol == pkt.proto and lb.bypasses(listener):
+                        return lb.name
+        return None
+
+    def _live_entry(self, nic: Nic, pkt: Packet) -> bool:
+        if pkt.frag_offset > 0:
+            return False
+        sport, dport = _ports(pkt)
+        key, _ = self._key(nic, pkt.l3, pkt.proto, pkt.src, sport or 0, pkt.dst, dport or 0, pkt.icmp_type, pkt.icmp_id)
+        conn = self.conntrack.get(nic.index, {}).get(key) if key is not None else None
+        return conn is not None and not _expired(conn, key[1], self.now)
 
     def _acl_exempt(self, pkt: Packet, s: Endpoint, r: Endpoint) -> bool:
         """S13: traffic a network ACL never filters."""
@@ -656,6 +822,8 @@ class ReferenceEngine:
                     table = {k: c for k, c in table.items() if not c.inbound or c.lb}
                 moved[new] = table
             setattr(self, attr, moved)
+        # load-balancer sessions follow their backend NIC (no rule decides them)
+        self.lb_sessions = {nic_map[old]: table for old, table in self.lb_sessions.items() if old in nic_map}
         self._index_addresses()
 
 

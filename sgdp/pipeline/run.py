@@ -104,7 +104,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
                                                       tees=failures.tees(captures) if failures is not None else None)):
                 if PHASES is not None and "first_packet" not in PHASES:
                     _mark("first_packet")
-                summary.add(vb)
+                summary.add(vb, batch)
                 summary.note_unmodelled(batch, vb)
                 writer.write(batch, vb)
                 if expected is not None:

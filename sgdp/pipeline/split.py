@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 from typing import Any, Iterator
 
@@ -19,9 +20,11 @@ from sgdp.pipeline.outputs import cannot_write
 class SplitWriter:
     """``allowed.pcap`` / ``denied.pcap``: the original frames, copied from the captures by offset.
 
-    Written as nanosecond pcap with the link type of the first frame; a frame of another link type
-    switches that file to pcapng (one interface per link type), which Wireshark and tcpdump read
-    alike. Unmodelled and malformed packets go to neither file.
+    Written as nanosecond pcap with the link type of the first frame. Captures of several link
+    types (a pcap has one) switch the file to pcapng at the first frame of another link type: what
+    was written so far is converted once, streaming, and every frame after it is appended as an
+    enhanced packet block of an interface per link type (docs/semantics.md). tshark reads both.
+    Unmodelled and malformed packets go to neither file. Memory does not grow with the capture.
     """
 
     def __init__(self, path: str, label: str | None = None):
@@ -34,22 +37,29 @@ class SplitWriter:
         except OSError as exc:
             raise cannot_write(self.label, exc) from None
         self.link: int | None = None
-        self.ng_ifaces: dict[int, int] | None = None
+        self.ng_ifaces: dict[int, int] | None = None   # pcapng: link type -> interface id
         self.records: list[tuple[int, int, int, int, bytes]] = []
         self.count = 0
 
     def add(self, link: int, sec: int, nsec: int, wirelen: int, frame: bytes) -> None:
+        """One frame (an OutputError when the disk refuses)."""
+        try:
+            self._add(link, sec, nsec, wirelen, frame)
+        except OSError as exc:
+            raise cannot_write(self.label, exc) from None
+
+    def _add(self, link: int, sec: int, nsec: int, wirelen: int, frame: bytes) -> None:
         if self.link is None:
             self.link = link
         if link != self.link and self.ng_ifaces is None:
-            self.ng_ifaces = {}
-        self.records.append((link, sec, nsec, wirelen, frame))
+            self._switch_to_pcapng()
         self.count += 1
-        if len(self.records) >= 4096 and self.ng_ifaces is None:
-            try:
-                self._flush_pcap()
-            except OSError as exc:
-                raise cannot_write(self.label, exc) from None
+        if self.ng_ifaces is not None:
+            self._write_epb(link, sec, nsec, wirelen, frame)
+            return
+        self.records.append((link, sec, nsec, wirelen, frame))
+        if len(self.records) >= 4096:
+            self._flush_pcap()
 
     def _flush_pcap(self) -> None:
         if self.fh.tell() == 0:
@@ -58,12 +68,45 @@ class SplitWriter:
             self.fh.write(struct.pack("<IIII", sec & 0xFFFFFFFF, nsec, len(frame), wirelen) + frame)
         self.records.clear()
 
+    def _switch_to_pcapng(self) -> None:
+        """Rewrite the pcap written so far as pcapng (record by record), then go on appending."""
+        self._flush_pcap()
+        self.fh.close()
+        tmp = self.path + ".tmp"
+        self.ng_ifaces = {}
+        with open(self.path, "rb") as old, open(tmp, "wb") as new:
+            self.fh = new
+            new.write(_ng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
+            old.read(24)
+            while True:
+                rec = old.read(16)
+                if len(rec) < 16:
+                    break
+                sec, nsec, incl, orig = struct.unpack("<IIII", rec)
+                self._write_epb(self.link, sec, nsec, orig, old.read(incl))  # type: ignore[arg-type]
+        os.replace(tmp, self.path)
+        self.fh = open(self.path, "ab")
+
+    def _write_epb(self, link: int, sec: int, nsec: int, wirelen: int, frame: bytes) -> None:
+        iface = self.ng_ifaces.get(link)  # type: ignore[union-attr]
+        if iface is None:
+            iface = self.ng_ifaces[link] = len(self.ng_ifaces)  # type: ignore[index]
+            options = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)     # if_tsresol: nanoseconds
+            self.fh.write(_ng_block(1, struct.pack("<HHI", link, 0, 262144) + options))
+        units = max(sec * 1_000_000_000 + nsec, 0)      # pcapng time is unsigned
+        pad = b"\0" * (-len(frame) % 4)
+        body = struct.pack("<IIIII", iface, (units >> 32) & 0xFFFFFFFF, units & 0xFFFFFFFF, len(frame), wirelen)
+        self.fh.write(_ng_block(6, body + frame + pad))
+
     def close(self) -> None:
         """Write what is pending and close the file (an OutputError when the disk refuses)."""
         try:
-            self._close()
+            if self.ng_ifaces is None:
+                self._flush_pcap()
         except OSError as exc:
             raise cannot_write(self.label, exc) from None
+        finally:
+            self.fh.close()
 
     def discard(self) -> None:
         """Close without caring for errors (the run is being abandoned)."""
@@ -71,38 +114,6 @@ class SplitWriter:
             self.fh.close()
         except OSError:
             pass
-
-    def _close(self) -> None:
-        if self.ng_ifaces is None:
-            try:
-                self._flush_pcap()
-            finally:
-                self.fh.close()
-            return
-        # mixed link types: rewrite everything as pcapng
-        self.fh.close()
-        with open(self.path, "rb") as old:
-            head = old.read(24)
-            earlier = []
-            while True:
-                rec = old.read(16)
-                if len(rec) < 16:
-                    break
-                sec, nsec, incl, orig = struct.unpack("<IIII", rec)
-                earlier.append((self.link, sec, nsec, orig, old.read(incl)))
-        del head
-        with open(self.path, "wb") as fh:
-            fh.write(_ng_block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1)))
-            ifaces: dict[int, int] = {}
-            for link, sec, nsec, wirelen, frame in earlier + self.records:
-                if link not in ifaces:
-                    ifaces[link] = len(ifaces)
-                    tsresol = struct.pack("<HHB3x", 9, 1, 9) + struct.pack("<HH", 0, 0)  # nanoseconds
-                    fh.write(_ng_block(1, struct.pack("<HHI", link, 0, 262144) + tsresol))
-                units = sec * 1_000_000_000 + nsec
-                pad = b"\0" * (-len(frame) % 4)
-                body = struct.pack("<IIIII", ifaces[link], units >> 32, units & 0xFFFFFFFF, len(frame), wirelen) + frame + pad
-                fh.write(_ng_block(6, body))
 
 
 def _ng_block(kind: int, body: bytes) -> bytes:

@@ -13,7 +13,9 @@ import numpy as np
 
 from sgdp.errors import InputError, OutputError, SgdpError, UsageError
 from sgdp.pipeline.outputs import cannot_write
-from sgdp.capture import DIRECTIONS, REASONS, VERDICTS, Names, PacketBatch, Verdict, VerdictBatch
+from sgdp.capture import DIRECTIONS, FLAG, OK, REASONS, VERDICTS, Names, PacketBatch, Verdict, VerdictBatch
+
+_F_TRUNC = FLAG["truncated"]
 
 VERDICT_COLUMNS = ("index", "ts", "verdict", "reason", "instance", "direction", "security_group", "rule")
 FORMATS = ("csv", "jsonl", "parquet", "none")
@@ -195,6 +197,7 @@ class Summary:
     packets: int = 0
     by_verdict: dict[str, int] = field(default_factory=lambda: {v: 0 for v in VERDICTS})
     by_reason: dict[str, int] = field(default_factory=dict)
+    truncated: int = 0
 
     unmodelled_pairs: dict[tuple[int, ...], int] = field(default_factory=dict)
 
@@ -203,7 +206,7 @@ class Summary:
     def note_unmodelled(self, batch: PacketBatch, vb: VerdictBatch) -> None:
         """Count the address pairs of the IP packets that are ``unmodelled`` (for the replay's hint
         that the capture may not belong to the topology)."""
-        from sgdp.capture import OK, VERDICT_CODE
+        from sgdp.capture import VERDICT_CODE
 
         rows = np.flatnonzero((vb.verdict == VERDICT_CODE["unmodelled"]) & (batch["status"] == OK))
         if len(rows) == 0:
@@ -222,8 +225,13 @@ class Summary:
         top = sorted(self.unmodelled_pairs.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
         return [(format_ip(k[0], (k[1] << 64) | k[2]), format_ip(k[0], (k[3] << 64) | k[4]), c) for k, c in top]
 
-    def add(self, vb: VerdictBatch) -> None:
+    def add(self, vb: VerdictBatch, batch=None) -> None:
+        """Count one batch's verdicts; with the capture batch, also its snap-length cuts that were
+        evaluated from their headers (S15: ``truncated`` and not malformed)."""
         self.packets += len(vb)
+        if batch is not None:
+            cut = (batch.flags & _F_TRUNC) != 0
+            self.truncated += int(np.count_nonzero(cut & (batch["status"] == OK)))
         for code, n in zip(*np.unique(vb.verdict, return_counts=True)):
             self.by_verdict[VERDICTS[code]] += int(n)
         for code, n in zip(*np.unique(vb.reason, return_counts=True)):
@@ -236,6 +244,7 @@ class Summary:
             "denied": self.by_verdict["deny"],
             "unmodelled": self.by_verdict["unmodelled"],
             "malformed": self.by_verdict["malformed"],
+            "truncated": self.truncated,
             "by_reason": dict(sorted(self.by_reason.items())),
             "rule_hits": rule_hits,
             "elapsed_s": round(elapsed, 6),

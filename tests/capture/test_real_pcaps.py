@@ -21,7 +21,7 @@ import pytest
 
 from sgdp.capture.decode import COLUMNS, decode_rows
 from sgdp.errors import InputError
-from sgdp.capture.ingest import DETAIL, read_batches
+from sgdp.capture.ingest import DETAIL, FLAG, read_batches
 from sgdp.capture.packet import MALFORMED, NON_IP
 
 REAL = Path(__file__).resolve().parents[3] / "shared" / "pcaps" / "real"
@@ -34,20 +34,10 @@ EXCEPTIONS: dict[tuple[str, int], dict[str, str]] = {
     # output stops at AH (proto 51, no ports).
     ("libpcap__ipv6_ah_modes.pcap", 1): {"proto": "17", "sport": "12345", "dport": "54321"},
     ("libpcap__ipv6_ah_modes.pcap", 2): {"proto": "41"},   # tunnel-mode AH: IPv6 in IPv6, no ports
-    # tshark marks this row malformed: the IPv6 header is 39 of 40 bytes. tshark shows the fields that
-    # fit (source, next header); sgdp decodes no IP header that is cut short (status malformed).
-    ("tcpdump__ipv6_invalid_length.pcap", 1): {"l3": "", "src": "", "proto": "", "more_fragments": "",
-                                               "frag_offset": ""},
     # The fraction field is >= 10^9 ns; the corpus README calls tshark's value an artefact. sgdp
     # normalises it (carries whole seconds into the seconds field).
     ("tcpdump__timestamp_invalid_nano.pcap", 2): {"ts": "1418145371.000000000"},
     ("tcpdump__timestamp_invalid_nano.pcap", 3): {"ts": "1418145372.147483648"},
-    # tshark marks this row malformed: the hop-by-hop header has no bytes at all. tshark prints no
-    # protocol; sgdp keeps the next-header value that announced the missing header (0).
-    ("zeek__ip6-ext-trunc.pcap", 1): {"proto": "0"},
-    # tshark marks this row malformed: the destination-options header's last option (PadN) runs past
-    # the header. sgdp stops at malformed options (status malformed, no ports); tshark went on to UDP.
-    ("zeek__ipv6-mobility-dst-opts.pcap", 3): {"sport": "", "dport": ""},
 }
 
 # decode column -> tshark CSV column
@@ -125,7 +115,47 @@ def test_decode_agrees_with_tshark(shared_dir, name):
             assert theirs["l3"] == "", f"frame {frame}: non_ip but tshark decoded IP"
         if ours["status"] == "ok":
             assert ours["l3"] == theirs["l3"], f"frame {frame}: ok without tshark's IP header"
+        # S15: a packet whose classification fields tshark decodes, without marking it malformed, is
+        # evaluated (snap-length cuts included); `truncated` only where the snap length cut the frame
+        if theirs["malformed"] == "0" and classification_fields_shown(theirs):
+            assert ours["status"] == "ok", f"frame {frame}: tshark decodes it, sgdp says {ours['detail']!r}"
+        if ours["truncated"] == "1":
+            assert int(theirs["cap_len"]) < int(theirs["frame_len"]), f"frame {frame}: truncated but not cut"
     assert not differences, "\n".join(differences)
+
+
+def classification_fields_shown(row: dict) -> bool:
+    """Whether tshark's row shows every field the dataplane classifies on (S15): the IP header and
+    protocol, and for a first fragment the TCP ports and flags, the UDP ports or the ICMP type and
+    code."""
+    if not row["l3"] or not row["proto"]:
+        return False
+    if row["frag_offset"] not in ("", "0"):
+        return True
+    proto = int(row["proto"])
+    if proto == 6:
+        return bool(row["sport"] and row["dport"] and row["tcp_flags"])
+    if proto == 17:
+        return bool(row["sport"] and row["dport"])
+    if proto in (1, 58):
+        return bool(row["icmp_type"] and row["icmp_code"])
+    return True
+
+
+def test_snap_length_cuts_tshark_decodes_are_evaluated(shared_dir):
+    """The corpus has snap-length cuts (the pcapng generator's 96/128-byte snap lengths, a QUIC
+    capture cut at 256 bytes, zeek's 68-byte TCP capture): every one whose classification fields
+    were captured is ok and truncated; those that lost them are malformed."""
+    real = shared_dir / "pcaps" / "real"
+    seen = 0
+    for name in NAMES:
+        if load_files(real)[name]["tshark_status"] in ("unsupported", "corrupt"):
+            continue
+        for row in decode_rows([str(real / name)]):
+            r = dict(zip(COLUMNS, row))
+            if r["truncated"] == "1" and r["status"] == "ok":
+                seen += 1
+    assert seen >= 40
 
 
 def test_malformed_and_non_ip_rows_say_why(shared_dir):
@@ -142,16 +172,21 @@ def test_malformed_and_non_ip_rows_say_why(shared_dir):
 
 
 def test_snap_length_cuts_in_the_corpus(shared_dir):
-    """Rows whose IP datagram the snap length cut are malformed; the fields before the cut stay."""
+    """Rows that the snap length cut inside the TCP header keep ports and flags and are evaluated
+    (S15); only the fuzzed files that lost the ports or flags are malformed."""
     real = shared_dir / "pcaps" / "real"
     (b,) = list(read_batches([real / "zeek__truncated-header.pcap"]))
-    cut = [i for i in range(len(b)) if b["status"][i] == MALFORMED]
-    assert cut and all(b.caplen[i] < b.wirelen[i] for i in cut)
-    assert all(b.detail[i] in (DETAIL["dgram_cut"], DETAIL["trunc_tcp"]) for i in cut)
+    trunc = FLAG["truncated"]
+    assert all(b["status"][i] == 0 for i in range(len(b)))
+    cut = [i for i in range(len(b)) if b.flags[i] & trunc]
+    assert len(cut) == 12 and all(b.caplen[i] < b.wirelen[i] for i in cut)
     assert all(b["sport"][i] in (25, 60827) for i in range(len(b)))
-    # frames that lost only Ethernet padding (caplen 54 of 60, the whole IP datagram present) are ok
-    ok = [i for i in range(len(b)) if b["status"][i] == 0]
-    assert ok and all(b.wirelen[i] == 60 for i in ok if b.caplen[i] < b.wirelen[i])
+    # frames that lost only Ethernet padding (caplen 54 of 60, the whole IP datagram present) are
+    # not truncated
+    padded = [i for i in range(len(b)) if b.caplen[i] < b.wirelen[i] and not b.flags[i] & trunc]
+    assert padded and all(b.wirelen[i] == 60 for i in padded)
+    (b,) = list(read_batches([real / "tcpdump__tcp_header_heapoverflow.pcap"]))
+    assert b["status"][0] == MALFORMED and b.detail[0] == DETAIL["trunc_tcp"] and b.flags[0] & trunc
 
 
 # ------------------------------------------------------------------ scapy as an independent reader

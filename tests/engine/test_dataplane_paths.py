@@ -123,6 +123,29 @@ def test_s6_private_network_not_joined_no_route(run):
                    V("allow", "rule", "z1", "ingress", "open", "open-in4"), V("deny", "no_route", "z1")]
 
 
+# S5: "An address outside every VPC and every private network is external" -- so an address of a
+# private network is never external, even to a NIC with an EIP; S6: "an EIP gives no path to an
+# on-premises network" not joined to the NIC's VPC. a1 (EIP 203.0.113.10, VPC-X) and lab
+# (172.17.0.0/24, joined to VPC-Z only): no path either way, neither to/from the private IP nor in
+# the EIP's form (docs/semantics.md).
+def test_s5_s6_private_network_is_never_external_and_an_eip_gives_no_path_to_it(run):
+    out = run(PATHS, [tcp("172.17.0.5", "192.168.0.10", 22), tcp("172.17.0.5", "203.0.113.10", 22),
+                      tcp("192.168.0.10", "172.17.0.5", 443), tcp("203.0.113.10", "172.17.0.5", 443)])
+    assert out == [V("deny", "no_route", "a1")] * 4
+
+
+# S6 is open on an ICMP error from a VPC address to a NIC's EIP (a router or host of the VPC
+# answering traffic it saw in the EIP's form): sgdp keeps the EIP rules -- to an EIP only through the
+# Internet, which an address of the VPC without an EIP does not reach -- so it is no_route, naming
+# the sender when it is a NIC, else the receiver (docs/semantics.md).
+def test_s6_icmp_error_from_a_vpc_address_to_an_eip_is_no_route(run):
+    error = {"proto": "icmp", "icmp_type": 3, "icmp_code": 3,
+             "inner": {"src": "203.0.113.10", "dst": "192.168.1.10", "proto": "udp", "sport": 40000, "dport": 53}}
+    out = run(PATHS, [{"src": "192.168.1.10", "dst": "203.0.113.10", **error},
+                      {"src": "192.168.0.200", "dst": "203.0.113.10", **error}])
+    assert out == [V("deny", "no_route", "b1"), V("deny", "no_route", "a1")]
+
+
 # S6: external traffic needs an EIP on the NIC, both directions.
 def test_s6_external_without_eip_no_route(run):
     out = run(PATHS, [tcp("192.168.1.10", "93.184.216.34", 443), tcp("93.184.216.34", "192.168.1.10", 22)])

@@ -1,12 +1,26 @@
 """The fast engine agrees with the reference engine on every column, packet by packet (issue 3).
 
-Random topologies (several VPCs and peerings, 1–4 groups per NIC, every rule kind including address
-groups with ranges and IPv6, legacy and Kai1 flavours, virtual IPs, EIPs, load balancers, ACLs) and
-packet sequences (replies, retransmissions, FIN and RST, ICMP errors, fragments, time gaps across
-every timeout, out-of-order timestamps), split into batches at random points.
+Random topologies (several VPCs and peerings, private networks, 1–4 groups per NIC, every rule kind
+including address groups with ranges and IPv6, legacy and Kai1 flavours, virtual IPs, EIPs, up to
+two load balancers with several backends and every listener kind, ACLs) and packet sequences
+(replies, retransmissions, FIN and RST, ICMP errors of every type quoting TCP, UDP and echo,
+fragments with and without their first across the 30 s memory, time gaps across every timeout,
+out-of-order timestamps, load-balancer clients, replies in both forms and forwarded legs), split
+into batches at random points; connection tables that start small and grow and sweep (more flows
+than slots, expiry); topology versions (S12); and the same traffic as frames through the capture
+reader with snap-length cuts (S15).
+
+``SGDP_DIFF_EXAMPLES`` scales the number of examples: CI keeps the default (a bounded run); a long
+run sets it high, seed after seed, e.g.
+``SGDP_DIFF_EXAMPLES=10 nice python -m pytest tests/test_differential.py --hypothesis-seed=N``.
+Every disagreement such a run finds becomes a named regression test beside the mechanism's tests.
 """
 
 from __future__ import annotations
+
+import os
+import struct
+import tempfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,13 +35,19 @@ from tests.topogen import packet_sequences, topologies
 pytestmark = pytest.mark.skipif(not fast_available(), reason="the compiled engine is not built")
 
 COLUMNS = ("verdict", "reason", "instance", "direction", "group", "rule")
+SCALE = max(1, int(os.environ.get("SGDP_DIFF_EXAMPLES", "1")))
 
 
-def _run_both(topo_dict, packets, cuts):
+def examples(n: int) -> int:
+    """The CI number of examples of a test, times SGDP_DIFF_EXAMPLES."""
+    return n * SCALE
+
+
+def _run_both(topo_dict, packets, cuts, ct_capacity=1024):
     from sgdp.engine.fast import FastEngine
 
     topo = topology_from_data(topo_dict, "generated.yaml")
-    ref, fast = ReferenceEngine(topo), FastEngine(topo)
+    ref, fast = ReferenceEngine(topo), FastEngine(topo, ct_capacity=ct_capacity)
     expected = ref.process(PacketBatch.from_packets(packets))
     got = {c: [] for c in COLUMNS}
     bounds = [0] + sorted(set(min(c, len(packets)) for c in cuts)) + [len(packets)]
@@ -52,20 +72,120 @@ def _one(row):
     return vb
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_fast_equals_reference_on_random_topologies(data):
     topo = data.draw(topologies())
     packets = data.draw(packet_sequences(topo))
     cuts = data.draw(st.lists(st.integers(0, len(packets)), max_size=3))
-    _run_both(topo, packets, cuts)
+    _run_both(topo, packets, cuts, ct_capacity=data.draw(st.sampled_from([16, 1024])))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_fast_equals_reference_with_connection_table_churn(data):
+    """Long sequences of many flows through a table that starts at 16 slots: it grows, its sweep
+    removes expired entries while probe chains shift, and expired connections start again."""
+    topo = data.draw(topologies())
+    packets = data.draw(packet_sequences(topo, max_packets=250))
+    cuts = data.draw(st.lists(st.integers(0, len(packets)), max_size=4))
+    _run_both(topo, packets, cuts, ct_capacity=16)
+
+
+# ---------------------------------------------------------------- through the reader (S15 cuts)
+
+
+def _pcap(records) -> bytes:
+    out = [struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, 1)]
+    for sec, nsec, frame, wirelen in records:
+        out.append(struct.pack("<IIII", sec, nsec, len(frame), wirelen) + frame)
+    return b"".join(out)
+
+
+def _frames(packets, extra, snap):
+    """Each packet as an Ethernet frame whose IP datagram carries ``extra`` bytes of payload on the
+    wire (its length fields say so), captured up to ``snap`` bytes (None: all of it). Frames that
+    are not IP become ARP; malformed ones lose their IP header."""
+    from sgdp.capture.frames import packet_to_frame, timestamp
+    from sgdp.capture.packet import MALFORMED, NON_IP
+
+    records = []
+    for pkt in packets:
+        sec, nsec = timestamp(pkt.ts)
+        if pkt.status == NON_IP:
+            frame = bytes(12) + b"\x08\x06" + bytes(28)
+            records.append((sec, nsec, frame, len(frame)))
+            continue
+        frame = bytearray(packet_to_frame(pkt))
+        if pkt.status == MALFORMED:
+            records.append((sec, nsec, bytes(frame[:20]), len(frame)))
+            continue
+        if pkt.l3 == 4:
+            struct.pack_into("!H", frame, 16, struct.unpack_from("!H", frame, 16)[0] + extra)
+        else:
+            struct.pack_into("!H", frame, 18, struct.unpack_from("!H", frame, 18)[0] + extra)
+        wire = bytes(frame) + bytes(extra)
+        cut = wire if snap is None else wire[:snap]
+        records.append((sec, nsec, cut, len(wire)))
+    return records
+
+
+def _read(records):
+    from sgdp.capture.ingest import read_batches
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "c.pcap")
+        with open(path, "wb") as fh:
+            fh.write(_pcap(records))
+        return [b for b in read_batches([path])]
+
+
+def _verdicts(engine, batches):
+    rows = []
+    for b in batches:
+        out = engine.process(b)
+        rows.extend(engine.names.decode(out, i) for i in range(len(b)))
+    return rows
+
+
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_fast_equals_reference_on_header_only_captures(data):
+    """The traffic as frames with payload, cut by a snap length: both engines agree on what the
+    reader makes of it; where every cut packet kept its classification fields, the verdicts are
+    those of the full capture (S15)."""
+    from sgdp.engine.fast import FastEngine
+    from sgdp.capture.ingest import FLAG
+
+    topo_dict = data.draw(topologies())
+    packets = data.draw(packet_sequences(topo_dict))
+    extra = data.draw(st.sampled_from([0, 8, 100, 1400]))
+    snap = data.draw(st.sampled_from([None, 34, 54, 60, 64, 68, 78, 96, 128]))
+    topo = topology_from_data(topo_dict, "generated.yaml")
+    full = _read(_frames(packets, extra, None))
+    cut = _read(_frames(packets, extra, snap))
+    ref, fast = ReferenceEngine(topo), FastEngine(topo, ct_capacity=16)
+    got_ref, got_fast = _verdicts(ref, cut), _verdicts(fast, cut)
+    for i, (a, b) in enumerate(zip(got_ref, got_fast)):
+        assert a == b, f"packet {i}: {packets[i]}\nreference {a}\nfast      {b}"
+    assert fast.rule_hits() == ref.rule_hits()
+    flags = [int(x) for b in cut for x in b.flags]
+    status_cut = [int(x) for b in cut for x in b["status"]]
+    status_full = [int(x) for b in full for x in b["status"]]
+    if status_cut == status_full:
+        assert got_ref == _verdicts(ReferenceEngine(topo), full)
+    if snap is not None and snap >= 78:
+        # IPv4 + TCP/UDP/ICMP echo headers lie within 54 bytes: a cut there never makes them malformed
+        for pkt, st_cut, st_full, f in zip(packets, status_cut, status_full, flags):
+            if pkt.l3 == 4 and pkt.proto in (6, 17) and st_full == 0:
+                assert st_cut == 0, pkt
+
+
+@settings(max_examples=examples(100), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_fast_equals_reference_across_a_rule_change(data):
     """S12: both engines keep their state across a topology version that drops, adds and reorders
-    rules; every column still agrees."""
+    rules and changes load balancers' backends and client-IP transfer; every column still agrees."""
     import copy
 
     from sgdp.engine.fast import FastEngine
@@ -80,6 +200,13 @@ def test_fast_equals_reference_across_a_rule_change(data):
         if data.draw(st.booleans()):
             rules.append({"direction": data.draw(st.sampled_from(["ingress", "egress"])), "remote_ip_prefix": "0.0.0.0/0"})
         rules.reverse()
+    for lb in new_dict.get("load_balancers", []):
+        # load balancers change too: a backend leaves, client-IP transfer is switched
+        for listener in lb["listeners"]:
+            if len(listener["backends"]) > 1 and data.draw(st.booleans()):
+                listener["backends"].pop(0)
+            if data.draw(st.integers(0, 3)) == 0:
+                listener["transfer_client_ip"] = not listener.get("transfer_client_ip", False)
     old, new = topology_from_data(old_dict, "v1.yaml"), topology_from_data(new_dict, "v2.yaml")
     names = union_names([old, new])
     ref, fast = ReferenceEngine(old, names=names), FastEngine(old, names=names)
