@@ -101,12 +101,13 @@ class SplitWriter:
     def close(self) -> None:
         """Write what is pending and close the file (an OutputError when the disk refuses)."""
         try:
-            if self.ng_ifaces is None:
-                self._flush_pcap()
+            try:
+                if self.ng_ifaces is None:
+                    self._flush_pcap()
+            finally:
+                self.fh.close()  # flushes too: may fail as well
         except OSError as exc:
             raise cannot_write(self.label, exc) from None
-        finally:
-            self.fh.close()
 
     def discard(self) -> None:
         """Close without caring for errors (the run is being abandoned)."""
