@@ -15,7 +15,7 @@ first match or the first rule that cannot beat it. Every rule lies in exactly on
 replication), so memory is linear in the number of rules: about 80 bytes per rule plus two 16-byte
 slots per bucket.
 
-Which tuples to make and which rules go where is decided in Python (``sgdp.compiler.
+Which tuples to make and which rules go where is decided in Python (``sgdp.engine.compiler.
 build_tuple_space``); this module checks what correctness depends on (prefix masks, every rule inside
 its tuple's prefix, ascending indexes in a bucket), computes the key hashes, and searches.
 """
@@ -157,8 +157,8 @@ cdef int32_t tuple_lookup(const TupleView* v, uint8_t l3, uint64_t src_hi, uint6
 cdef class TupleClassifier:
     """First-match classifier over a RuleTable, searched through the tuples of a TupleSpace.
 
-    ``TupleClassifier(table, space)``: ``table`` is a ``sgdp.compiler.RuleTable``, ``space`` the
-    ``sgdp.compiler.TupleSpace`` built for it. ``classify(...)`` takes header columns and writes the
+    ``TupleClassifier(table, space)``: ``table`` is a ``sgdp.engine.compiler.RuleTable``, ``space`` the
+    ``sgdp.engine.compiler.TupleSpace`` built for it. ``classify(...)`` takes header columns and writes the
     first matching rule index (or -1) of every header. Holds its own C copy of everything it needs.
     """
 
@@ -311,7 +311,7 @@ cdef class TupleClassifier:
         """Write into ``out`` the first matching rule index of each header (-1 for none).
 
         Every column (and ``out``) must have the same length; dtypes are those of
-        ``sgdp.compiler.HEADER_COLUMNS`` (a wrong dtype raises ValueError from the buffer check).
+        ``sgdp.engine.compiler.HEADER_COLUMNS`` (a wrong dtype raises ValueError from the buffer check).
         """
         cdef Py_ssize_t n = l3.shape[0], i
         if not (src_hi.shape[0] == src_lo.shape[0] == dst_hi.shape[0] == dst_lo.shape[0] == sport.shape[0]

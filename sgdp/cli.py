@@ -351,7 +351,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                           f"({e['wall_s']} s wall), peak memory {e['peak_rss_mb']} MB")
                     ph = e["phases"]
                     if ph:
-                        print(f"  phases (s from process start): " + ", ".join(f"{k} {v:.3f}" for k, v in ph.items()))
+                        print("  phases (s from process start): " + ", ".join(f"{k} {v:.3f}" for k, v in ph.items()))
         return 0
     r = bench.classbench(args.rules, args.trace, args.match, args.engine)
     CLASSBENCH_JSON_KEYS = bench.CLASSBENCH_JSON_KEYS

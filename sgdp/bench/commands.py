@@ -229,7 +229,6 @@ def replay_capture(packets: int = 1_000_000, flows: int = 50_000, reference_pack
     file) that reports its own peak memory."""
     import json
     import shutil
-    import subprocess
     import tempfile
 
     from sgdp.capture import read_batches

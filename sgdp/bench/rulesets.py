@@ -10,8 +10,8 @@
 
 Files may be gzip-compressed or plain (told apart by their first two bytes, not by their name).
 Every malformed line raises :class:`sgdp.errors.InputError` naming the file, the 1-based line number
-and the offending value. Addresses are IPv4; filters become :class:`sgdp.compiler.RuleTable` rows
-with ``l3`` = 4 and headers a :class:`sgdp.compiler.Headers` batch.
+and the offending value. Addresses are IPv4; filters become :class:`sgdp.engine.compiler.RuleTable` rows
+with ``l3`` = 4 and headers a :class:`sgdp.engine.compiler.Headers` batch.
 """
 
 from __future__ import annotations

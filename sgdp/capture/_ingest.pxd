@@ -9,7 +9,7 @@ from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
 
 # One decoded packet, built on the stack and then stored as row i of every column.
-# Field for field this is sgdp.packet.Packet (PACKET_COLUMNS), plus the reader's own facts.
+# Field for field this is sgdp.capture.packet.Packet (PACKET_COLUMNS), plus the reader's own facts.
 cdef struct Pkt:
     int64_t ts_sec          # capture time, whole seconds (ts_sec + ts_nsec / 1e9 -> "ts" float64)
     uint32_t ts_nsec        # capture time, nanoseconds 0..999999999

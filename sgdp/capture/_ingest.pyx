@@ -134,7 +134,7 @@ ERRORS = {
 }
 LIMITS = {"max_caplen": MAXCAP, "max_block": MAXBLOCK, "max_interfaces": MAX_IFACES}
 
-# Column names and dtypes a Batch holds: sgdp.packet.PACKET_COLUMNS, then the reader's own.
+# Column names and dtypes a Batch holds: sgdp.capture.packet.PACKET_COLUMNS, then the reader's own.
 COLUMNS = (
     ("ts", "float64"), ("l3", "uint8"), ("src_hi", "uint64"), ("src_lo", "uint64"),
     ("dst_hi", "uint64"), ("dst_lo", "uint64"), ("proto", "uint8"), ("sport", "uint16"),

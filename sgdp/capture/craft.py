@@ -18,8 +18,8 @@ a capture would hold them::
   :func:`fragments` splits a datagram; :func:`ether` wraps a packet in an Ethernet (802.1Q) frame.
 * :func:`write_pcap` writes ``(time, frame)`` pairs as a pcap file (micro- or nanosecond), frames
   being scapy packets or bytes, optionally cut short (``(time, frame, wirelen)``).
-* :func:`to_packet` turns a scapy packet into the :class:`~sgdp.packet.Packet` the dataplane
-  sees; :func:`to_batch` makes a :class:`~sgdp.packet.PacketBatch` of ``(time, packet)`` pairs, to
+* :func:`to_packet` turns a scapy packet into the :class:`~sgdp.capture.packet.Packet` the dataplane
+  sees; :func:`to_batch` makes a :class:`~sgdp.capture.packet.PacketBatch` of ``(time, packet)`` pairs, to
   feed an engine without a file.
 * :func:`read_with_scapy` is a slow, independent capture reader (scapy's dissectors): tests use it to
   cross-check the compiled reader of :mod:`sgdp.capture.ingest`.
@@ -326,7 +326,7 @@ def _linktype_of(frame: Any) -> int:
 # ------------------------------------------------------------------------------------- decoding
 
 def to_packet(frame: Any, ts: float | None = None) -> Packet:
-    """The dataplane's view (:class:`~sgdp.packet.Packet`) of a scapy packet or frame.
+    """The dataplane's view (:class:`~sgdp.capture.packet.Packet`) of a scapy packet or frame.
 
     Walks the link layer (Ethernet, 802.1Q/802.1ad, LLC/SNAP, Linux cooked, loopback) to the first
     IP header, then IPv6 extension headers, TCP/UDP/ICMP/ICMPv6 and the header quoted by an ICMP
@@ -534,7 +534,7 @@ def to_packets(frames_with_times: Iterable[tuple]) -> list[Packet]:
 
 
 def to_batch(frames_with_times: Iterable[tuple]) -> PacketBatch:
-    """A :class:`~sgdp.packet.PacketBatch` of ``(time, packet)`` pairs, to feed an engine directly."""
+    """A :class:`~sgdp.capture.packet.PacketBatch` of ``(time, packet)`` pairs, to feed an engine directly."""
     return PacketBatch.from_packets(to_packets(frames_with_times))
 
 

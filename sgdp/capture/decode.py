@@ -18,9 +18,8 @@ from typing import Iterator
 from sgdp.capture.ingest import DEFAULT_BATCH_SIZE, DETAIL, FLAG, CaptureBatch, detail_text, read_batches
 from sgdp.capture.packet import STATUS_NAMES
 
-COLUMNS = ("index", "ts", "caplen", "wirelen", "l3", "src", "dst", "proto", "sport", "dport", "icmp_type",
+DECODE_COLUMNS = ("index", "ts", "caplen", "wirelen", "l3", "src", "dst", "proto", "sport", "dport", "icmp_type",
            "icmp_code", "tcp_flags", "frag_offset", "more_fragments", "truncated", "status", "detail")
-DECODE_COLUMNS = COLUMNS
 
 _F_L3, _F_PROTO, _F_PORTS = FLAG["l3"], FLAG["proto"], FLAG["ports"]
 _F_TCPFLAGS, _F_ICMPTYPE, _F_ICMPCODE, _F_NOTS = FLAG["tcp_flags"], FLAG["icmp_type"], FLAG["icmp_code"], FLAG["no_ts"]
@@ -43,7 +42,7 @@ def _addr(l3: int, hi: int, lo: int) -> str:
 
 
 def batch_rows(batch: CaptureBatch, first_index: int) -> Iterator[list[str]]:
-    """The decode rows (lists of strings, in ``COLUMNS`` order) of one batch."""
+    """The decode rows (lists of strings, in ``DECODE_COLUMNS`` order) of one batch."""
     c = batch.columns
     cols = {k: c[k].tolist() for k in ("l3", "src_hi", "src_lo", "dst_hi", "dst_lo", "proto", "sport", "dport",
                                         "icmp_type", "icmp_code", "tcp_flags", "frag_offset", "more_fragments",

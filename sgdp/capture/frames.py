@@ -1,4 +1,4 @@
-"""Crafted packets as frames: a :class:`~sgdp.packet.Packet` (a scenario step, an `explain` packet)
+"""Crafted packets as frames: a :class:`~sgdp.capture.packet.Packet` (a scenario step, an `explain` packet)
 as the Ethernet frame it describes, so that it can be written into a capture Wireshark opens.
 
 The encoder is written by hand and deterministic (scapy is a test dependency only; the core never

@@ -239,7 +239,7 @@ def new_columns(capacity: int) -> dict[str, np.ndarray]:
 
 
 class CaptureBatch(PacketBatch):
-    """A :class:`~sgdp.packet.PacketBatch` read from a capture, with the reader's own columns.
+    """A :class:`~sgdp.capture.packet.PacketBatch` read from a capture, with the reader's own columns.
 
     ``caplen``, ``wirelen``, ``detail``, ``aux``, ``flags``, ``ts_sec``, ``ts_nsec`` (dtypes in
     ``EXTRA_COLUMNS``); ``path`` is the capture and ``first`` the 0-based number of its first packet
@@ -308,7 +308,8 @@ class CaptureReader:
             else:
                 self._file = open(self.path, "rb", buffering=0 if is_stream(self.path) else -1)
         except OSError as exc:
-            raise InputError(f"{self.name}: {_open_problem(exc)}") from None
+            # check_captures above has named every problem it can see; this is a race or an odd errno
+            raise InputError(f"{self.name}: {capture_problem(self.path) or f'cannot read: {exc.strerror or exc}'}") from None
 
     # -- facts about the file (known once the header was read) --------------------------------
     @property
@@ -417,18 +418,6 @@ class CaptureReader:
                                      f"{_error_text(parser.err, parser.err_a, parser.err_b)}")
         finally:
             self.close()
-
-
-def _open_problem(exc: OSError) -> str:
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied"
-    if exc.errno == errno.ELOOP:
-        return "symbolic link loop, not a capture file"
-    if exc.errno == errno.EISDIR:
-        return "is a directory, not a capture file"
-    if exc.errno == errno.ENOENT:
-        return "no such capture file"
-    return f"cannot read: {exc.strerror or exc}"
 
 
 def open_capture(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, keep_frames: bool = False,

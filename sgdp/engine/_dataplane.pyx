@@ -45,7 +45,7 @@ DEF M_BYPASS = 2
 DEF M_FORWARD = 3
 DEF M_NOLISTENER = 4
 
-# verdict, reason and direction codes (sgdp.packet.VERDICTS / REASONS / DIRECTIONS)
+# verdict, reason and direction codes (sgdp.capture.packet.VERDICTS / REASONS / DIRECTIONS)
 DEF V_ALLOW = 0
 DEF V_DENY = 1
 DEF V_UNMODELLED = 2
@@ -873,7 +873,7 @@ cdef class Dataplane:
 
     def run(self, Plan p, dict c, dict out):
         """The verdict rows of one batch, in capture order (packet columns ``c`` as in
-        sgdp.packet.PACKET_COLUMNS, validated by PacketBatch; ``out`` the VerdictBatch columns)."""
+        sgdp.capture.packet.PACKET_COLUMNS, validated by PacketBatch; ``out`` the VerdictBatch columns)."""
         cdef const double[::1] ts = c["ts"]
         cdef const uint8_t[::1] status = c["status"]
         cdef const uint8_t[::1] l3 = c["l3"]

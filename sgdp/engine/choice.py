@@ -1,7 +1,7 @@
 """Choose an engine: ``fast`` (the compiled path) or ``reference`` (plain Python).
 
 ``fast`` falls back to the reference engine, with a warning, when the extension modules are not
-built or when a topology exceeds a limit of the compiled engine (``sgdp.fast.Unsupported``);
+built or when a topology exceeds a limit of the compiled engine (``sgdp.engine.fast.Unsupported``);
 ``SGDP_REQUIRE_EXTENSION=1`` turns that fallback into an error.
 """
 

@@ -1,8 +1,8 @@
-"""The two first-match classifiers over a :class:`~sgdp.compiler.RuleTable`, with one interface.
+"""The two first-match classifiers over a :class:`~sgdp.engine.compiler.RuleTable`, with one interface.
 
 * :class:`FastClassifier`: the compiled tuple-space classifier of :mod:`sgdp._fastmatch`, built from
-  the tuples that :func:`sgdp.compiler.build_tuple_space` chooses.
-* :class:`ReferenceClassifier`: :func:`sgdp.compiler.first_match_reference`, brute force.
+  the tuples that :func:`sgdp.engine.compiler.build_tuple_space` chooses.
+* :class:`ReferenceClassifier`: :func:`sgdp.engine.compiler.first_match_reference`, brute force.
 
 Both answer ``classify(headers) -> int32 array`` (the index of the first matching rule, -1 for
 none) and report ``build_s`` (seconds to build) and ``table_bytes`` (memory of their tables). This
@@ -24,7 +24,7 @@ ENGINES = ("fast", "reference")
 
 def _check_headers(headers: Headers) -> Headers:
     if not isinstance(headers, Headers):
-        raise TypeError(f"classify() takes a sgdp.compiler.Headers batch, not {type(headers).__name__}")
+        raise TypeError(f"classify() takes a sgdp.engine.compiler.Headers batch, not {type(headers).__name__}")
     n = len(headers.l3)
     for name, dtype in HEADER_COLUMNS.items():  # Headers validated this at construction; re-check cheaply
         col = getattr(headers, name)

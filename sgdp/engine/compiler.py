@@ -16,7 +16,7 @@ zero high half. IPv4 and IPv6 rules can share one table; the ``l3`` column keeps
 range 0.0.0.0/0 is *not* the IPv6 range ::/96).
 
 Headers to classify are a :class:`Headers` batch of columns with the names and dtypes of
-:data:`sgdp.packet.PACKET_COLUMNS`. The answer for each header is the int32 index of the first
+:data:`sgdp.capture.packet.PACKET_COLUMNS`. The answer for each header is the int32 index of the first
 (lowest-index) matching rule, or -1.
 
 :func:`first_match_reference` is the brute-force classifier that defines the truth (tests compare the
@@ -55,7 +55,7 @@ RULE_COLUMNS: dict[str, np.dtype] = {
     "proto_mask": np.dtype(np.uint8),
 }
 
-#: dtype of every Headers column; the names and dtypes are those of sgdp.packet.PACKET_COLUMNS.
+#: dtype of every Headers column; the names and dtypes are those of sgdp.capture.packet.PACKET_COLUMNS.
 HEADER_COLUMNS: dict[str, np.dtype] = {
     "l3": np.dtype(np.uint8),  # 4 or 6; anything else matches no rule
     "src_hi": np.dtype(np.uint64),
@@ -400,7 +400,6 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
         raise TypeError("build_tuple_space(table: RuleTable)")
     if address_step < 1 or bucket_limit < 1:
         raise ValueError("address_step and bucket_limit must be positive")
-    n = len(table)
     t = table
     ls_a = _common_prefix(t.src_min_hi, t.src_min_lo, t.src_max_hi, t.src_max_lo).astype(np.int64)
     ld_a = _common_prefix(t.dst_min_hi, t.dst_min_lo, t.dst_max_hi, t.dst_max_lo).astype(np.int64)

@@ -139,16 +139,21 @@ def _split(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
     return (np.array([v >> 64 for v in values], np.uint64), np.array([v & MASK64 for v in values], np.uint64))
 
 
-def _rule_block(rule: Rule, policy: Policy) -> dict[str, np.ndarray]:
-    """A security-group rule's rows (the boxes of FastEngine._rule_boxes, in the same order) as columns."""
+def _rule_l4(rule: Rule) -> tuple[tuple[int, int], list[tuple[tuple[int, int], tuple[int, int]]]]:
+    """A security-group rule's protocol (value, mask) and its (source port, destination port) ranges;
+    for ICMP rules with a type, the (type, code) ranges in those two places."""
     proto = (0, 0) if rule.protocol is None else (rule.protocol, 0xFF)
     if rule.ports is not None:
-        l4 = [(FULL, seg) for seg in rule.ports]
-    elif rule.icmp_type is not None and rule.protocol in (ICMP, ICMPV6):
+        return proto, [(FULL, seg) for seg in rule.ports]
+    if rule.icmp_type is not None and rule.protocol in (ICMP, ICMPV6):
         code = FULL if rule.icmp_code is None else (rule.icmp_code, rule.icmp_code)
-        l4 = [((rule.icmp_type, rule.icmp_type), code)]
-    else:
-        l4 = [(FULL, FULL)]
+        return proto, [((rule.icmp_type, rule.icmp_type), code)]
+    return proto, [(FULL, FULL)]
+
+
+def _rule_block(rule: Rule, policy: Policy) -> dict[str, np.ndarray]:
+    """A security-group rule's rows (the boxes of FastEngine._rule_boxes, in the same order) as columns."""
+    proto, l4 = _rule_l4(rule)
     peers, members_only = policy.remote_ranges(rule)
     p, k = len(peers), len(l4)
     lo_hi, lo_lo = _split([a for a, _ in peers])
@@ -170,7 +175,7 @@ def _rule_block(rule: Rule, policy: Policy) -> dict[str, np.ndarray]:
 
 
 class FastEngine:
-    """The compiled dataplane; same interface and results as :class:`sgdp.reference.ReferenceEngine`."""
+    """The compiled dataplane; same interface and results as :class:`sgdp.engine.reference.ReferenceEngine`."""
 
     name = "fast"
 
@@ -207,7 +212,7 @@ class FastEngine:
     def retarget(self, topo: Topology, names: Names, nic_map: dict[int, int], drop_sg: set[int],
                  drop_acl: set[int]) -> None:
         """S12: continue with another version of the topology, keeping the dataplane state (as
-        :meth:`sgdp.reference.ReferenceEngine.retarget`). ``names`` must be the names this engine
+        :meth:`sgdp.engine.reference.ReferenceEngine.retarget`). ``names`` must be the names this engine
         was built with (a timeline's names of every version)."""
         if names.rules != self.names.rules or names.groups != self.names.groups or names.instances != self.names.instances:
             raise ValueError("retarget: the names must be those the engine was built with")
@@ -280,14 +285,7 @@ class FastEngine:
         return out
 
     def _rule_boxes(self, rule: Rule, version: int) -> list[Box]:
-        proto = (0, 0) if rule.protocol is None else (rule.protocol, 0xFF)
-        if rule.ports is not None:
-            l4 = [(FULL, seg) for seg in rule.ports]
-        elif rule.icmp_type is not None and rule.protocol in (ICMP, ICMPV6):
-            code = FULL if rule.icmp_code is None else (rule.icmp_code, rule.icmp_code)
-            l4 = [((rule.icmp_type, rule.icmp_type), code)]
-        else:
-            l4 = [(FULL, FULL)]
+        proto, l4 = _rule_l4(rule)
         peers, members_only = self.policy.remote_ranges(rule)
         genuine = (1, 1) if members_only else (0, 1)
         return [Box(version, peer, genuine, sp, dp, proto) for peer in peers for sp, dp in l4]

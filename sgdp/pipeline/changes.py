@@ -10,7 +10,6 @@ the new row of its first packet whose verdict differs. Memory: one entry per flo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 

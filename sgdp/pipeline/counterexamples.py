@@ -3,7 +3,7 @@ flows (so a TCP handshake is there), as a pcap a user opens in Wireshark.
 
 * `sgdp test --save-failures DIR`: one capture per failing scenario, ``DIR/<scenario file>.pcap``
   (``-2``, ``-3``… appended when two scenario files have the same name). Packet steps are encoded
-  by :func:`sgdp.frames.packet_to_frame` with their step times; capture steps contribute their
+  by :func:`sgdp.capture.frames.packet_to_frame` with their step times; capture steps contribute their
   original frames. Flows span steps (a crafted SYN and a captured reply are one flow).
 * `sgdp replay --expect FILE --save-failures DIR`: ``DIR/differences.pcap``, the original frames
   copied from the captures. The replay notes the flow of every differing packet (one entry per
@@ -136,19 +136,19 @@ class ReplayFailures:
             self.close_spools()
 
     def _write(self, captures: list[str], batch_size: int) -> str | None:
-        from sgdp.pipeline.split import FrameSource, SplitWriter
+        from sgdp.pipeline.split import SplitWriter, batch_records
 
         if self.selection.empty:
             return None
         stop = self.selection.stop
-        out, source = SplitWriter(self.path + PARTIAL, self.path), FrameSource()
+        out = SplitWriter(self.path + PARTIAL, self.path)
         index = 0
         try:
-            for batch in read_batches(captures, batch_size):
+            for batch in read_batches(captures, batch_size, keep_frames=True):
                 if index > stop:
                     break
-                for i, frame in source.frames(batch, self.selection.select(batch.columns, index)):
-                    out.add(int(batch.linktype[i]), int(batch.ts_sec[i]), int(batch.ts_nsec[i]), int(batch.wirelen[i]), frame)
+                for record in batch_records(batch, self.selection.select(batch.columns, index)):
+                    out.add(*record)
                     self.written += 1
                 index += len(batch)
         except InputError:
@@ -157,8 +157,6 @@ class ReplayFailures:
             out.discard()
             remove_quietly(self.path + PARTIAL)
             raise
-        finally:
-            source.close()
         try:
             out.close()
         except BaseException:

@@ -8,7 +8,6 @@ processed and every output is written before the error is reported (S15).
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -17,13 +16,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from sgdp.engine import make_engine, resolve_engine
+from sgdp.engine import resolve_engine
 from sgdp.errors import InputError, SgdpError, UsageError
 from sgdp.capture import CaptureBatch, check_captures, display_name, is_stream, read_batches
 from sgdp.topology import read_structured_file, topology_from_data
 from sgdp.capture import VERDICT_CODE, Verdict
 from sgdp.pipeline.outputs import OutputDir
-from sgdp.pipeline.split import FrameSource, SplitWriter
+from sgdp.pipeline.split import SplitWriter, batch_records
 from sgdp.pipeline.executors import engine_spec, make_executor
 from sgdp.pipeline.writers import FORMATS, Summary, VerdictWriter, read_verdict_file
 
@@ -89,14 +88,13 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     outputs = OutputDir(out_dir)  # from here on, every output is partial until commit() (sgdp.pipeline.outputs)
     summary = Summary(name)
     result = ReplayResult({})
-    writer = splits = source = bar = None
+    writer = splits = bar = None
     start = time.perf_counter()
     try:
         writer = VerdictWriter(out_dir, verdicts, executor.names[0],
                                path=outputs.partial(f"verdicts.{verdicts}") if verdicts != "none" else None)
         if split:
             splits = tuple(SplitWriter(outputs.partial(n), outputs.final(n)) for n in ("allowed.pcap", "denied.pcap"))
-            source = FrameSource()
         bar = _progress_bar(captures) if progress else None
         index = 0
         try:
@@ -112,7 +110,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
                     if failures is not None:
                         failures.add(batch, index, bad)
                 if splits is not None:
-                    _split(splits, source, batch, vb)  # type: ignore[arg-type]
+                    _split(splits, batch, vb)
                 index += len(batch)
                 if bar is not None:
                     bar.update(batch)
@@ -149,8 +147,6 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         raise
     finally:
         executor.close()  # stops every worker (also on Ctrl-C or a worker's failure)
-        if source is not None:
-            source.close()
         if bar is not None:
             bar.close()
     _mark("end")
@@ -238,11 +234,10 @@ def _note(result: ReplayResult, text: str) -> None:
         result.differences.append(text)
 
 
-def _split(splits: tuple[SplitWriter, SplitWriter], source: FrameSource, batch: CaptureBatch, vb) -> None:
+def _split(splits: tuple[SplitWriter, SplitWriter], batch: CaptureBatch, vb) -> None:
     for code, out in ((VERDICT_CODE["allow"], splits[0]), (VERDICT_CODE["deny"], splits[1])):
-        rows = np.flatnonzero(vb.verdict == code)
-        for i, frame in source.frames(batch, rows):
-            out.add(int(batch.linktype[i]), int(batch.ts_sec[i]), int(batch.ts_nsec[i]), int(batch.wirelen[i]), frame)
+        for record in batch_records(batch, np.flatnonzero(vb.verdict == code)):
+            out.add(*record)
 
 
 class _Progress:

@@ -2,14 +2,14 @@
 ``denied.pcap``) and the counterexample captures of ``--save-failures``.
 
 :class:`SplitWriter` writes records as nanosecond pcap, switching to pcapng when link types mix;
-:class:`FrameSource` gives a batch's frames: those it carries, else read back from its capture by offset.
+:func:`batch_records` gives the records of a batch's rows from the frames the batch carries.
 """
 
 from __future__ import annotations
 
 import os
 import struct
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from sgdp.pipeline.outputs import cannot_write
 
 
 class SplitWriter:
-    """``allowed.pcap`` / ``denied.pcap``: the original frames, copied from the captures by offset.
+    """``allowed.pcap`` / ``denied.pcap``: the original frames of the replayed packets.
 
     Written as nanosecond pcap with the link type of the first frame. Captures of several link
     types (a pcap has one) switch the file to pcapng at the first frame of another link type: what
@@ -110,11 +110,13 @@ class SplitWriter:
             raise cannot_write(self.label, exc) from None
 
     def discard(self) -> None:
-        """Close without caring for errors (the run is being abandoned)."""
-        try:
-            self.fh.close()
-        except OSError:
-            pass
+        """Close without caring for errors (the run is being abandoned), and remove the scratch file
+        of a pcap-to-pcapng rewrite that was cut short."""
+        for undo in (self.fh.close, lambda: os.remove(self.path + ".tmp")):
+            try:
+                undo()
+            except OSError:
+                pass
 
 
 def _ng_block(kind: int, body: bytes) -> bytes:
@@ -122,25 +124,10 @@ def _ng_block(kind: int, body: bytes) -> bytes:
     return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
 
 
-class FrameSource:
-    """The frames of a batch's rows: those the batch carries (read with ``keep_frames``, which works
-    for streams too), else read back from the capture file by offset."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, Any] = {}
-
-    def frames(self, batch: CaptureBatch, rows: np.ndarray) -> Iterator[tuple[int, bytes]]:
-        if batch.frames is not None:
-            for i in rows.tolist():
-                yield i, batch.frame(i)
-            return
-        fh = self.files.get(batch.path)
-        if fh is None:
-            fh = self.files[batch.path] = open(batch.path, "rb")
-        for i in rows.tolist():
-            fh.seek(int(batch.offset[i]))
-            yield i, fh.read(int(batch.caplen[i]))
-
-    def close(self) -> None:
-        for fh in self.files.values():
-            fh.close()
+def batch_records(batch: CaptureBatch, rows: np.ndarray | list[int]) -> Iterator[tuple[int, int, int, int, bytes]]:
+    """The records ``(link type, seconds, nanoseconds, wire length, frame)`` of a batch's rows, for
+    :meth:`SplitWriter.add`; the frames are the ones the batch carries (read with ``keep_frames``)."""
+    if batch.frames is None:
+        raise ValueError(f"{batch.path}: the batch was read without its frames (keep_frames=True)")
+    for i in np.asarray(rows, np.int64).tolist():
+        yield int(batch.linktype[i]), int(batch.ts_sec[i]), int(batch.ts_nsec[i]), int(batch.wirelen[i]), batch.frame(i)

@@ -11,15 +11,13 @@ from __future__ import annotations
 import os
 import re
 
-import numpy as np
-
 from sgdp.capture import LINKTYPE_ETHERNET, PacketBatch, packet_to_frame, read_batches, timestamp
 from sgdp.errors import InputError
-from sgdp.pipeline import FlowSelection, FrameSource, SplitWriter, make_failures_dir
+from sgdp.pipeline import FlowSelection, SplitWriter, batch_records, make_failures_dir
 from sgdp.testing.scenario import CaptureFailure, CaptureStep
 
 
-def _scenario_chunks(scenario, source):
+def _scenario_chunks(scenario):
     """The scenario's packets in order, in chunks: (columns, frames(rows) -> records, step ids).
 
     Consecutive packet steps form one chunk of crafted frames; a capture step gives its batches.
@@ -45,11 +43,8 @@ def _scenario_chunks(scenario, source):
             yield crafted(pending)
             pending = []
         try:
-            for batch in read_batches([step.capture]):
-                def frames(rows, batch=batch):
-                    for i, frame in source.frames(batch, np.asarray(rows, np.int64)):
-                        yield int(batch.linktype[i]), int(batch.ts_sec[i]), int(batch.ts_nsec[i]), int(batch.wirelen[i]), frame
-                yield batch.columns, frames, ("capture", step.index, batch.first)
+            for batch in read_batches([step.capture], keep_frames=True):
+                yield batch.columns, lambda rows, batch=batch: batch_records(batch, rows), ("capture", step.index, batch.first)
         except InputError:
             pass  # the scenario run reported it
     if pending:
@@ -57,9 +52,9 @@ def _scenario_chunks(scenario, source):
 
 
 def save_scenario_failures(result, directory: str, used: set[str] | None = None) -> str | None:
-    """Write the capture of a failing scenario (a :class:`sgdp.scenario.ScenarioResult`); its path.
+    """Write the capture of a failing scenario (a :class:`sgdp.testing.scenario.ScenarioResult`); its path.
 
-    Packet steps are encoded by :func:`sgdp.frames.packet_to_frame`; capture steps contribute their
+    Packet steps are encoded by :func:`sgdp.capture.frames.packet_to_frame`; capture steps contribute their
     original frames."""
     if result.passed:
         return None
@@ -74,27 +69,23 @@ def save_scenario_failures(result, directory: str, used: set[str] | None = None)
         return [r for r in range(len(columns["ts"])) if what[2] + r in wanted] if wanted else []
 
     selection = FlowSelection()
-    source = FrameSource()
+    pos = 0
+    for columns, _, what in _scenario_chunks(result.scenario):
+        selection.mark(columns, pos, bad_rows(columns, what))
+        pos += len(columns["ts"])
+    path = os.path.join(directory, _file_name(result.scenario.file, used) + ".pcap")
+    out = SplitWriter(path)
     try:
         pos = 0
-        for columns, _, what in _scenario_chunks(result.scenario, source):
-            selection.mark(columns, pos, bad_rows(columns, what))
+        stop = selection.stop
+        for columns, frames, _ in _scenario_chunks(result.scenario):
+            if pos > stop:
+                break
+            for record in frames(selection.select(columns, pos).tolist()):
+                out.add(*record)
             pos += len(columns["ts"])
-        path = os.path.join(directory, _file_name(result.scenario.file, used) + ".pcap")
-        out = SplitWriter(path)
-        try:
-            pos = 0
-            stop = selection.stop
-            for columns, frames, _ in _scenario_chunks(result.scenario, source):
-                if pos > stop:
-                    break
-                for record in frames(selection.select(columns, pos).tolist()):
-                    out.add(*record)
-                pos += len(columns["ts"])
-        finally:
-            out.close()
     finally:
-        source.close()
+        out.close()
     return path
 
 

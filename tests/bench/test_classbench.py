@@ -194,7 +194,5 @@ def test_bench_generate_writes_loadable_workloads(tmp_path):
         path = out / f"capture-{loc}.pcap"
         assert main(["replay", str(out / "topology.yaml"), str(path), "-o", str(tmp_path / loc), "--verdicts", "none",
                      "--no-progress"]) == 0
-        import json
-
         assert json.loads((tmp_path / loc / "summary.json").read_text())["packets"] == 500
     assert main(["bench", "generate", "--out", str(out), "--flows", "0"]) == 2

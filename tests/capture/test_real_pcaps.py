@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from sgdp.capture.decode import COLUMNS, decode_rows
+from sgdp.capture.decode import DECODE_COLUMNS as COLUMNS, decode_rows
 from sgdp.errors import InputError
 from sgdp.capture.ingest import DETAIL, FLAG, read_batches
 from sgdp.capture.packet import MALFORMED, NON_IP

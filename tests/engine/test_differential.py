@@ -155,7 +155,6 @@ def test_fast_equals_reference_on_header_only_captures(data):
     reader makes of it; where every cut packet kept its classification fields, the verdicts are
     those of the full capture (S15)."""
     from sgdp.engine.fast import FastEngine
-    from sgdp.capture.ingest import FLAG
 
     topo_dict = data.draw(topologies())
     packets = data.draw(packet_sequences(topo_dict))

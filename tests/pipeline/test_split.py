@@ -10,8 +10,6 @@ import struct
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from sgdp.capture.ingest import open_capture, read_batches
 from sgdp.pipeline.run import replay
 from sgdp.pipeline.split import SplitWriter
