@@ -20,28 +20,14 @@ from sgdp.errors import ConfigError, InputError, SgdpError, UsageError
 
 __version__ = "0.1.0"
 
-_names, __getattr__, _dir = lazy_exports(__name__, {
+_names, __getattr__, _ = lazy_exports(__name__, {
     "api": ["load_topology", "check", "Findings", "make_packet", "explain", "Explanation", "replay", "evaluate", "Replay",
             "diff", "Diff", "decode", "write_report", "table"],
     "topology": ["Topology", "import_huawei", "write_topology", "parse_endpoint", "format_ip"],
-    "capture": ["DECODE_COLUMNS", "decode_batches"],
+    "capture": ["DECODE_COLUMNS", "decode_batches", "craft"],  # craft: the module sgdp.capture.craft (needs scapy)
     "engine": ["resolve_engine", "available_engines"],
     "pipeline": ["format_diff"],
     "testing": ["find_scenarios", "load_scenario", "run_scenario", "save_scenario_failures"],
     "bench": ["bench"],
 })
-_SUBMODULES = {"craft": "sgdp.capture.craft"}
-_lazy_getattr = __getattr__
-
-
-def __getattr__(name: str):  # noqa: F811  (the API names, and sgdp.craft)
-    if name in _SUBMODULES:
-        import importlib
-
-        module = importlib.import_module(_SUBMODULES[name])
-        globals()[name] = module
-        return module
-    return _lazy_getattr(name)
-
-
-__all__ = ["ConfigError", "InputError", "SgdpError", "UsageError", "__version__", "craft", *_names]
+__all__ = ["ConfigError", "InputError", "SgdpError", "UsageError", "__version__", *_names]
