@@ -7,6 +7,7 @@ argument parsing and printing over these functions and nothing else.
 
 from __future__ import annotations
 
+import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Mapping
@@ -107,6 +108,13 @@ def explain(topology: str | os.PathLike[str] | Mapping[str, Any] | Topology, pac
 # ------------------------------------------------------------------------------------ tables
 
 
+_TABLE_KINDS = (  # (kind, module, what it makes, how), in the order table() prefers them
+    ("pandas", "pandas", "pandas DataFrame", lambda pd, cols: pd.DataFrame(cols)),
+    ("arrow", "pyarrow", "pyarrow Table",
+     lambda pa, cols: pa.table({k: (v.astype(str) if v.dtype == object else v) for k, v in cols.items()})),
+)
+
+
 def table(columns: Mapping[str, Any], kind: str | None = None) -> Any:
     """Columns (name -> NumPy array) as a table: a pandas DataFrame when pandas is installed, else a
     pyarrow Table when pyarrow is, else the dict of NumPy arrays itself. ``kind`` forces one of
@@ -114,22 +122,15 @@ def table(columns: Mapping[str, Any], kind: str | None = None) -> Any:
     cols = {k: np.asarray(v) for k, v in columns.items()}
     if kind not in (None, "pandas", "arrow", "numpy"):
         raise UsageError(f"table kind {kind!r} is not one of pandas, arrow, numpy")
-    if kind in (None, "pandas"):
-        try:
-            import pandas as pd
-        except ImportError:
-            if kind == "pandas":
-                raise UsageError("a pandas DataFrame needs pandas: pip install 'sgdp[notebook]'") from None
-        else:
-            return pd.DataFrame(cols)
-    if kind in (None, "arrow"):
-        try:
-            import pyarrow as pa
-        except ImportError:
-            if kind == "arrow":
-                raise UsageError("a pyarrow Table needs pyarrow: pip install 'sgdp[notebook]'") from None
-        else:
-            return pa.table({k: (v.astype(str) if v.dtype == object else v) for k, v in cols.items()})
+    for name, module, what, make in _TABLE_KINDS:
+        if kind in (None, name):
+            try:
+                lib = importlib.import_module(module)
+            except ImportError:
+                if kind == name:
+                    raise UsageError(f"a {what} needs {module}: pip install 'sgdp[notebook]'") from None
+            else:
+                return make(lib, cols)
     return cols
 
 
@@ -204,11 +205,9 @@ def replay(topology: str | os.PathLike[str] | Mapping[str, Any] | Topology,
         return evaluate(topology, packets, engine=options.get("engine_name"))
     if captures is None:
         raise UsageError("replay: no captures (give capture files, or packets=[...])")
-    if isinstance(captures, (str, os.PathLike)):
-        captures = [captures]
     if not isinstance(topology, (str, os.PathLike)):
         raise UsageError("replay of captures: give the topology as a file path (summary.json records it)")
-    r = _replay(os.fspath(topology), [os.fspath(c) for c in captures], out_dir, verdicts, **options)
+    r = _replay(os.fspath(topology), _paths(captures), out_dir, verdicts, **options)
     vf = os.path.join(out_dir, f"verdicts.{verdicts}") if verdicts != "none" else None
     result = Replay(r.summary, out_dir, vf, r.differences, r.difference_count, r.error, r.failures_file,
                     r.failures_packets, _result=r)
@@ -237,11 +236,9 @@ def evaluate(topology: str | os.PathLike[str] | Mapping[str, Any] | Topology,
     summary.add(vb)
     cols = dict(VerdictWriter("", "none", dataplane.names).columns(batch["ts"], vb))
     c = batch.columns
-    l3 = c["l3"]
-    cols["src"] = np.array([format_ip(int(v), (int(h) << 64) | int(lo)) for v, h, lo in zip(l3, c["src_hi"], c["src_lo"])],
-                           dtype=object)
-    cols["dst"] = np.array([format_ip(int(v), (int(h) << 64) | int(lo)) for v, h, lo in zip(l3, c["dst_hi"], c["dst_lo"])],
-                           dtype=object)
+    for side in ("src", "dst"):
+        cols[side] = np.array([format_ip(int(v), (int(h) << 64) | int(lo))
+                               for v, h, lo in zip(c["l3"], c[f"{side}_hi"], c[f"{side}_lo"])], dtype=object)
     cols["proto"] = np.array([proto_label(int(p)) for p in c["proto"]], dtype=object)
     cols["sport"], cols["dport"] = c["sport"].astype(np.int64), c["dport"].astype(np.int64)
     return Replay(summary.as_dict(dataplane.rule_hits(), elapsed), _columns=cols)
@@ -268,7 +265,7 @@ def write_report(out_dir: str | os.PathLike[str], path: str | os.PathLike[str] |
     from sgdp.report import write_replay_report
 
     topo = topology if isinstance(topology, Topology) or topology is None else os.fspath(topology)
-    caps = None if captures is None else [os.fspath(c) for c in captures]
+    caps = None if captures is None else _paths(captures)
     found = os.fspath(findings) if isinstance(findings, os.PathLike) else findings
     return write_replay_report(os.fspath(out_dir), None if path is None else os.fspath(path), topo, caps, found)
 
@@ -311,11 +308,8 @@ def diff(old: str | os.PathLike[str], new: str | os.PathLike[str], captures: Ite
          ray: str | None = None) -> Diff:
     """Replay captures through two topologies; the flows whose verdict changes (``html``: also write
     the report there; ``workers`` / ``ray``: where the dataplane runs, as for :func:`replay`)."""
-    if isinstance(captures, (str, os.PathLike)):
-        captures = [captures]
-    result = Diff(_diff(os.fspath(old), os.fspath(new), [os.fspath(c) for c in captures], engine,
-                        workers=workers, ray=ray), os.fspath(old),
-                  os.fspath(new))
+    result = Diff(_diff(os.fspath(old), os.fspath(new), _paths(captures), engine, workers=workers, ray=ray),
+                  os.fspath(old), os.fspath(new))
     if html is not None:
         result.report(html)
     return result
@@ -323,4 +317,11 @@ def diff(old: str | os.PathLike[str], new: str | os.PathLike[str], captures: Ite
 
 def decode(captures: Iterable[str | os.PathLike[str]]) -> Iterator[list[str]]:
     """What the capture reader sees, one row of strings per packet (the ``sgdp decode`` columns)."""
-    return decode_rows([os.fspath(c) for c in captures])
+    return decode_rows(_paths(captures))
+
+
+def _paths(captures: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[str]:
+    """Capture paths as strings: one path, or several."""
+    if isinstance(captures, (str, os.PathLike)):
+        return [os.fspath(captures)]
+    return [os.fspath(c) for c in captures]

@@ -502,7 +502,7 @@ def traffic(cols: VerdictColumns, captures: list[str]) -> dict[str, Any]:
     deny = VERDICTS.index("deny")
     n = len(cols)
     table = FlowTable()
-    talkers: dict[tuple[int, int, int], list[int]] = {}  # (l3, hi, lo) -> [packets, bytes, denied]
+    sources: list[tuple[np.ndarray, ...]] = []  # per batch: its distinct sources (l3, hi, lo), packets, bytes, denied
     flow_denied = np.zeros(0, np.int64)
     flow_bytes = np.zeros(0, np.int64)
     first_deny = np.zeros(0, np.int64)  # row of the first denied packet, -1 if none
@@ -534,25 +534,14 @@ def traffic(cols: VerdictColumns, captures: list[str]) -> dict[str, Any]:
         if len(ip):
             l3, hi, lo = c["l3"][ip], c["src_hi"][ip], c["src_lo"][ip]
             first, inverse = _unique_rows(l3, hi, lo)
-            packets = np.bincount(inverse, minlength=len(first))
-            nbytes = np.bincount(inverse, weights=wl[ip], minlength=len(first))
-            ndenied = np.bincount(inverse, weights=denied[ip], minlength=len(first))
-            keys = zip(l3[first].tolist(), hi[first].tolist(), lo[first].tolist())
-            for k, p, b, d in zip(keys, packets.tolist(), nbytes.tolist(), ndenied.tolist()):
-                t = talkers.get(k)
-                if t is None:
-                    talkers[k] = [p, int(b), int(d)]
-                else:
-                    t[0] += p
-                    t[1] += int(b)
-                    t[2] += int(d)
+            sources.append((l3[first], hi[first], lo[first], np.bincount(inverse, minlength=len(first)),
+                            np.bincount(inverse, weights=wl[ip], minlength=len(first)),
+                            np.bincount(inverse, weights=denied[ip], minlength=len(first))))
         done += m
     if done != n:
         raise InputError(f"{captures[-1]}: the captures have {done} packets but the verdict file {n} rows "
                          "(not the captures of this replay?)")
-    top = sorted(talkers.items(), key=lambda kv: (-kv[1][0], kv[0]))[:TOP]
-    out_talkers = [{"src": format_ip(k[0], (k[1] << 64) | k[2]), "packets": p, "bytes": b, "denied": d,
-                    "allowed": p - d} for k, (p, b, d) in top]
+    out_talkers, source_count = _top_talkers(sources)
     nf = len(table)
     counts = table.packets[:nf]
     flows = [_flow_row(table, f, int(flow_bytes[f]), int(flow_denied[f]), None) for f in
@@ -568,7 +557,23 @@ def traffic(cols: VerdictColumns, captures: list[str]) -> dict[str, Any]:
               "direction": direction[r], "ts": float(cols.ts[r])}
         denied_flows.append(_flow_row(table, f, int(flow_bytes[f]), int(flow_denied[f]), by))
     return {"talkers": out_talkers, "flows": flows, "denied_flows": denied_flows, "flow_count": nf,
-            "source_count": len(talkers)}
+            "source_count": source_count}
+
+
+def _top_talkers(sources: list[tuple[np.ndarray, ...]]) -> tuple[list[dict[str, Any]], int]:
+    """The batches' per-source counts summed per source: the top sources by packets (then by
+    address), and the number of sources."""
+    if not sources:
+        return [], 0
+    l3, hi, lo, packets, nbytes, ndenied = (np.concatenate(x) for x in zip(*sources))
+    first, inverse = _unique_rows(l3, hi, lo)
+    l3, hi, lo = l3[first], hi[first], lo[first]
+    packets, nbytes, ndenied = (np.bincount(inverse, weights=w, minlength=len(first)).astype(np.int64)
+                                for w in (packets, nbytes, ndenied))
+    top = np.lexsort((lo, hi, l3, -packets))[:TOP]
+    return [{"src": format_ip(int(l3[k]), (int(hi[k]) << 64) | int(lo[k])), "packets": int(packets[k]),
+             "bytes": int(nbytes[k]), "denied": int(ndenied[k]), "allowed": int(packets[k] - ndenied[k])}
+            for k in top.tolist()], len(first)
 
 
 def _unique_rows(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

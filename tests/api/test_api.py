@@ -101,3 +101,12 @@ def test_core_imports_without_pandas_or_pyarrow():
     verdicts, message = json.loads(out)
     assert verdicts == ["allow", "allow", "deny"]
     assert message == "a pandas DataFrame needs pandas: pip install 'sgdp[notebook]'"
+
+
+def test_one_capture_path_is_a_capture_list(tmp_path: Path):
+    """Every call that takes captures takes one path as well as several (a str is not a list of letters)."""
+    assert list(sgdp.decode(str(PCAP))) == list(sgdp.decode([PCAP]))
+    run = sgdp.replay(TOPO, PCAP, str(tmp_path / "out"))
+    assert run.summary["packets"] == 17
+    page = sgdp.write_report(tmp_path / "out", tmp_path / "r.html", captures=str(PCAP))
+    assert "198.51.100.7" in Path(page).read_text()  # the talker table: the capture was read

@@ -7,6 +7,7 @@ import csv
 import json
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -86,6 +87,48 @@ def test_replay_data_matches_hand_worked_verdicts(replayed: Path):
     assert len(groups["Sg-A"]["rules"]) == len(topo["security_groups"][0]["rules"])
     decided = Counter(r["rule"] for r in rows if r["rule"])
     assert {r["rule"]: r["hits"] for r in groups["Sg-A"]["rules"]} == dict(decided)
+
+
+def pcap_wirelens(path: Path) -> list[int]:
+    """The original length of every record, from the pcap record headers (not through sgdp's reader)."""
+    data = path.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"  # little-endian, microseconds (as make_pcaps.py writes it)
+    out, at = [], 24
+    while at < len(data):
+        _, _, incl, orig = struct.unpack_from("<IIII", data, at)
+        out.append(orig)
+        at += 16 + incl
+    return out
+
+
+@pytest.mark.parametrize("batch_size", [65536, 3])
+def test_talker_and_flow_bytes_from_the_capture(replayed: Path, monkeypatch, batch_size: int):
+    """Bytes are the frames' wire lengths; with small batches a source's and a flow's packets are
+    summed across batches. Who sent what: pcaps/make_pcaps.py, figure1()."""
+    import sgdp.report.data as data_module
+    from sgdp.capture import read_batches
+
+    monkeypatch.setattr(data_module, "read_batches", lambda paths: read_batches(paths, batch_size))
+    wl = pcap_wirelens(PCAP)
+    assert len(wl) == 17
+    client, ecs, web, dns = "198.51.100.7", "192.168.0.10", "93.184.216.34", "100.125.1.250"
+    sent = {client: [1, 3, 4, 5], ecs: [2, 6, 8, 9, 11, 13, 14], web: [7, 10, 12], dns: [15]}  # 0: ARP, 16: cut
+    data = replay_data(str(replayed))
+    assert data["source_count"] == 4
+    got = {t["src"]: (t["packets"], t["bytes"], t["denied"]) for t in data["talkers"]}
+    denied = {client: 3}  # the two SSH SYNs (default) and the RDP SYN (A03)
+    assert got == {s: (len(k), sum(wl[i] for i in k), denied.get(s, 0)) for s, k in sent.items()}
+    assert [t["src"] for t in data["talkers"]] == [ecs, client, web, dns]  # most packets first: 7, 4, 3, 1
+    flows = {f["flow"]: (f["packets"], f["bytes"]) for f in data["flows"]}
+    assert flows == {
+        "icmp 198.51.100.7 -> 192.168.0.10 id 7": (2, wl[1] + wl[2]),
+        "tcp 198.51.100.7:51000 -> 192.168.0.10:22": (2, wl[3] + wl[4]),
+        "tcp 198.51.100.7:51001 -> 192.168.0.10:3389": (1, wl[5]),
+        "tcp 192.168.0.10:40000 -> 93.184.216.34:443": (8, sum(wl[6:14])),
+        "udp 192.168.0.10:53000 -> 100.125.1.250:53": (2, wl[14] + wl[15]),
+    }
+    assert data["flow_count"] == 5
+    assert [f["flow"] for f in data["flows"]][0] == "tcp 192.168.0.10:40000 -> 93.184.216.34:443"
 
 
 def test_never_hit_and_check_findings_are_flagged(tmp_path: Path):
@@ -226,3 +269,18 @@ def test_diff_report(tmp_path: Path, capsys):
 
 def test_stack_marks_counts_nonzero_cells():
     assert stack_marks({"counts": [[1, 0, 2], [0, 0, 0], [5, 1, 1]]}) == 5
+
+
+def test_top_talkers_sum_batches_and_break_ties_by_address():
+    from sgdp.report.data import _top_talkers
+
+    a, b, c = 0x0A000001, 0x0A000002, 0x0A000003  # 10.0.0.1, .2, .3
+    u64 = lambda *v: np.array(v, np.uint64)  # noqa: E731
+    batch1 = (np.array([4, 4], np.uint8), u64(0, 0), u64(c, a), np.array([2, 1]), np.array([200.0, 60.0]), np.array([0.0, 1.0]))
+    batch2 = (np.array([4, 4], np.uint8), u64(0, 0), u64(b, a), np.array([3, 1]), np.array([90.0, 40.0]), np.array([3.0, 0.0]))
+    rows, count = _top_talkers([batch1, batch2])
+    assert count == 3
+    # 10.0.0.2 sent 3; 10.0.0.1 (1 + 1) and 10.0.0.3 (2) tie at 2, the lower address first
+    assert [(r["src"], r["packets"], r["bytes"], r["denied"], r["allowed"]) for r in rows] == [
+        ("10.0.0.2", 3, 90, 3, 0), ("10.0.0.1", 2, 100, 1, 1), ("10.0.0.3", 2, 200, 0, 2)]
+    assert _top_talkers([]) == ([], 0)
