@@ -14,7 +14,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "shard": ["ShardKeys", "Router"],
     "writers": ["VerdictWriter", "Summary", "read_verdict_file", "FORMATS", "VERDICT_COLUMNS"],
     "split": ["SplitWriter", "batch_records"],
-    "flows": ["FlowTable"],
+    "flows": ["FlowTable", "unique_rows"],
     "changes": ["diff", "DiffResult", "format_diff"],
     "timeline": ["Timeline", "load_timeline"],
     "counterexamples": ["FlowSelection", "ReplayFailures", "make_failures_dir"],

@@ -20,7 +20,7 @@ import numpy as np
 
 from sgdp.capture import DIRECTIONS, REASONS, VERDICTS, read_batches
 from sgdp.errors import InputError, SgdpError, UsageError
-from sgdp.pipeline import FlowTable
+from sgdp.pipeline import FlowTable, unique_rows
 from sgdp.topology import Topology, check, format_ip, load_topology, proto_label
 
 NAME_COLUMNS = ("verdict", "reason", "instance", "direction", "security_group", "rule")
@@ -533,7 +533,7 @@ def traffic(cols: VerdictColumns, captures: list[str]) -> dict[str, Any]:
         ip = np.flatnonzero((c["l3"] == 4) | (c["l3"] == 6))
         if len(ip):
             l3, hi, lo = c["l3"][ip], c["src_hi"][ip], c["src_lo"][ip]
-            first, inverse = _unique_rows(l3, hi, lo)
+            first, inverse = unique_rows(l3, hi, lo)
             sources.append((l3[first], hi[first], lo[first], np.bincount(inverse, minlength=len(first)),
                             np.bincount(inverse, weights=wl[ip], minlength=len(first)),
                             np.bincount(inverse, weights=denied[ip], minlength=len(first))))
@@ -566,7 +566,7 @@ def _top_talkers(sources: list[tuple[np.ndarray, ...]]) -> tuple[list[dict[str, 
     if not sources:
         return [], 0
     l3, hi, lo, packets, nbytes, ndenied = (np.concatenate(x) for x in zip(*sources))
-    first, inverse = _unique_rows(l3, hi, lo)
+    first, inverse = unique_rows(l3, hi, lo)
     l3, hi, lo = l3[first], hi[first], lo[first]
     packets, nbytes, ndenied = (np.bincount(inverse, weights=w, minlength=len(first)).astype(np.int64)
                                 for w in (packets, nbytes, ndenied))
@@ -574,21 +574,6 @@ def _top_talkers(sources: list[tuple[np.ndarray, ...]]) -> tuple[list[dict[str, 
     return [{"src": format_ip(int(l3[k]), (int(hi[k]) << 64) | int(lo[k])), "packets": int(packets[k]),
              "bytes": int(nbytes[k]), "denied": int(ndenied[k]), "allowed": int(packets[k] - ndenied[k])}
             for k in top.tolist()], len(first)
-
-
-def _unique_rows(*cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For rows given as columns: the first row of each distinct row, and each row's group
-    (a lexsort of the columns: much faster than sorting structured rows)."""
-    order = np.lexsort(cols[::-1])
-    start = np.zeros(len(order), bool)
-    start[0] = True
-    for col in cols:
-        s = col[order]
-        start[1:] |= s[1:] != s[:-1]
-    group = np.cumsum(start) - 1
-    inverse = np.empty(len(order), np.int64)
-    inverse[order] = group
-    return order[start], inverse
 
 
 def _flow_row(table: FlowTable, f: int, nbytes: int, denied: int, by: dict | None) -> dict[str, Any]:
