@@ -10,7 +10,6 @@ the new row of its first packet whose verdict differs. Memory: one entry per flo
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -90,8 +89,6 @@ def diff(old: str, new: str, captures: list[str], engine_name: str | None = None
     out.sort(key=lambda c: (-c["changed_packets"], c["first_ts"], c["_id"]))
     result.changed = out
     return result
-
-
 
 
 def _count_seconds(into: dict[tuple[int, str, str], int], ts: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:

@@ -23,9 +23,8 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np

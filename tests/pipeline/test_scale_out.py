@@ -297,3 +297,27 @@ def test_batches_larger_than_a_slot_go_in_pieces(tmp_path):
             for c in COLUMNS:
                 got[c].extend(getattr(vb, c).tolist())
         assert sizes == [len(b) for b in stream] and got == want and ex.states()[0] == want_state
+
+
+def test_a_run_that_cannot_start_leaves_no_worker(tmp_path, capsys, monkeypatch):
+    """A missing --expect file is found before any worker starts; an output directory that cannot be
+    made stops the workers already started."""
+    import sgdp.pipeline.run as run
+
+    made = []
+    real_make = run.make_executor
+
+    def make(*a, **k):
+        made.append(real_make(*a, **k))
+        made.append(list(made[-1].procs))
+        return made[-2]
+
+    monkeypatch.setattr(run, "make_executor", make)
+    topology, pcap = str(ROOT / "examples/figure1/topology.yaml"), str(ROOT / "pcaps/figure1.pcap")
+    code = cli.main(["replay", topology, pcap, "-o", str(tmp_path / "out"), "--workers", "2",
+                     "--expect", str(tmp_path / "missing.csv")])
+    assert code == 2 and made == []
+    (tmp_path / "file").write_text("")
+    code = cli.main(["replay", topology, pcap, "-o", str(tmp_path / "file"), "--workers", "2"])
+    assert code == 2 and len(made[1]) == 2 and not any(p.is_alive() for p in made[1])
+    capsys.readouterr()
