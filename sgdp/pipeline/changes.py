@@ -91,8 +91,6 @@ def diff(old: str, new: str, captures: list[str], engine_name: str | None = None
     return result
 
 
-
-
 def _count_seconds(into: dict[tuple[int, str, str], int], ts: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
     """Add a batch's packets to the counts per (second, old verdict, new verdict)."""
     if len(ts) == 0:

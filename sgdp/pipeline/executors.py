@@ -36,8 +36,6 @@ from sgdp.pipeline.shard import Router, ShardKeys
 
 VERDICT_DTYPES = {"verdict": np.uint8, "reason": np.uint8, "instance": np.int32, "direction": np.uint8,
                   "group": np.int32, "rule": np.int32}
-IN_BYTES = sum(dt.itemsize for dt in PACKET_COLUMNS.values()) + 1  # header columns + the shard column
-OUT_BYTES = sum(np.dtype(dt).itemsize for dt in VERDICT_DTYPES.values())
 IN_FLIGHT = 4  # batches in flight between the coordinator and the workers
 
 
@@ -143,7 +141,7 @@ class LocalExecutor(Executor):
 
 
 class _Sharded(Executor):
-    """What the sharded executors share: routing, the clock, the spec checks."""
+    """What the sharded executors share: routing, the clock, and the batches in flight (:meth:`run`)."""
 
     def _setup(self, specs: Sequence[EngineSpec], shards: int) -> None:
         self.specs = list(specs)
@@ -157,15 +155,57 @@ class _Sharded(Executor):
 
         self.names = [union_names(s.topologies) if s.timeline else names_for(s.topology) for s in self.specs]
         self.engine_names = [s.engine_name for s in self.specs]
-        self.packets_routed = 0
-        self.bytes_moved = 0
 
     def _route(self, batch: PacketBatch) -> tuple[np.ndarray, np.ndarray]:
         shard, now = self.router.batch(batch, self.clock)
         if len(now):
             self.clock = float(now[-1])
-        self.packets_routed += len(batch)
         return shard, now
+
+    # The parallel executors: ``_submit`` hands a batch to the shards and returns a token,
+    # ``_collect`` waits for that token's verdicts; at most IN_FLIGHT batches are out at once, and
+    # a batch larger than ``max_rows`` goes in pieces.
+    max_rows = math.inf
+
+    def _submit(self, batch: PacketBatch) -> Any:
+        raise NotImplementedError
+
+    def _collect(self, batch: PacketBatch, token: Any) -> list[VerdictBatch]:
+        raise NotImplementedError
+
+    def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
+        pending: deque[tuple[Any, Any]] = deque()
+        for batch in _drained(batches, pending):
+            while pending and (batch is None or len(pending) >= IN_FLIGHT or len(batch) > self.max_rows):
+                done, token = pending.popleft()  # the source failed, every slot is taken, or a big batch
+                yield done, self._collect(done, token)
+            if batch is None:
+                continue
+            if len(batch) > self.max_rows:  # in pieces, one at a time, then whole again
+                step = int(self.max_rows)
+                pieces = [_slice(batch, a, a + step) for a in range(0, len(batch), step)]
+                parts = [self._collect(p, self._submit(p)) for p in pieces]
+                yield batch, [_concat([p[e] for p in parts]) for e in range(len(self.specs))]
+                continue
+            pending.append((batch, self._submit(batch)))
+        while pending:
+            done, token = pending.popleft()
+            yield done, self._collect(done, token)
+
+
+def _scatter(out: list[VerdictBatch], rows: np.ndarray, parts: list[VerdictBatch]) -> None:
+    """Each engine's verdict columns of a shard (``parts``) into its rows ``rows`` of ``out``."""
+    for target, part in zip(out, parts):
+        for name in VERDICT_DTYPES:
+            getattr(target, name)[rows] = getattr(part, name)
+
+
+def _verdicts(cols: dict[str, np.ndarray]) -> VerdictBatch:
+    """A VerdictBatch over the given columns (views into shared memory), not a copy."""
+    vb = VerdictBatch(0)
+    for name in VERDICT_DTYPES:
+        setattr(vb, name, cols[name])
+    return vb
 
 
 class InlineExecutor(_Sharded):
@@ -177,22 +217,20 @@ class InlineExecutor(_Sharded):
         self.engines = [[s.build() for s in self.specs] for _ in range(shards)]
         self.engine_names = [_engine_name(e) for e in self.engines[0]]
 
-    def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
-        for batch in batches:
-            shard, now = self._route(batch)
-            out = [VerdictBatch(len(batch)) for _ in self.specs]
-            for i in range(self.shards):
-                mine = np.flatnonzero(shard == i)
-                if not len(mine):
-                    continue
+    def _submit(self, batch: PacketBatch) -> list[VerdictBatch]:
+        shard, now = self._route(batch)
+        out = [VerdictBatch(len(batch)) for _ in self.specs]
+        for i in range(self.shards):
+            mine = np.flatnonzero(shard == i)
+            if len(mine):
                 cols = {k: batch.columns[k][mine] for k in PACKET_COLUMNS}
                 cols["ts"] = now[mine]
                 part = PacketBatch(cols)
-                for e_i, engine in enumerate(self.engines[i]):
-                    vb = engine.process(part)
-                    for name in VERDICT_DTYPES:
-                        getattr(out[e_i], name)[mine] = getattr(vb, name)
-            yield batch, out
+                _scatter(out, mine, [engine.process(part) for engine in self.engines[i]])
+        return out
+
+    def _collect(self, batch: PacketBatch, out: list[VerdictBatch]) -> list[VerdictBatch]:
+        return out
 
     def states(self) -> list[dict[str, Any]]:
         return [_merge_states([_state(shard[e]) for shard in self.engines]) for e in range(len(self.specs))]
@@ -243,11 +281,8 @@ def _worker_main(index: int, specs: list[EngineSpec], conn: Any, in_raw: Any, ou
             mine = np.flatnonzero(cols["shard"] == index)
             if len(mine):
                 batch = PacketBatch({k: cols[k][mine] for k in PACKET_COLUMNS})
-                for e_i, engine in enumerate(engines):
-                    vb = engine.process(batch)
-                    res = _views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n)
-                    for name in VERDICT_DTYPES:
-                        res[name][mine] = getattr(vb, name)
+                _scatter([_verdicts(_views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n))
+                          for e_i in range(n_specs)], mine, [engine.process(batch) for engine in engines])
             conn.send(("done", slot))
     except MemoryError:
         _send_quietly(conn, ("error", f"worker {index} ran out of memory"))
@@ -293,6 +328,8 @@ class ProcessExecutor(_Sharded):
         ctx = mp.get_context(method)
         if method == "forkserver":
             ctx.set_forkserver_preload(["sgdp.pipeline.executors"])
+        self.max_rows = batch_size
+        self.free = list(range(IN_FLIGHT))  # the slots not in flight
         self.inp, self.in_size, self.out, self.out_size = _slot_layout(self.rows)
         n_specs = len(self.specs)
         try:
@@ -352,62 +389,30 @@ class ProcessExecutor(_Sharded):
             raise ExecutorError(f"worker {i} (pid {self.procs[i].pid}) {_describe_exit(self.procs[i].exitcode)}; "
                                 "the replay is incomplete") from None
 
-    def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
-        pending: deque[tuple[Any, int]] = deque()
-        free = list(range(IN_FLIGHT))
-        n_specs = len(self.specs)
-
-        def finish() -> tuple[Any, list[VerdictBatch]]:
-            batch, slot = pending.popleft()
-            for i in range(self.shards):
-                kind, value = self._recv(i)
-                if kind != "done" or value != slot:
-                    raise ExecutorError(f"worker {i}: out of step (got {kind} {value}, expected slot {slot})")
-            n = len(batch)
-            out = []
-            for e_i in range(n_specs):
-                res = _views(self.out_buf, (slot * n_specs + e_i) * self.out_size, self.out, self.rows, n)
-                vb = VerdictBatch(0)
-                for name in VERDICT_DTYPES:
-                    setattr(vb, name, res[name].copy())
-                out.append(vb)
-            free.append(slot)
-            return batch, out
-
-        for batch in _drained(batches, pending):
-            if batch is None:  # the source failed: finish what is in flight, then let its error through
-                while pending:
-                    yield finish()
-                continue
-            if len(batch) > self.rows:  # larger than a slot: in slot-sized pieces, then whole again
-                while pending:
-                    yield finish()
-                pieces = []
-                for start in range(0, len(batch), self.rows):
-                    self._submit(_slice(batch, start, start + self.rows), free[-1])
-                    pending.append((_slice(batch, start, start + self.rows), free.pop()))
-                    pieces.append(finish()[1])
-                yield batch, [_concat([p[e] for p in pieces]) for e in range(n_specs)]
-                continue
-            if not free:
-                yield finish()
-            slot = free.pop()
-            self._submit(batch, slot)
-            pending.append((batch, slot))
-        while pending:
-            yield finish()
-
-    def _submit(self, batch: PacketBatch, slot: int) -> None:
-        n = len(batch)
+    def _submit(self, batch: PacketBatch) -> int:
+        """Write the batch's columns, shards and clock into a free slot; every worker runs its rows."""
+        slot = self.free.pop()
         shard, now = self._route(batch)
-        cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, n)
+        cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, len(batch))
         for name in PACKET_COLUMNS:
             cols[name][:] = batch.columns[name]
         cols["ts"][:] = now  # the dataplane clock (sgdp.pipeline.shard)
         cols["shard"][:] = shard
-        self.bytes_moved += n * (IN_BYTES + OUT_BYTES * len(self.specs))
         for i in range(self.shards):
-            self._send(i, ("run", slot, n))
+            self._send(i, ("run", slot, len(batch)))
+        return slot
+
+    def _collect(self, batch: PacketBatch, slot: int) -> list[VerdictBatch]:
+        for i in range(self.shards):
+            kind, value = self._recv(i)
+            if kind != "done" or value != slot:
+                raise ExecutorError(f"worker {i}: out of step (got {kind} {value}, expected slot {slot})")
+        out = []
+        for e_i in range(len(self.specs)):
+            res = _views(self.out_buf, (slot * len(self.specs) + e_i) * self.out_size, self.out, self.rows, len(batch))
+            out.append(_verdicts({name: col.copy() for name, col in res.items()}))
+        self.free.append(slot)
+        return out
 
     def states(self) -> list[dict[str, Any]]:
         per_worker = []
@@ -432,6 +437,7 @@ class ProcessExecutor(_Sharded):
         for c in self.conns:
             c.close()
         self.procs, self.conns = [], []
+        self.in_buf = self.out_buf = None  # the last references to the shared slots: freed with them
 
 
 def _slice(batch: Any, start: int, stop: int) -> Any:
@@ -487,13 +493,9 @@ class _ShardActor:
     def engine_names(self) -> list[str]:
         return [_engine_name(e) for e in self.engines]
 
-    def process(self, cols: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    def process(self, cols: dict[str, np.ndarray]) -> list[VerdictBatch]:
         batch = PacketBatch(dict(cols))
-        out = []
-        for engine in self.engines:
-            vb = engine.process(batch)
-            out.append({name: getattr(vb, name) for name in VERDICT_DTYPES})
-        return out
+        return [engine.process(batch) for engine in self.engines]
 
     def states(self) -> list[dict[str, Any]]:
         return [_state(e) for e in self.engines]
@@ -551,51 +553,31 @@ class RayExecutor(_Sharded):
                 return ExecutorError("Ray: a shard ran out of memory; the replay is incomplete")
         return ExecutorError(f"Ray: {kind}: {_first_line(exc)}; the replay is incomplete")
 
-    def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
-        ray = self.ray
-        pending: deque[tuple[Any, list[tuple[np.ndarray, Any]]]] = deque()
-        n_specs = len(self.specs)
+    def _submit(self, batch: PacketBatch) -> list[tuple[np.ndarray, Any]]:
+        """Each shard's rows of the batch to its actor: (rows, the actor's future) per shard."""
+        shard, now = self._route(batch)
+        order = np.argsort(shard, kind="stable")
+        counts = np.bincount(shard, minlength=self.shards)
+        cols = {k: batch.columns[k][order] for k in PACKET_COLUMNS}
+        cols["ts"] = now[order]
+        parts = []
+        start = 0
+        for i, c in enumerate(counts.tolist()):
+            if c:
+                sub = {k: v[start:start + c] for k, v in cols.items()}
+                parts.append((order[start:start + c], self.actors[i].process.remote(sub)))
+            start += c
+        return parts
 
-        def finish() -> tuple[Any, list[VerdictBatch]]:
-            batch, parts = pending.popleft()
-            n = len(batch)
-            out = []
-            for _ in range(n_specs):
-                vb = VerdictBatch(n)
-                out.append(vb)
-            try:
-                results = ray.get([ref for _, ref in parts])
-            except Exception as exc:
-                raise self._error(exc) from None
-            for (rows, _), res in zip(parts, results):
-                for e_i in range(n_specs):
-                    for name in VERDICT_DTYPES:
-                        getattr(out[e_i], name)[rows] = res[e_i][name]
-            return batch, out
-
-        for batch in _drained(batches, pending):
-            if batch is None:
-                while pending:
-                    yield finish()
-                continue
-            shard, now = self._route(batch)
-            order = np.argsort(shard, kind="stable")
-            counts = np.bincount(shard, minlength=self.shards)
-            cols = {k: v[order] for k, v in batch.columns.items() if k in PACKET_COLUMNS}
-            cols["ts"] = now[order]
-            parts = []
-            start = 0
-            for i, c in enumerate(counts.tolist()):
-                if c:
-                    sub = {k: v[start:start + c] for k, v in cols.items()}
-                    parts.append((order[start:start + c], self.actors[i].process.remote(sub)))
-                start += c
-            self.bytes_moved += len(batch) * (IN_BYTES - 1 + OUT_BYTES * n_specs)
-            pending.append((batch, parts))
-            if len(pending) >= IN_FLIGHT:
-                yield finish()
-        while pending:
-            yield finish()
+    def _collect(self, batch: PacketBatch, parts: list[tuple[np.ndarray, Any]]) -> list[VerdictBatch]:
+        try:
+            results = self.ray.get([ref for _, ref in parts])
+        except Exception as exc:
+            raise self._error(exc) from None
+        out = [VerdictBatch(len(batch)) for _ in self.specs]
+        for (rows, _), res in zip(parts, results):
+            _scatter(out, rows, res)
+        return out
 
     def states(self) -> list[dict[str, Any]]:
         try:

@@ -73,19 +73,23 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     _mark("validated")
     check_captures(captures)
     name = resolve_engine(engine_name)
+    expected = _expected_rows(expect) if expect else None
     executor = make_executor([engine_spec(topology, topo, name, timeline)], workers, ray, batch_size)
     engine = _Engine(executor)
     versions = engine if timeline else None
     name = executor.engine_names[0]
     _mark("compiled")
-    expected = _expected_rows(expect) if expect else None
-    if save_failures:
-        from sgdp.pipeline.counterexamples import ReplayFailures
+    try:
+        if save_failures:
+            from sgdp.pipeline.counterexamples import ReplayFailures
 
-        failures = ReplayFailures(save_failures)
-    else:
-        failures = None
-    outputs = OutputDir(out_dir)  # from here on, every output is partial until commit() (sgdp.pipeline.outputs)
+            failures = ReplayFailures(save_failures)
+        else:
+            failures = None
+        outputs = OutputDir(out_dir)  # from here on, every output is partial until commit() (sgdp.pipeline.outputs)
+    except BaseException:
+        executor.close()  # no worker outlives a run that could not start (the API may go on)
+        raise
     summary = Summary(name)
     result = ReplayResult({})
     writer = splits = bar = None

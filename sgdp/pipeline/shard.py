@@ -200,12 +200,16 @@ class ShardKeys:
 
     def keys(self, c: dict[str, np.ndarray]) -> np.ndarray:
         """The shard key of every packet of a batch's columns (uint64)."""
+        return self.keys_and_quoted(c, _icmp_rows(c))[0]
+
+    def keys_and_quoted(self, c: dict[str, np.ndarray], icmp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The shard keys, and the rows (of ``icmp``, the batch's ICMP rows) keyed by the pair their
+        embedded header quotes instead of their own."""
         a = self.owner(c["l3"], c["src_hi"], c["src_lo"])
         b = self.owner(c["l3"], c["dst_hi"], c["dst_lo"])
-        proto = c["proto"]
-        icmp = np.flatnonzero((proto == 1) | (proto == 58))
+        quoted = icmp[:0]
         if len(icmp):  # ICMP errors quoting a connection: keyed by the quoted pair
-            itype, p = c["icmp_type"][icmp], proto[icmp]
+            itype, p = c["icmp_type"][icmp], c["proto"][icmp]
             error = np.zeros(len(icmp), bool)
             for q, types in ICMP_ERROR_TYPES.items():
                 error |= (p == q) & np.isin(itype, types)
@@ -219,7 +223,12 @@ class ShardKeys:
             key ^= key >> np.uint64(29)
         if self.load_balancers:
             key[(a == LB_TOKEN) | (b == LB_TOKEN)] = LB_KEY
-        return key
+        return key, quoted
+
+
+def _icmp_rows(c: dict[str, np.ndarray]) -> np.ndarray:
+    proto = c["proto"]
+    return np.flatnonzero((proto == 1) | (proto == 58))
 
 
 def shard_of(keys: np.ndarray, shards: int) -> np.ndarray:
@@ -237,37 +246,46 @@ def clock(ts: np.ndarray, previous: float) -> np.ndarray:
 
 class Router:
     """Shard numbers for the packets of a capture, batch after batch (stateful for one case only:
-    the later fragments of a fragmented ICMP message follow its first fragment)."""
+    the later fragments of a fragmented ICMP error follow its first fragment, which went with the
+    connection it quotes)."""
 
     def __init__(self, keys: ShardKeys, shards: int):
         if not 1 <= shards <= 255:
             raise ValueError(f"shards: {shards} is not in 1..255")
         self.keys = keys
         self.shards = shards
-        self.fragments: dict[tuple, tuple[float, int]] = {}  # ICMP datagram -> (clock, shard)
+        # first fragments of ICMP errors keyed by their quoted pair: datagram -> (clock, shard). Any
+        # other datagram's fragments are keyed by their own pair, so they meet without a table.
+        self.fragments: dict[tuple, tuple[float, int]] = {}
 
     def route(self, c: dict[str, np.ndarray], now: np.ndarray) -> np.ndarray:
         """Shard of every packet of a batch's columns; ``now`` is the batch's :func:`clock`."""
-        shard = shard_of(self.keys.keys(c), self.shards)
-        icmp = np.flatnonzero((c["proto"] == 1) | (c["proto"] == 58))
+        icmp = _icmp_rows(c)
+        key, quoted = self.keys.keys_and_quoted(c, icmp)
+        shard = shard_of(key, self.shards)
+        if not len(icmp) or (not self.fragments and not c["more_fragments"][quoted].any()):
+            return shard  # no fragmented ICMP error in this batch nor in flight: nothing to follow
         fragment = ((c["frag_offset"][icmp] > 0) | (c["more_fragments"][icmp] != 0)) & (c["status"][icmp] == 0) \
             & ((c["l3"][icmp] == 4) | (c["l3"][icmp] == 6))
         rows = icmp[fragment]
         if len(rows):
-            self._fragments(c, now, shard, rows)
+            self._fragments(c, now, shard, rows, np.isin(rows, quoted))
         return shard
 
-    def _fragments(self, c: dict[str, np.ndarray], now: np.ndarray, shard: np.ndarray, rows: np.ndarray) -> None:
-        # Python per row, but only for fragmented ICMP packets (rare: ICMP errors fit in one packet).
+    def _fragments(self, c: dict[str, np.ndarray], now: np.ndarray, shard: np.ndarray, rows: np.ndarray,
+                   quoted: np.ndarray) -> None:
+        # Python per row, but only for ICMP fragments while a fragmented ICMP error is in flight
+        # (rare: ICMP errors fit in one packet); in capture order, as the engines' fragment memory.
         cols = [c[k][rows].tolist() for k in ("l3", "src_hi", "src_lo", "dst_hi", "dst_lo", "proto", "frag_id",
                                               "frag_offset", "more_fragments")]
         clocks = now[rows].tolist()
-        for j, (l3, sh, sl, dh, dl, proto, fid, off, mf) in enumerate(zip(*cols)):
+        for j, (l3, sh, sl, dh, dl, proto, fid, off, mf, q) in enumerate(zip(*cols, quoted.tolist())):
             key = (l3, sh, sl, dh, dl, proto, fid)
-            t = clocks[j]
             if off == 0:
-                if mf:
-                    self.fragments[key] = (t, int(shard[rows[j]]))
+                if mf and q:
+                    self.fragments[key] = (clocks[j], int(shard[rows[j]]))
+                elif mf:  # a new datagram with this id, keyed by its own pair: forget the old one
+                    self.fragments.pop(key, None)
             else:
                 seen = self.fragments.get(key)
                 if seen is not None:  # (expired or not: an expired first fragment is ignored anywhere)

@@ -276,3 +276,48 @@ def test_a_worker_error_is_one_line(tmp_path):
             ex._recv(0)
     finally:
         ex.close()
+
+
+def test_batches_larger_than_a_slot_go_in_pieces(tmp_path):
+    """A batch of more rows than a shared-memory slot holds is run in slot-sized pieces and comes
+    back whole, with the single process's columns; the batches around it are unaffected."""
+    from sgdp.capture import read_batches
+
+    topology, pcap, _ = _generated_capture(tmp_path, packets=500)
+    topo = topology_from_data(json.loads(Path(topology).read_text()), topology)
+    batches = list(read_batches([pcap], 100))
+    big = PacketBatch({k: np.concatenate([b.columns[k] for b in batches[1:4]]) for k in batches[0].columns})
+    stream = [batches[0], big, *batches[4:]]
+    want, want_state = _columns(LocalExecutor([EngineSpec(topo, "fast")]), stream)
+    with make_executor([EngineSpec(topo, "fast")], 2, batch_size=100) as ex:
+        sizes = []
+        got = {c: [] for c in COLUMNS}
+        for batch, (vb,) in ex.run(stream):
+            sizes.append(len(vb))
+            for c in COLUMNS:
+                got[c].extend(getattr(vb, c).tolist())
+        assert sizes == [len(b) for b in stream] and got == want and ex.states()[0] == want_state
+
+
+def test_a_run_that_cannot_start_leaves_no_worker(tmp_path, capsys, monkeypatch):
+    """A missing --expect file is found before any worker starts; an output directory that cannot be
+    made stops the workers already started."""
+    import sgdp.pipeline.run as run
+
+    made = []
+    real_make = run.make_executor
+
+    def make(*a, **k):
+        made.append(real_make(*a, **k))
+        made.append(list(made[-1].procs))
+        return made[-2]
+
+    monkeypatch.setattr(run, "make_executor", make)
+    topology, pcap = str(ROOT / "examples/figure1/topology.yaml"), str(ROOT / "pcaps/figure1.pcap")
+    code = cli.main(["replay", topology, pcap, "-o", str(tmp_path / "out"), "--workers", "2",
+                     "--expect", str(tmp_path / "missing.csv")])
+    assert code == 2 and made == []
+    (tmp_path / "file").write_text("")
+    code = cli.main(["replay", topology, pcap, "-o", str(tmp_path / "file"), "--workers", "2"])
+    assert code == 2 and len(made[1]) == 2 and not any(p.is_alive() for p in made[1])
+    capsys.readouterr()

@@ -314,3 +314,30 @@ def test_keys_are_vectorised_and_spread():
 def test_router_refuses_impossible_shard_counts(n):
     with pytest.raises(ValueError):
         Router(ShardKeys([]), n)
+
+
+def test_only_fragmented_icmp_errors_enter_the_follow_table():
+    """A large ping's fragments are keyed by their own pair (no table entry, no per-packet Python);
+    a fragmented ICMP error's later fragment follows the first one to the quoted connection's shard;
+    a new datagram with the same id, keyed by its own pair, drops the entry."""
+    topo = topology_from_data(TOPO, "t.yaml")
+    a, b = "10.0.0.10", "198.51.100.7"
+    ping = [pkt(b, a, proto=1, sport=0, dport=0, icmp_type=8, more_fragments=1, frag_id=7),
+            pkt(b, a, proto=1, sport=0, dport=0, frag_offset=185, frag_id=7)]
+    router = Router(ShardKeys([topo]), 64)
+    batch = PacketBatch.from_packets(ping)
+    assert len(set(router.route(batch.columns, batch.columns["ts"]).tolist())) == 1
+    assert router.fragments == {}
+    error = [pkt(a, b), pkt("192.0.2.1", a, proto=1, sport=0, dport=0, icmp_type=3, icmp_code=4, more_fragments=1,
+                            frag_id=9, inner_l3=4, inner_src=ip(a), inner_dst=ip(b), inner_proto=6,
+                            inner_sport=40000, inner_dport=80)]
+    rest = [pkt("192.0.2.1", a, proto=1, sport=0, dport=0, frag_offset=185, frag_id=9)]
+    own = [pkt("192.0.2.1", a, proto=1, sport=0, dport=0, icmp_type=8, more_fragments=1, frag_id=9)]
+    for n in (2, 3, 4, 16, 64):
+        router = Router(ShardKeys([topo]), n)
+        shards = [router.route(x.columns, x.columns["ts"]) for x in map(PacketBatch.from_packets, (error, rest))]
+        assert shards[1][0] == shards[0][1] == shards[0][0], n
+        assert len(router.fragments) == 1
+        x = PacketBatch.from_packets(own + rest)
+        shard = router.route(x.columns, x.columns["ts"])
+        assert router.fragments == {} and shard[0] == shard[1], n
