@@ -40,7 +40,8 @@ def sh(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=True, **kw)
 
 
-def build_floor(work: str) -> str:
+def build_floor(work: str) -> tuple[str, str]:
+    """The read floor compiled here, and what it is: libpcap's loop, or the plain loop without it."""
     exe = os.path.join(work, "readfloor")
     src = os.path.join(HERE, "readfloor.c")
     cc = shutil.which("cc") or shutil.which("gcc")
@@ -50,7 +51,8 @@ def build_floor(work: str) -> str:
         sh([cc, "-O2", "-o", exe, src, "-lpcap"])
     except subprocess.CalledProcessError:
         sh([cc, "-O2", "-DNO_LIBPCAP", "-o", exe, src])  # no libpcap: the plain loop
-    return exe
+        return exe, "plain read loop, no libpcap"
+    return exe, "libpcap loop"
 
 
 def floor(exe: str, capture: str) -> float:
@@ -106,7 +108,7 @@ def main() -> int:
     for n in limits:
         if not os.path.exists(os.path.join(work, f"limits-{n}.yaml")):
             sh(SGDP + ["bench", "generate", "--out", work, "--packets", "0", "--limits", str(n)])
-    exe = build_floor(work)
+    exe, floor_kind = build_floor(work)
     formats = [f for f in args.formats.split(",") if f]
     example_topo = os.path.join(ROOT, "examples", "figure1", "topology.yaml")
     example_cap = os.path.join(ROOT, "pcaps", "figure1.pcap")
@@ -147,7 +149,7 @@ def main() -> int:
     rows.append(("start-up, 274 instances: parsed / validated / compiled / first packet",
                  " / ".join(fmt(stat(ph(k, p)), 3, " s") for p in ("loaded", "validated", "compiled", "first_packet"))))
     for loc in captures:
-        rows.append((f"read floor (libpcap loop), {loc} locality", fmt(stat(m[f"floor/{loc}"]), 2, " Mpps")))
+        rows.append((f"read floor ({floor_kind}), {loc} locality", fmt(stat(m[f"floor/{loc}"]), 2, " Mpps")))
         k = f"replay/{loc}/none"
         rows.append((f"packet phase, {loc} locality (ratio to floor)",
                      f"{fmt(stat(rec(k, 'packet_phase_mpps')), 2, ' Mpps')}, ratio {fmt(stat(m[f'ratio/{loc}/none']), 2)}"))

@@ -68,7 +68,9 @@ HEADER_COLUMNS: dict[str, np.dtype] = {
 }
 
 
-def _column(owner: str, name: str, value, dtype: np.dtype, n: int | None) -> np.ndarray:
+def _column(owner: str, name: str, value, dtype: np.dtype, n: int | None, copy: bool = True) -> np.ndarray:
+    """``value`` checked as a 1-D column of ``dtype`` (and ``n`` rows), read-only: a copy when the
+    caller could still write it (``copy``), else a read-only view (ValueError names the column)."""
     if not isinstance(value, np.ndarray):
         raise ValueError(f"{owner}: column {name!r} must be a NumPy array, got {type(value).__name__}")
     if value.dtype != dtype or value.ndim != 1:
@@ -76,7 +78,9 @@ def _column(owner: str, name: str, value, dtype: np.dtype, n: int | None) -> np.
     if n is not None and len(value) != n:
         raise ValueError(f"{owner}: column {name!r} has {len(value)} rows, expected {n} (as {owner}'s first column)")
     out = np.ascontiguousarray(value)
-    if out is value and value.flags.writeable:
+    if not copy:
+        out = out.view()
+    elif out is value and value.flags.writeable:
         out = value.copy()  # the table is immutable: never alias an array the caller can still write
     out.flags.writeable = False
     return out
@@ -233,17 +237,9 @@ class Headers:
     def __post_init__(self) -> None:
         n = None
         for name, dtype in HEADER_COLUMNS.items():
-            value = getattr(self, name)
-            if not isinstance(value, np.ndarray):
-                raise ValueError(f"headers: column {name!r} must be a NumPy array, got {type(value).__name__}")
-            if value.dtype != dtype or value.ndim != 1:
-                raise ValueError(f"headers: column {name!r} must be 1-D {dtype}, got {value.ndim}-D {value.dtype}")
-            if n is not None and len(value) != n:
-                raise ValueError(f"headers: column {name!r} has {len(value)} rows, expected {n}")
-            view = np.ascontiguousarray(value).view()
-            view.flags.writeable = False
+            view = _column("headers", name, getattr(self, name), dtype, n, copy=False)
             object.__setattr__(self, name, view)
-            n = len(value)
+            n = len(view)
 
     def __len__(self) -> int:
         return len(self.l3)
@@ -354,14 +350,12 @@ class TupleSpace:
 
 
 def _bit_length(x: np.ndarray) -> np.ndarray:
-    """Bit length of each uint64 (0 for 0), vectorised."""
-    x = x.astype(np.uint64, copy=True)
-    out = np.zeros(len(x), np.int64)
-    for shift in (32, 16, 8, 4, 2, 1):
-        big = x >= np.uint64(1 << shift)
-        out[big] += shift
-        x[big] >>= np.uint64(shift)
-    return out + (x > 0)
+    """Bit length of each uint64 (0 for 0), vectorised: frexp's exponent of each 32-bit half (exact,
+    a 32-bit integer is a float64 exactly)."""
+    x = np.asarray(x, np.uint64)
+    hi = np.frexp((x >> np.uint64(32)).astype(np.float64))[1].astype(np.int64)
+    lo = np.frexp((x & np.uint64(0xFFFFFFFF)).astype(np.float64))[1].astype(np.int64)
+    return np.where(hi != 0, hi + 32, lo)
 
 
 def _common_prefix(min_hi, min_lo, max_hi, max_lo) -> np.ndarray:
@@ -381,7 +375,7 @@ BUCKET_LIMIT = 16
 
 
 def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket_limit: int = BUCKET_LIMIT,
-                      compiled: bool | None = None) -> TupleSpace:
+                      compiled: bool = True) -> TupleSpace:
     """Partition the rules into tuples (TupleMerge-style, greedy in priority order).
 
     Each rule, best first, joins the first existing tuple whose lengths are all at most the rule's
@@ -393,8 +387,9 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
     rule's own lengths are tried; if that tuple exists too, the rule joins it over the limit. So the
     number of tuples stays small and every rule is in exactly one tuple.
 
-    The per-rule loop runs compiled (``sgdp.engine._tuplespace``) when it is built, else in Python;
-    ``compiled=False`` forces the Python loop (tests check that both give the same answer).
+    The per-rule loop runs compiled (``sgdp.engine._tuplespace``; ImportError when it is not built,
+    as the classifier that uses this needs its own extension anyway). ``compiled=False`` runs the
+    Python loop instead: the reference that tests compare the compiled loop with.
     """
     if not isinstance(table, RuleTable):
         raise TypeError("build_tuple_space(table: RuleTable)")
@@ -405,8 +400,9 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
     ld_a = _common_prefix(t.dst_min_hi, t.dst_min_lo, t.dst_max_hi, t.dst_max_lo).astype(np.int64)
     lsp_a = (16 - _bit_length((t.sport_min ^ t.sport_max).astype(np.uint64))).astype(np.int64)
     ldp_a = (16 - _bit_length((t.dport_min ^ t.dport_max).astype(np.uint64))).astype(np.int64)
-    place = _compiled_place() if compiled is not False else None
-    if place is not None:
+    if compiled:
+        from sgdp.engine._tuplespace import place
+
         rule_tuple, lengths = place(t.l3, ls_a, ld_a, lsp_a, ldp_a, t.proto_mask, t.proto_value, t.src_min_hi,
                                     t.src_min_lo, t.dst_min_hi, t.dst_min_lo, t.sport_min, t.dport_min,
                                     address_step, bucket_limit)
@@ -415,17 +411,9 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
     return _finish_tuple_space(t, rule_tuple, lengths)
 
 
-def _compiled_place():
-    """The compiled placement loop (sgdp.engine._tuplespace), or None when it is not built."""
-    try:
-        from sgdp.engine._tuplespace import place
-    except ImportError:
-        return None
-    return place
-
-
 def _place_python(t: RuleTable, ls_a, ld_a, lsp_a, ldp_a, address_step: int, bucket_limit: int):
-    """The placement loop in Python: ``(rule_tuple, lengths)`` (the compiled one gives the same)."""
+    """The placement loop in Python, the reference for the compiled one (``compiled=False``):
+    ``(rule_tuple, lengths)``."""
     n = len(t)
     ls, ld, lsp, ldp = ls_a.tolist(), ld_a.tolist(), lsp_a.tolist(), ldp_a.tolist()
     pmask = t.proto_mask.tolist()

@@ -40,7 +40,6 @@ FULL = (0, 65535)
 NO_L4 = 256  # the "port" of a header without ports or ICMP type (non-first fragments)
 
 _RULE_COLUMN_NAMES = tuple(RULE_COLUMNS)
-_RULE_DTYPES = dict(RULE_COLUMNS)
 
 K_EXTERNAL, K_SERVICE, K_VPC, K_PRIVATE, K_NIC, K_LB = range(6)
 H_NONE, H_FIXED, H_EIP, H_VIP, H_FORWARDED = range(5)
@@ -76,63 +75,83 @@ class _RuleRows:
     """Every security-group rule's table rows, made once per topology and shared by every table.
 
     A rule's rows depend on the rule alone (its remote's merged ranges, its ports or ICMP type and
-    code, its protocol), so they are made once per rule as NumPy blocks of one store; a NIC walk's
-    table is then the store's rows taken in walk order (one fancy-indexing pass per column), with
-    no per-row Python, and the walk of each group (per flavor kind, direction and version) is
-    resolved once however many NICs and tables use it."""
+    code, its protocol): one pass lists each rule's peer ranges and port ranges, and NumPy expands
+    them into the rows of one store (peers times port ranges, the order of FastEngine._rule_boxes).
+    A NIC walk's table is then the store's rows taken in walk order (one fancy-indexing pass per
+    column), with no per-row Python, and the walk of each group (per flavor kind, direction and
+    version) is resolved once however many NICs and tables use it."""
 
     def __init__(self, engine: "FastEngine"):
         self.engine = engine
-        self.start: dict[str, int] = {}  # rule id -> first row in the store
-        self.count: dict[str, int] = {}
-        self.parts: dict[str, list[np.ndarray]] = {name: [] for name in _RULE_COLUMN_NAMES}
-        self.rule_parts: list[np.ndarray] = []
-        self.allow_parts: list[np.ndarray] = []
-        self.size = 0
         self.segments: dict[tuple, np.ndarray] = {}
-        status = engine.policy.group_status
-        for sg in engine.topo.security_groups.values():
-            for rule in sg.rules:
-                if status[rule.id] is None:  # the rules that take effect on some flavor kind
-                    self._add(rule)
-        c = self.columns = {name: np.concatenate(parts) if parts else np.zeros(0, _RULE_DTYPES[name])
-                            for name, parts in self.parts.items()}
-        c["row_rule"] = np.concatenate(self.rule_parts) if self.rule_parts else np.zeros(0, np.int32)
-        c["row_allow"] = np.concatenate(self.allow_parts) if self.allow_parts else np.zeros(0, np.uint8)
-        del self.parts, self.rule_parts, self.allow_parts
+        policy = engine.policy
+        status = policy.group_status
+        rules = [r for sg in engine.topo.security_groups.values() for r in sg.rules
+                 if status[r.id] is None]  # the rules that take effect on some flavor kind
+        peer_lo: list[int] = []
+        peer_hi: list[int] = []
+        l4s: list[tuple[int, int, int, int]] = []
+        # per rule: peers, port ranges, l3, protocol value, mask, genuine-only, rule index, allow
+        per = np.zeros((len(rules), 8), np.int64)
+        for j, rule in enumerate(rules):
+            proto, l4 = _rule_l4(rule)
+            peers, members_only = policy.remote_ranges(rule)
+            peer_lo.extend(a for a, _ in peers)
+            peer_hi.extend(b for _, b in peers)
+            l4s.extend((sp[0], sp[1], dp[0], dp[1]) for sp, dp in l4)
+            per[j] = (len(peers), len(l4), rule.ethertype, proto[0], proto[1], members_only,
+                      engine.rule_index[rule.id], rule.action == "allow")
+        n_peer, n_l4 = per[:, 0], per[:, 1]
+        count = n_peer * n_l4
+        start = np.cumsum(count) - count
+        self.start = dict(zip((r.id for r in rules), start.tolist()))  # rule id -> first row in the store
+        self.count = dict(zip((r.id for r in rules), count.tolist()))
+        owner = np.repeat(np.arange(len(rules)), count)  # row -> its rule
+        within = _within(count)  # row -> its place among its rule's rows (peer-major)
+        k = n_l4[owner]
+        peer = (np.cumsum(n_peer) - n_peer)[owner] + within // k
+        l4_row = (np.cumsum(n_l4) - n_l4)[owner] + within % k
+        lo_hi, lo_lo = _split(peer_lo)
+        hi_hi, hi_lo = _split(peer_hi)
+        ports = np.array(l4s, np.uint16).reshape(-1, 4)
+        rows = len(owner)
+        self.columns = {
+            "l3": per[owner, 2].astype(np.uint8),
+            "src_min_hi": lo_hi[peer], "src_min_lo": lo_lo[peer], "src_max_hi": hi_hi[peer], "src_max_lo": hi_lo[peer],
+            "dst_min_hi": np.zeros(rows, np.uint64), "dst_min_lo": per[owner, 5].astype(np.uint64),
+            "dst_max_hi": np.zeros(rows, np.uint64), "dst_max_lo": np.ones(rows, np.uint64),
+            "sport_min": ports[l4_row, 0], "sport_max": ports[l4_row, 1],
+            "dport_min": ports[l4_row, 2], "dport_max": ports[l4_row, 3],
+            "proto_value": per[owner, 3].astype(np.uint8), "proto_mask": per[owner, 4].astype(np.uint8),
+            "row_rule": per[owner, 6].astype(np.int32), "row_allow": per[owner, 7].astype(np.uint8),
+        }
 
-    def _add(self, rule: Rule) -> None:
-        block = _rule_block(rule, self.engine.policy)
-        n = len(block["l3"])
-        for name in _RULE_COLUMN_NAMES:
-            self.parts[name].append(block[name])
-        self.rule_parts.append(np.full(n, self.engine.rule_index[rule.id], np.int32))
-        self.allow_parts.append(np.full(n, rule.action == "allow", np.uint8))
-        self.start[rule.id] = self.size
-        self.count[rule.id] = n
-        self.size += n
-
-    def segment(self, group: str, kind: str, nic, direction: str, version: int) -> np.ndarray:
+    def segment(self, group: str, kind: str, direction: str, version: int) -> np.ndarray:
         """Store rows of one group's effective rules (per flavor kind, direction and version), in order."""
         key = (group, kind, direction, version)
         rows = self.segments.get(key)
         if rows is None:
-            policy = self.engine.policy
-            status = policy.family_status(kind)
+            status = self.engine.policy.family_status(kind)
             rules = [r for r in self.engine.topo.security_groups[group].rules
                      if r.direction == direction and r.ethertype == version and status[r.id] is None]
             rules.sort(key=lambda r: r.sort_key)
-            spans = [(self.start[r.id], self.count[r.id]) for r in rules]
-            rows = self.segments[key] = (np.concatenate([np.arange(a, a + n, dtype=np.int64) for a, n in spans])
-                                         if spans else np.zeros(0, np.int64))
+            start = np.array([self.start[r.id] for r in rules], np.int64)
+            count = np.array([self.count[r.id] for r in rules], np.int64)
+            rows = self.segments[key] = np.repeat(start, count) + _within(count)
         return rows
 
     def table(self, nic, kind: str, direction: str) -> _Table:
-        rows = np.concatenate([self.segment(g, kind, nic, direction, version)
+        rows = np.concatenate([self.segment(g, kind, direction, version)
                                for version in (4, 6) for g in nic.security_groups] + [np.zeros(0, np.int64)])
         c = self.columns
         table = RuleTable(**{name: c[name][rows] for name in _RULE_COLUMN_NAMES})
         return _Table(table, c["row_rule"][rows], c["row_allow"][rows])
+
+
+def _within(count: np.ndarray) -> np.ndarray:
+    """For runs of ``count`` items laid end to end, each item's place in its run: 0..count[i]-1 each."""
+    total = int(count.sum())
+    return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
 
 
 def _split(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -140,8 +159,8 @@ def _split(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rule_l4(rule: Rule) -> tuple[tuple[int, int], list[tuple[tuple[int, int], tuple[int, int]]]]:
-    """A security-group rule's protocol (value, mask) and its (source port, destination port) ranges;
-    for ICMP rules with a type, the (type, code) ranges in those two places."""
+    """A security-group rule's protocol (value, mask) and its (sport, dport) ranges: the destination
+    port ranges, or ICMP type and code in the port columns, or any."""
     proto = (0, 0) if rule.protocol is None else (rule.protocol, 0xFF)
     if rule.ports is not None:
         return proto, [(FULL, seg) for seg in rule.ports]
@@ -149,29 +168,6 @@ def _rule_l4(rule: Rule) -> tuple[tuple[int, int], list[tuple[tuple[int, int], t
         code = FULL if rule.icmp_code is None else (rule.icmp_code, rule.icmp_code)
         return proto, [((rule.icmp_type, rule.icmp_type), code)]
     return proto, [(FULL, FULL)]
-
-
-def _rule_block(rule: Rule, policy: Policy) -> dict[str, np.ndarray]:
-    """A security-group rule's rows (the boxes of FastEngine._rule_boxes, in the same order) as columns."""
-    proto, l4 = _rule_l4(rule)
-    peers, members_only = policy.remote_ranges(rule)
-    p, k = len(peers), len(l4)
-    lo_hi, lo_lo = _split([a for a, _ in peers])
-    hi_hi, hi_lo = _split([b for _, b in peers])
-    n = p * k
-    zero = np.zeros(n, np.uint64)
-    return {
-        "l3": np.full(n, rule.ethertype, np.uint8),
-        "src_min_hi": np.repeat(lo_hi, k), "src_min_lo": np.repeat(lo_lo, k),
-        "src_max_hi": np.repeat(hi_hi, k), "src_max_lo": np.repeat(hi_lo, k),
-        "dst_min_hi": zero, "dst_min_lo": np.full(n, 1 if members_only else 0, np.uint64),
-        "dst_max_hi": zero, "dst_max_lo": np.ones(n, np.uint64),
-        "sport_min": np.tile(np.array([a[0] for a, _ in l4], np.uint16), p),
-        "sport_max": np.tile(np.array([a[1] for a, _ in l4], np.uint16), p),
-        "dport_min": np.tile(np.array([b[0] for _, b in l4], np.uint16), p),
-        "dport_max": np.tile(np.array([b[1] for _, b in l4], np.uint16), p),
-        "proto_value": np.full(n, proto[0], np.uint8), "proto_mask": np.full(n, proto[1], np.uint8),
-    }
 
 
 class FastEngine:
@@ -277,7 +273,8 @@ class FastEngine:
         return a
 
     def _sg_rows(self, nic, direction: str) -> list[tuple[Box, Rule]]:
-        """The effective walk of a NIC for one direction (IPv4 rules, then IPv6) as boxes."""
+        """The effective walk of a NIC for one direction (IPv4 rules, then IPv6) as boxes, row by row:
+        the reference that tests compare the tables of _RuleRows with."""
         out = []
         for version in (4, 6):
             for rule in self.policy.effective(nic, direction, version):

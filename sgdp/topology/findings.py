@@ -4,7 +4,7 @@
 * ``shadowed``: rules no packet can reach because the earlier rules of the same walk (a NIC's groups
   in binding order, one direction and IP version) cover their whole match space. The match space is
   a union of boxes over (protocol, port-or-ICMP-type/code, peer address, genuine-member flag); a rule
-  is shadowed when subtracting every earlier effective rule's boxes leaves nothing.
+  is shadowed when the earlier effective rules' boxes cover all of its boxes (decided exactly).
 * ``too_many_groups`` (a NIC with more than 5 groups), ``too_many_instances`` (a group bound to more
   than 6,000 instances), ``open_to_internet`` (an allow rule from anywhere on a sensitive port),
   ``ignored_setting`` (a load-balancer setting that has no effect, S14).
@@ -122,28 +122,6 @@ def rule_boxes(rule: Rule, policy: Policy) -> list[Box]:
     addrs, members_only = policy.remote_ranges(rule)
     genuine = (1, 1) if members_only else (0, 1)
     return [(p[0], p[1], x[0], x[1], a[0], a[1], genuine[0], genuine[1]) for p in protos for x in xs for a in addrs]
-
-
-def subtract(box: Box, cut: Box) -> list[Box]:
-    """``box`` minus ``cut`` as up to 8 boxes."""
-    for d in range(4):
-        if cut[2 * d] > box[2 * d + 1] or cut[2 * d + 1] < box[2 * d]:
-            return [box]
-    out = []
-    rest = list(box)
-    for d in range(4):
-        lo, hi = rest[2 * d], rest[2 * d + 1]
-        clo, chi = cut[2 * d], cut[2 * d + 1]
-        if lo < clo:
-            piece = list(rest)
-            piece[2 * d], piece[2 * d + 1] = lo, clo - 1
-            out.append(tuple(piece))
-        if hi > chi:
-            piece = list(rest)
-            piece[2 * d], piece[2 * d + 1] = chi + 1, hi
-            out.append(tuple(piece))
-        rest[2 * d], rest[2 * d + 1] = max(lo, clo), min(hi, chi)
-    return out  # type: ignore[return-value]
 
 
 def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule | None]]:
