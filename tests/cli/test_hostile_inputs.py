@@ -49,6 +49,41 @@ def _limits() -> None:  # runs in the child before exec
     os.setsid()
 
 
+# Starts the child through a small launcher process: the launcher forks and execs ``python -m
+# sgdp`` under the limits, waits for it and reports its CPU time and peak RSS on a pipe. A child
+# forked straight from this test process would count this process's pages (hundreds of MB late in
+# a long pytest run) in its own peak RSS; the launcher is small, so the figure is sgdp's own.
+_LAUNCH = """
+import os, resource, signal, sys
+fsize, report = int(sys.argv[1]), int(sys.argv[2])
+pid = None
+def forward(signum, _frame):
+    if pid:
+        os.kill(pid, signum)
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, forward)
+pid = os.fork()
+if pid == 0:
+    os.close(report)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(signum, signal.SIG_DFL)
+    resource.setrlimit(resource.RLIMIT_CPU, (10, 10))
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+    if fsize >= 0:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    os.setsid()
+    os.execv(sys.executable, [sys.executable, "-m", "sgdp", *sys.argv[3:]])
+_, status, usage = os.wait4(pid, 0)
+os.write(report, f"{usage.ru_utime + usage.ru_stime} {usage.ru_maxrss}".encode())
+code = os.waitstatus_to_exitcode(status)
+if code < 0:
+    signal.signal(-code, signal.SIG_DFL)
+    os.kill(os.getpid(), -code)
+sys.exit(code)
+"""
+
+
 class Run:
     def __init__(self, code: int, out: str, err: str, cpu: float, peak_mb: float, wall: float):
         self.code, self.out, self.err, self.cpu, self.peak_mb, self.wall = code, out, err, cpu, peak_mb, wall
@@ -59,19 +94,20 @@ class Run:
 
 
 def sgdp(*args: str, cwd: Path | None = None, stdin: bytes | None = None, env: dict | None = None,
-         preexec=None, signal_after: tuple[float, int] | None = None, stdin_file=None) -> Run:
+         file_size: int | None = None, signal_after: tuple[float, int] | None = None, stdin_file=None) -> Run:
     """Run ``python -m sgdp ARGS`` under the limits; CPU time and peak RSS from wait4."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), "SGDP_ENGINE": "fast", **(env or {})}
 
-    def pre():
-        _limits()
-        if preexec is not None:
-            preexec()
-
     start = time.monotonic()
     stdin_arg = subprocess.PIPE if stdin is not None else (stdin_file if stdin_file is not None else subprocess.DEVNULL)
-    proc = subprocess.Popen([sys.executable, "-m", "sgdp", *args], cwd=cwd, env=full_env, stdin=stdin_arg,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=pre)
+    limit = -1 if file_size is None else file_size
+    report_r, report_w = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", _LAUNCH, str(limit), str(report_w), *args], cwd=cwd,
+                                env=full_env, stdin=stdin_arg, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                pass_fds=(report_w,))
+    finally:
+        os.close(report_w)
     if signal_after is not None:
         delay, signum = signal_after
         time.sleep(delay)
@@ -84,11 +120,12 @@ def sgdp(*args: str, cwd: Path | None = None, stdin: bytes | None = None, env: d
         proc.stdin.close()  # type: ignore[union-attr]
     out = proc.stdout.read()  # type: ignore[union-attr]
     err = proc.stderr.read()  # type: ignore[union-attr]
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.wait()
+    with os.fdopen(report_r, "rb") as report:
+        cpu, maxrss = report.read().split()
     wall = time.monotonic() - start
     return Run(proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"),
-               usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, wall)
+               float(cpu), int(maxrss) / 1024, wall)
 
 
 def assert_one_error(run: Run, *needles: str, code: int = 2) -> str:
@@ -288,12 +325,6 @@ def struct_record_claiming(caplen: int) -> bytes:
     return struct.pack("<IIII", 1, 0, caplen, caplen)
 
 
-def _file_size_limit(limit: int):
-    def pre():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-    return pre
-
 
 @pytest.mark.parametrize("options, victim", [
     ([], "verdicts.csv"),
@@ -305,7 +336,7 @@ def test_a_write_that_fails_leaves_no_finished_run(setup, options, victim):
     _capture(setup / "c.pcap", 5000)
     out = setup / "out"
     _earlier_run(out)
-    run = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", *options, cwd=setup, preexec=_file_size_limit(30_000),
+    run = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", *options, cwd=setup, file_size=30_000,
                env={"PYTHONDONTWRITEBYTECODE": "1"})
     assert_one_error(run, f"out/{victim}: cannot write: File too large")
     assert_not_finished(out, "File too large")
