@@ -38,7 +38,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sgdp.classbench import read_text
+from sgdp.bench.rulesets import read_text
 
 SETS = ("acl1_10k", "fw1_10k", "ipc1_10k", "acl1_100k", "fw1_100k", "ipc1_100k")
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "classbench"

@@ -1,7 +1,7 @@
-# The compiled first-match classifier's C structures (see _fastmatch.pyx and sgdp/compiler.py).
+# The compiled first-match classifier's C structures (see _fastmatch.pyx and sgdp/engine/compiler.py).
 #
-# A classifier is built from a RuleTable (sgdp.compiler.RULE_COLUMNS) and the TupleSpace that
-# sgdp.compiler.build_tuple_space chose for it. Addresses are 128-bit values split in (hi, lo)
+# A classifier is built from a RuleTable (sgdp.engine.compiler.RULE_COLUMNS) and the TupleSpace that
+# sgdp.engine.compiler.build_tuple_space chose for it. Addresses are 128-bit values split in (hi, lo)
 # uint64 halves exactly as in sgdp.capture.packet (IPv4 in the low half, high half 0). A rule's "index" is
 # its row in the RuleTable: lower index = higher priority, the answer is the lowest matching index.
 #
@@ -10,7 +10,7 @@
 
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 
-# One rule, as one row of the RuleTable (dtypes in sgdp.compiler.RULE_COLUMNS), stored in bucket
+# One rule, as one row of the RuleTable (dtypes in sgdp.engine.compiler.RULE_COLUMNS), stored in bucket
 # order (TupleSpace.rule_order): the rules of one bucket are contiguous, in ascending index. Only the
 # low halves of the addresses are here (all an IPv4 rule has); an IPv6 rule's high halves are in
 # RuleHi at the same position. 48 bytes.

@@ -24,7 +24,7 @@ the table) plus two or more 8-byte slots per bucket, plus the filter's tables (a
 and one bitmap per class).
 
 Which tuples to make, which rules go where and how fine the filter is are decided in Python
-(``sgdp.compiler.build_tuple_space``); this module checks what correctness depends on (prefix masks,
+(``sgdp.engine.compiler.build_tuple_space``); this module checks what correctness depends on (prefix masks,
 every rule inside its tuple's prefix, ascending indexes in a bucket), builds the hash tables and the
 filter from the rules themselves, and searches.
 """
@@ -334,12 +334,32 @@ cdef int32_t tuple_lookup(const TupleView* v, uint8_t l3, uint64_t src_hi, uint6
     return best if best != INT32_MAX else -1
 
 
+cdef inline Py_ssize_t find_key(const uint64_t[::1] keys, const int32_t[::1] vals, uint64_t key) noexcept nogil:
+    """The slot of ``key`` in an open-addressing table (keys, vals; vals < 0 marks empty; capacity a
+    power of two, at most half full), or the empty slot where it goes."""
+    cdef Py_ssize_t mask = keys.shape[0] - 1, k = mum(key, K1) & mask
+    while vals[k] >= 0 and keys[k] != key:
+        k = (k + 1) & mask
+    return k
+
+
+cdef inline Py_ssize_t table_capacity(Py_ssize_t n) noexcept nogil:
+    """A power of two at least 2n (at least 2)."""
+    cdef Py_ssize_t cap = 2
+    while cap < 2 * n:
+        cap *= 2
+    return cap
+
+
 cdef Py_ssize_t build_filter(uint16_t* classes, Py_ssize_t size, const uint32_t[::1] lo, const uint32_t[::1] hi,
-                             const uint8_t[::1] bit, list bitmaps) except -1:
+                             const uint8_t[::1] bit, uint64_t[::1] bitmaps, Py_ssize_t n_bitmaps) except -1:
     """Fill ``classes[0:size]`` for one field: position p gets the class of the bitmap of the tuples
-    (bit[i] for rule i) with a rule whose chunk range [lo[i], hi[i]] holds p; new bitmaps are appended
-    to ``bitmaps``. A sweep over the positions with +1/-1 events at each range's ends."""
-    cdef Py_ssize_t n = lo.shape[0], i, p, e
+    (bit[i] for rule i) with a rule whose chunk range [lo[i], hi[i]] holds p. The field's distinct
+    bitmaps are written to ``bitmaps`` from ``n_bitmaps`` on (room for min(size, 2n + 1) of them: the
+    ranges cut the positions into at most that many runs); returns the new count. A sweep over the
+    positions with +1/-1 events at each range's ends."""
+    cdef Py_ssize_t n = lo.shape[0], i, p, e, k
+    cdef Py_ssize_t cap = table_capacity(min(size, 2 * n + 1))  # bitmap -> class, at most half full
     starts_arr = np.zeros(size + 2, np.int64)
     cdef int64_t[::1] st = starts_arr
     for i in range(n):  # lo[i] <= hi[i] < size (the caller's chunks)
@@ -356,30 +376,37 @@ cdef Py_ssize_t build_filter(uint16_t* classes, Py_ssize_t size, const uint32_t[
         cur[lo[i]] += 1
         ev[cur[hi[i] + 1]] = -<int8_t>(bit[i] + 1)
         cur[hi[i] + 1] += 1
+    keys_arr = np.zeros(cap, np.uint64)
+    vals_arr = np.full(cap, -1, np.int32)
+    cdef uint64_t[::1] keys = keys_arr
+    cdef int32_t[::1] vals = vals_arr
     cdef int64_t count[64]
     memset(count, 0, sizeof(count))
-    cdef uint64_t bm = 0
+    cdef uint64_t bm = 0, prev = 0
     cdef int8_t x
-    cdef dict known = {}
-    cdef Py_ssize_t cls = 0, base = len(bitmaps)
+    cdef int32_t cls = 0
+    cdef Py_ssize_t base = n_bitmaps
     for p in range(size):
-        if p == 0 or st[p] != st[p + 1]:
-            for e in range(st[p], st[p + 1]):
-                x = ev[e]
-                if x > 0:
-                    count[x - 1] += 1
-                    bm |= (<uint64_t>1) << (x - 1)
-                else:
-                    count[-x - 1] -= 1
-                    if count[-x - 1] == 0:
-                        bm &= ~((<uint64_t>1) << (-x - 1))
-            c = known.get(bm)
-            if c is None:
-                c = known[bm] = len(bitmaps) - base  # at most `size` <= 65536 classes: fits uint16
-                bitmaps.append(bm)
-            cls = c
+        for e in range(st[p], st[p + 1]):
+            x = ev[e]
+            if x > 0:
+                count[x - 1] += 1
+                bm |= (<uint64_t>1) << (x - 1)
+            else:
+                count[-x - 1] -= 1
+                if count[-x - 1] == 0:
+                    bm &= ~((<uint64_t>1) << (-x - 1))
+        if p == 0 or bm != prev:
+            prev = bm
+            k = find_key(keys, vals, bm)
+            if vals[k] < 0:  # a new bitmap: at most min(size, 2n + 1) <= 65536 of them: its class fits uint16
+                keys[k] = bm
+                vals[k] = <int32_t>(n_bitmaps - base)
+                bitmaps[n_bitmaps] = bm
+                n_bitmaps += 1
+            cls = vals[k]
         classes[p] = <uint16_t>cls
-    return 0
+    return n_bitmaps
 
 
 cdef int make_filter(TupleClassifier self, const FullRule* full, const int32_t[::1] rule_tuple, int addr_bits,
@@ -394,8 +421,15 @@ cdef int make_filter(TupleClassifier self, const FullRule* full, const int32_t[:
     cdef uint32_t[:, ::1] ch = chunks
     bit_arr = np.empty(n, np.uint8)
     cdef uint8_t[::1] bit = bit_arr
-    combos_arr = np.zeros(2 * 65536, np.uint64)  # (family, protocol value, mask) -> tuples
-    cdef uint64_t[::1] combos = combos_arr
+    # (family, protocol value, mask) -> the tuples of the rules that have it: an open-addressing table
+    # (keys, vals: the combination's row in combos; combos[:n_combos, 0] key, [:, 1] tuples)
+    cdef Py_ssize_t cap = table_capacity(min(n, 2 * 65536)), c, k, n_combos = 0
+    keys_arr = np.zeros(cap, np.uint64)
+    vals_arr = np.full(cap, -1, np.int32)
+    combos_arr = np.zeros((min(n, 2 * 65536), 2), np.uint64)
+    cdef uint64_t[::1] keys = keys_arr
+    cdef int32_t[::1] vals = vals_arr
+    cdef uint64_t[:, ::1] combos = combos_arr
     for i in range(n):
         r = &full[i]
         bit[i] = <uint8_t>min(rule_tuple[i], LAST_BIT)
@@ -417,31 +451,42 @@ cdef int make_filter(TupleClassifier self, const FullRule* full, const int32_t[:
         ch[9, i] = r.sport_max >> shift_p
         ch[10, i] = r.dport_min >> shift_p
         ch[11, i] = r.dport_max >> shift_p
-        combos[(r.l3 == 6) * 65536 + r.proto_value * 256 + r.proto_mask] |= (<uint64_t>1) << bit[i]
+        c = (r.l3 == 6) * 65536 + r.proto_value * 256 + r.proto_mask
+        k = find_key(keys, vals, c)
+        if vals[k] < 0:
+            keys[k] = c
+            vals[k] = <int32_t>n_combos
+            combos[n_combos, 0] = c
+            n_combos += 1
+        combos[vals[k], 1] |= (<uint64_t>1) << bit[i]
 
     self.n_classes = 4 * size_a + 2 * size_p
     self.classes = <uint16_t*>PyMem_Malloc(self.n_classes * sizeof(uint16_t))
     if self.classes == NULL:
         raise MemoryError()
-    cdef list bitmaps = [0] * 512  # proto_bits first, filled below
     cdef Py_ssize_t offsets[6]
     cdef Py_ssize_t nbits[6]
     offsets[:] = [0, size_a, 2 * size_a, 3 * size_a, 4 * size_a, 4 * size_a + size_p]
+    cdef Py_ssize_t room = 512 + 4 * min(size_a, 2 * n + 1) + 2 * min(size_p, 2 * n + 1)
+    bitmaps_arr = np.zeros(room, np.uint64)  # proto_bits first, then each field's class bitmaps
+    cdef uint64_t[::1] bitmaps = bitmaps_arr
+    nb = 512
     for f in range(6):
-        nb = len(bitmaps)
-        build_filter(self.classes + offsets[f], size_a if f < 4 else size_p, ch[2 * f], ch[2 * f + 1], bit, bitmaps)
-        nbits[f] = len(bitmaps) - nb
-    self.n_bits = len(bitmaps)
+        nbits[f] = nb
+        nb = build_filter(self.classes + offsets[f], size_a if f < 4 else size_p, ch[2 * f], ch[2 * f + 1], bit,
+                          bitmaps, nb)
+        nbits[f] = nb - nbits[f]
+    self.n_bits = nb
     self.bits = <uint64_t*>PyMem_Malloc(self.n_bits * sizeof(uint64_t))
     if self.bits == NULL:
         raise MemoryError()
     for i in range(self.n_bits):
         self.bits[i] = bitmaps[i]
-    for i in range(2 * 65536):  # proto_bits: every protocol a (family, value, mask) accepts
-        if combos[i]:
-            for p in range(256):
-                if (p & (i & 0xFF)) == ((i >> 8) & 0xFF):
-                    self.bits[(i >> 16) * 256 + p] |= combos[i]
+    for i in range(n_combos):  # proto_bits: every protocol a (family, value, mask) accepts
+        c = combos[i, 0]
+        for p in range(256):
+            if (p & (c & 0xFF)) == ((c >> 8) & 0xFF):
+                self.bits[(c >> 16) * 256 + p] |= combos[i, 1]
     self.view.proto_bits = self.bits
     nb = 512
     for f in range(6):
@@ -458,8 +503,8 @@ cdef int make_filter(TupleClassifier self, const FullRule* full, const int32_t[:
 cdef class TupleClassifier:
     """First-match classifier over a RuleTable, searched through the tuples of a TupleSpace.
 
-    ``TupleClassifier(table, space)``: ``table`` is a ``sgdp.compiler.RuleTable``, ``space`` the
-    ``sgdp.compiler.TupleSpace`` built for it. ``classify(...)`` takes header columns and writes the
+    ``TupleClassifier(table, space)``: ``table`` is a ``sgdp.engine.compiler.RuleTable``, ``space`` the
+    ``sgdp.engine.compiler.TupleSpace`` built for it. ``classify(...)`` takes header columns and writes the
     first matching rule index (or -1) of every header. Holds its own C copy of everything it needs.
     """
 
@@ -647,7 +692,7 @@ cdef class TupleClassifier:
         """Write into ``out`` the first matching rule index of each header (-1 for none).
 
         Every column (and ``out``) must have the same length; dtypes are those of
-        ``sgdp.compiler.HEADER_COLUMNS`` (a wrong dtype raises ValueError from the buffer check).
+        ``sgdp.engine.compiler.HEADER_COLUMNS`` (a wrong dtype raises ValueError from the buffer check).
         """
         cdef Py_ssize_t n = l3.shape[0], i
         if not (src_hi.shape[0] == src_lo.shape[0] == dst_hi.shape[0] == dst_lo.shape[0] == sport.shape[0]
