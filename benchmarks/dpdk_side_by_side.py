@@ -1,13 +1,14 @@
 """sgdp's classifier and DPDK's rte_acl side by side, on the same ClassBench sets, in one run.
 
     python benchmarks/dpdk_side_by_side.py [--data DIR] [--sets acl1_10k,fw1_10k,...] [--runs 5]
-                                           [--core 1] [--json FILE]
+                                           [--core 1] [--alg avx2] [--json FILE]
 
 For each set ``S`` of ``DIR`` (default ``../shared/classbench`` beside the repository: ``S.rules.gz``,
 ``S.trace.gz``, ``S.match.gz``), each run does, on one pinned core (``taskset -c CORE``) and in
 alternating order so that neither side always goes first:
 
-* **DPDK**: Debian's ``dpdk-test-acl`` (package ``dpdk-dev``, DPDK 22.11, ``--alg=avx2``, one lcore,
+* **DPDK**: Debian's ``dpdk-test-acl`` (package ``dpdk-dev``, DPDK 22.11, ``--alg=avx2`` unless
+  ``--alg`` names another of its classify methods (scalar, sse, avx2, avx512x16...), one lcore,
   ``--no-huge -m 2048 --no-pci``, ``-m 8192`` from 50,000 rules on) over the filter set and trace,
   written as plain text into a temporary directory. Throughput is dpdk-test-acl's own figure (rdtsc
   over at least 3M classifications: the trace repeated). Memory is the ACL context's runtime
@@ -56,13 +57,13 @@ def write_inputs(data: Path, name: str, work: Path) -> tuple[Path, Path, int, in
     return rules, trace, rules_text.count("\n"), trace_text.count("\n")
 
 
-def run_dpdk(rules: Path, trace: Path, n_rules: int, n_headers: int, core: str, work: Path) -> dict:
+def run_dpdk(rules: Path, trace: Path, n_rules: int, n_headers: int, core: str, work: Path, alg: str = "avx2") -> dict:
     """One dpdk-test-acl run: Mpps, memory and (with strace) build time."""
     memory_mb = 2048 if n_rules < 50_000 else 8192
     iters = max(1, math.ceil(MIN_PACKETS / n_headers))
     cmd = [DPDK, "--no-huge", "-m", str(memory_mb), "--no-pci", "-l", core, "--log-level=acl,debug", "--",
            f"--rulesf={rules}", f"--tracef={trace}", f"--rulenum={n_rules + 16}", f"--tracenum={n_headers}",
-           "--verbose=1", f"--iter={iters}", "--alg=avx2"]
+           "--verbose=1", f"--iter={iters}", f"--alg={alg}"]
     trace_log = work / "strace.log"
     if shutil.which("strace"):
         cmd = ["strace", "-f", "-ttt", "-e", "trace=openat", "-o", str(trace_log)] + cmd
@@ -144,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sets", default=",".join(SETS), help="comma-separated set names")
     ap.add_argument("--runs", type=int, default=5, help="runs of each side per set (best and spread are reported)")
     ap.add_argument("--core", default="1", help="the CPU both sides are pinned to")
+    ap.add_argument("--alg", default="avx2", help="dpdk-test-acl's classify method (default avx2)")
     ap.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = ap.parse_args(argv)
 
@@ -166,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
                     if side == "sgdp":
                         ours.append(run_sgdp(args.data, name, args.core))
                     elif have_dpdk:
-                        dpdk.append(run_dpdk(rules, trace, n_rules, n_headers, args.core, work))
+                        dpdk.append(run_dpdk(rules, trace, n_rules, n_headers, args.core, work, args.alg))
                 print(f"{name} run {k + 1}: sgdp {ours[-1]['mpps']:.1f} Mpps"
                       + (f", DPDK {dpdk[-1]['mpps']:.1f} Mpps" if dpdk else ""), file=sys.stderr, flush=True)
         rows.append(summarize(name, dpdk, ours))
-    print(f"sgdp vs DPDK rte_acl (dpdk-test-acl --alg=avx2), one core ({args.core}), best of {args.runs} runs "
+    print(f"sgdp vs DPDK rte_acl (dpdk-test-acl --alg={args.alg}), one core ({args.core}), best of {args.runs} runs "
           "(spread in brackets):\n")
     print(table(rows))
     if args.json:
