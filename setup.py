@@ -1,6 +1,7 @@
 """Build script: the compiled fast path (Cython) is declared here; metadata lives in pyproject.toml.
 
-``SGDP_CYTHON_DEBUG=1`` rebuilds every extension with bounds and wraparound checks on.
+``SGDP_CYTHON_DEBUG=1`` rebuilds every extension with bounds and wraparound checks on;
+``SGDP_LOOKUP_STATS=1`` builds the classifier with lookup counters (``sgdp._fastmatch.lookup_stats``).
 """
 
 import glob
@@ -9,6 +10,7 @@ import os
 from setuptools import setup
 
 DEBUG = os.environ.get("SGDP_CYTHON_DEBUG") == "1"
+STATS = os.environ.get("SGDP_LOOKUP_STATS") == "1"  # the classifier counts its work (sgdp._fastmatch.lookup_stats)
 
 
 def extensions():
@@ -24,7 +26,8 @@ def extensions():
             os.path.splitext(src)[0].replace(os.sep, "."),
             [src],
             include_dirs=[numpy.get_include()],
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+            + ([("SGDP_LOOKUP_STATS", "1")] if STATS else []),
             extra_compile_args=["-O3"] if not DEBUG else ["-O0", "-g"],
         )
         for src in sources

@@ -16,10 +16,14 @@ def key_hashes(
     proto: npt.NDArray[np.uint8],
 ) -> npt.NDArray[np.uint64]: ...
 
+def lookup_stats(reset: bool = True) -> dict[str, float] | None: ...
+
 class TupleClassifier:
     n_rules: int
     n_tuples: int
     n_slots: int
+    n_classes: int
+    n_bits: int
     def __init__(self, table: RuleTable, space: TupleSpace) -> None: ...
     @property
     def nbytes(self) -> int: ...

@@ -1,5 +1,6 @@
 # cython: language_level=3
-"""Compiled first-match packet classifier: tuple-space search with merged tuples (TupleMerge-style).
+"""Compiled first-match packet classifier: tuple-space search with merged tuples (TupleMerge-style)
+and a per-field tuple filter.
 
 The rules of a RuleTable are partitioned into *tuples*. A tuple fixes a prefix length for each of
 source address, destination address, source port, destination port and a mask for the protocol; a
@@ -9,43 +10,125 @@ is a hash table from key to a *bucket*: the tuple's rules with that key, in prio
 is in a rule's box only if the header's own masked key equals the rule's, so a lookup probes one
 bucket per tuple and checks only that bucket's rules in full.
 
-Tuples are searched in ascending order of their best (lowest) rule index, and the search stops as
-soon as a tuple's best rule cannot beat the match found so far; within a bucket the scan stops at the
-first match or the first rule that cannot beat it. Every rule lies in exactly one tuple (no
-replication), so memory is linear in the number of rules: about 80 bytes per rule plus two 16-byte
-slots per bucket.
+Most tuples hold no rule for a given header, and probing them was most of the work. So before
+probing, a *tuple filter* (tuple-space pruning) narrows the tuples down: for each of the five fields
+a direct table maps the header's value, cut to its top bits, to a bitmap of the tuples that hold a
+rule whose range reaches that value; the AND of the five bitmaps is a superset of the tuples that can
+hold a match, usually one or two of them on the ClassBench sets.
 
-Which tuples to make and which rules go where is decided in Python (``sgdp.engine.compiler.
-build_tuple_space``); this module checks what correctness depends on (prefix masks, every rule inside
-its tuple's prefix, ascending indexes in a bucket), computes the key hashes, and searches.
+Those tuples are searched in ascending order of their best (lowest) rule index, and the search stops
+as soon as a tuple's best rule cannot beat the match found so far; within a bucket the scan stops at
+the first match or the first rule that cannot beat it. Every rule lies in exactly one tuple (no
+replication), so memory is linear in the number of rules: 48 bytes per rule (80 with IPv6 rules in
+the table) plus two or more 8-byte slots per bucket, plus the filter's tables (at most 4 x 128 KiB
+and one bitmap per class).
+
+Which tuples to make, which rules go where and how fine the filter is are decided in Python
+(``sgdp.engine.compiler.build_tuple_space``); this module checks what correctness depends on (prefix masks,
+every rule inside its tuple's prefix, ascending indexes in a bucket), builds the hash tables and the
+filter from the rules themselves, and searches.
 """
 
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport INT32_MAX, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport INT32_MAX, UINT32_MAX, int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memset
 
 import numpy as np
 
-cdef uint64_t K1 = 0x9E3779B97F4A7C15ULL
-cdef uint64_t K2 = 0xC2B2AE3D27D4EB4FULL
-cdef uint64_t K3 = 0x165667B19E3779F9ULL
-cdef uint64_t K4 = 0xD6E8FEB86659FD93ULL
-cdef uint64_t K5 = 0xFF51AFD7ED558CCDULL
-cdef uint64_t K6 = 0xC4CEB9FE1A85EC53ULL
+
+cdef extern from *:
+    """
+    static inline int sgdp_ctz64(unsigned long long x) { return __builtin_ctzll(x); }
+    #define SGDP_EMPTY_SLOT 0xFFFFFFFFu
+    #define SGDP_LAST_BIT 63
+    #define SGDP_MAX_FILTER_BITS 16
+    #define SGDP_BATCH 16
+    static inline unsigned long long sgdp_mum(unsigned long long a, unsigned long long b) {
+        unsigned __int128 p = (unsigned __int128)a * b;
+        return (unsigned long long)p ^ (unsigned long long)(p >> 64);
+    }
+    #define SGDP_K1 0x9E3779B97F4A7C15ULL
+    #define SGDP_K2 0xC2B2AE3D27D4EB4FULL
+    #define SGDP_K3 0x165667B19E3779F9ULL
+    #define SGDP_K4 0xD6E8FEB86659FD93ULL
+    #define SGDP_DEEP_BYTES (1 << 20)
+    """
+    int sgdp_ctz64(unsigned long long x) noexcept nogil  # x != 0
+    void prefetch "__builtin_prefetch"(const void* p) noexcept nogil
+    const int BATCH "SGDP_BATCH"  # headers looked up together by classify
+    uint64_t mum "sgdp_mum"(uint64_t a, uint64_t b) noexcept nogil  # 128-bit product, halves XORed
+    const uint64_t K1 "SGDP_K1"  # odd multipliers of key_hash
+    const uint64_t K2 "SGDP_K2"
+    const uint64_t K3 "SGDP_K3"
+    const uint64_t K4 "SGDP_K4"
+    const int64_t DEEP_BYTES "SGDP_DEEP_BYTES"  # rules and slots past this outgrow the L2 cache
+    const uint32_t EMPTY_SLOT "SGDP_EMPTY_SLOT"  # Slot.start of an empty slot (no bucket starts there: n_rules < 2**31)
+    const int LAST_BIT "SGDP_LAST_BIT"  # the filter bit of every tuple from 63 on
+    const int MAX_FILTER_BITS "SGDP_MAX_FILTER_BITS"
+
+# Lookup counters for profiling, compiled in only with SGDP_LOOKUP_STATS=1 (setup.py): lookups,
+# filter candidates, tuples probed, hash slots visited, rules compared. Not thread-safe; a normal build
+# counts nothing.
+cdef extern from *:
+    """
+    static unsigned long long sgdp_stats[5];
+    #ifdef SGDP_LOOKUP_STATS
+    #define SGDP_COUNT(i, k) (sgdp_stats[i] += (k))
+    #define SGDP_STATS_ON 1
+    #else
+    #define SGDP_COUNT(i, k) ((void)0)
+    #define SGDP_STATS_ON 0
+    #endif
+    """
+    void COUNT "SGDP_COUNT"(int i, int k) noexcept nogil
+    unsigned long long sgdp_stats[5]
+    const bint STATS_ON "SGDP_STATS_ON"
+    int popcount64 "__builtin_popcountll"(unsigned long long x) noexcept nogil
+
+
+def lookup_stats(bint reset=True):
+    """Average work per lookup since the last reset (a build with SGDP_LOOKUP_STATS=1), else None."""
+    if not STATS_ON:
+        return None
+    n = max(1, sgdp_stats[0])
+    out = {"lookups": sgdp_stats[0], "candidate_tuples": sgdp_stats[1] / n, "tuples_probed": sgdp_stats[2] / n,
+           "slots_visited": sgdp_stats[3] / n, "rules_compared": sgdp_stats[4] / n}
+    if reset:
+        memset(sgdp_stats, 0, sizeof(sgdp_stats))
+    return out
+
+
+
+
+# A rule with both address halves, in bucket order: what the build checks and hashes (not kept).
+cdef struct FullRule:
+    uint64_t src_min_hi
+    uint64_t src_min_lo
+    uint64_t src_max_hi
+    uint64_t src_max_lo
+    uint64_t dst_min_hi
+    uint64_t dst_min_lo
+    uint64_t dst_max_hi
+    uint64_t dst_max_lo
+    uint16_t sport_min
+    uint16_t sport_max
+    uint16_t dport_min
+    uint16_t dport_max
+    uint8_t proto_value
+    uint8_t proto_mask
+    uint8_t l3
+    int32_t index
 
 
 cdef inline uint64_t key_hash(uint8_t l3, uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi, uint64_t dst_lo,
                               uint16_t sport, uint16_t dport, uint8_t proto) noexcept nogil:
-    """Hash of one masked key (every field already ANDed with the tuple's masks)."""
-    cdef uint64_t h = src_lo * K1 + dst_lo * K2
-    h ^= src_hi * K3 + dst_hi * K4
-    h += (<uint64_t>l3) | ((<uint64_t>proto) << 8) | ((<uint64_t>sport) << 16) | ((<uint64_t>dport) << 32)
-    h ^= h >> 33
-    h *= K5
-    h ^= h >> 33
-    h *= K6
-    h ^= h >> 33
-    return h
+    """Hash of one masked key (every field already ANDed with the tuple's masks). An IPv4 key's
+    addresses fill one word without loss (source low, destination high); IPv6 high halves are folded
+    in by multiplication. The two words are mixed by one 128-bit multiplication whose halves are
+    XORed (wyhash's "mum"): every input bit reaches the low bits that choose the slot."""
+    cdef uint64_t a = src_lo ^ ((dst_lo << 32) | (dst_lo >> 32)) ^ (src_hi * K3) ^ (dst_hi * K4)
+    cdef uint64_t b = (<uint64_t>l3) | ((<uint64_t>proto) << 8) | ((<uint64_t>sport) << 16) | ((<uint64_t>dport) << 32)
+    return mum(a ^ K1, b ^ K2)
 
 
 cdef inline bint is_prefix_mask(uint64_t m) noexcept nogil:
@@ -54,31 +137,37 @@ cdef inline bint is_prefix_mask(uint64_t m) noexcept nogil:
     return (inv & (inv + 1)) == 0
 
 
-cdef inline bint rule_matches(const Rule* r, uint8_t l3, uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi,
-                              uint64_t dst_lo, uint16_t sport, uint16_t dport, uint8_t proto) noexcept nogil:
-    """The full five-field test of one rule (128-bit comparisons as (hi, lo) pairs)."""
+cdef inline bint rule_matches(const TupleView* v, uint32_t k, uint8_t l3, uint64_t src_hi, uint64_t src_lo,
+                              uint64_t dst_hi, uint64_t dst_lo, uint16_t sport, uint16_t dport,
+                              uint8_t proto) noexcept nogil:
+    """The full five-field test of the rule at position k (128-bit comparisons as (hi, lo) pairs)."""
+    cdef const Rule* r = &v.rules[k]
+    cdef const RuleHi* h
     if r.l3 != l3 or r.dport_min > dport or dport > r.dport_max or (proto & r.proto_mask) != r.proto_value:
         return False
     if r.sport_min > sport or sport > r.sport_max:
         return False
-    if src_hi < r.src_min_hi or (src_hi == r.src_min_hi and src_lo < r.src_min_lo):
+    if l3 == 4:  # the header's high halves are 0 (tuple_lookup checked), as an IPv4 rule's are
+        return r.src_min <= src_lo <= r.src_max and r.dst_min <= dst_lo <= r.dst_max
+    h = &v.rules_hi[k]  # r.l3 == 6: the table has an IPv6 rule, so rules_hi has n_rules entries
+    if src_hi < h.src_min or (src_hi == h.src_min and src_lo < r.src_min):
         return False
-    if src_hi > r.src_max_hi or (src_hi == r.src_max_hi and src_lo > r.src_max_lo):
+    if src_hi > h.src_max or (src_hi == h.src_max and src_lo > r.src_max):
         return False
-    if dst_hi < r.dst_min_hi or (dst_hi == r.dst_min_hi and dst_lo < r.dst_min_lo):
+    if dst_hi < h.dst_min or (dst_hi == h.dst_min and dst_lo < r.dst_min):
         return False
-    if dst_hi > r.dst_max_hi or (dst_hi == r.dst_max_hi and dst_lo > r.dst_max_lo):
+    if dst_hi > h.dst_max or (dst_hi == h.dst_max and dst_lo > r.dst_max):
         return False
     return True
 
 
-cdef inline uint64_t rule_key_hash(const Rule* r, const Tuple* t) noexcept nogil:
+cdef inline uint64_t rule_key_hash(const FullRule* r, const Tuple* t) noexcept nogil:
     return key_hash(r.l3, r.src_min_hi & t.src_mask_hi, r.src_min_lo & t.src_mask_lo, r.dst_min_hi & t.dst_mask_hi,
                     r.dst_min_lo & t.dst_mask_lo, r.sport_min & t.sport_mask, r.dport_min & t.dport_mask,
                     r.proto_value & t.proto_mask)
 
 
-cdef inline bint same_key(const Rule* a, const Rule* b, const Tuple* t) noexcept nogil:
+cdef inline bint same_key(const FullRule* a, const FullRule* b, const Tuple* t) noexcept nogil:
     return (a.l3 == b.l3
             and (a.src_min_hi & t.src_mask_hi) == (b.src_min_hi & t.src_mask_hi)
             and (a.src_min_lo & t.src_mask_lo) == (b.src_min_lo & t.src_mask_lo)
@@ -89,7 +178,7 @@ cdef inline bint same_key(const Rule* a, const Rule* b, const Tuple* t) noexcept
             and (a.proto_value & t.proto_mask) == (b.proto_value & t.proto_mask))
 
 
-cdef inline bint rule_inside_tuple(const Rule* r, const Tuple* t) noexcept nogil:
+cdef inline bint rule_inside_tuple(const FullRule* r, const Tuple* t) noexcept nogil:
     """True when every header in the rule's box has the rule's key (min and max agree under the masks)."""
     return ((r.src_min_hi & t.src_mask_hi) == (r.src_max_hi & t.src_mask_hi)
             and (r.src_min_lo & t.src_mask_lo) == (r.src_max_lo & t.src_mask_lo)
@@ -98,6 +187,11 @@ cdef inline bint rule_inside_tuple(const Rule* r, const Tuple* t) noexcept nogil
             and (r.sport_min & t.sport_mask) == (r.sport_max & t.sport_mask)
             and (r.dport_min & t.dport_mask) == (r.dport_max & t.dport_mask)
             and (t.proto_mask & ~r.proto_mask) == 0)
+
+
+cdef inline uint64_t filter_addr(uint8_t l3, uint64_t hi, uint64_t lo) noexcept nogil:
+    """The first 32 bits of an address, what the filter's address tables are indexed by (cut further)."""
+    return lo if l3 == 4 else hi >> 32
 
 
 def key_hashes(const uint8_t[::1] l3, const uint64_t[::1] src_hi, const uint64_t[::1] src_lo,
@@ -116,42 +210,294 @@ def key_hashes(const uint8_t[::1] l3, const uint64_t[::1] src_hi, const uint64_t
     return out_arr
 
 
-cdef int32_t tuple_lookup(const TupleView* v, uint8_t l3, uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi,
-                          uint64_t dst_lo, uint16_t sport, uint16_t dport, uint8_t proto) noexcept nogil:
-    """The lowest index of a rule matching this header, or -1."""
-    cdef int32_t best = INT32_MAX
-    cdef int64_t t
-    cdef uint64_t h, s
-    cdef uint32_t k, end
-    cdef const Tuple* tp
-    cdef const Slot* slot
+# One header's fields, as tuple_lookup takes them.
+cdef struct Header:
+    uint64_t src_hi
+    uint64_t src_lo
+    uint64_t dst_hi
+    uint64_t dst_lo
+    uint16_t sport
+    uint16_t dport
+    uint8_t l3
+    uint8_t proto
+
+
+cdef inline uint64_t tuple_hash(const Tuple* tp, const Header* x) noexcept nogil:
+    """The hash of the header's key in this tuple (its fields ANDed with the tuple's masks)."""
+    return key_hash(x.l3, x.src_hi & tp.src_mask_hi, x.src_lo & tp.src_mask_lo, x.dst_hi & tp.dst_mask_hi,
+                    x.dst_lo & tp.dst_mask_lo, x.sport & tp.sport_mask, x.dport & tp.dport_mask, x.proto & tp.proto_mask)
+
+
+cdef inline const Slot* home_slot(const TupleView* v, const Tuple* tp, uint64_t h) noexcept nogil:
+    # slot_offset + (h & slot_mask) < slot_offset + capacity: inside v.slots (built so in __cinit__)
+    return &v.slots[tp.slot_offset + (h & tp.slot_mask)]
+
+
+cdef inline int32_t probe(const TupleView* v, const Tuple* tp, uint64_t h, int32_t best, const Header* x) noexcept nogil:
+    """The better of ``best`` and the first rule of this tuple that matches the header (h: tuple_hash)."""
+    cdef uint64_t s = h & tp.slot_mask
+    cdef uint32_t tag = <uint32_t>(h >> 32), k
     cdef const Rule* r
-    for t in range(v.n_tuples):
+    # the chain stays inside the tuple's slots and ends because at least half of them are empty
+    cdef const Slot* slot = &v.slots[tp.slot_offset + s]
+    COUNT(2, 1)
+    while slot.start != EMPTY_SLOT:
+        COUNT(3, 1)
+        if slot.tag == tag:
+            # a bucket is a run of the rules array ending at a rule marked last (built in __cinit__)
+            k = slot.start
+            while True:
+                r = &v.rules[k]
+                if r.index >= best:
+                    break  # a bucket ascends by index: nothing later in it can win
+                COUNT(4, 1)
+                if rule_matches(v, k, x.l3, x.src_hi, x.src_lo, x.dst_hi, x.dst_lo, x.sport, x.dport, x.proto):
+                    return r.index  # only the bucket of the header's own key can hold a match
+                if r.last:
+                    break
+                k += 1
+        s = (s + 1) & tp.slot_mask
+        slot = &v.slots[tp.slot_offset + s]
+    return best
+
+
+cdef inline uint64_t filter_mask(const TupleView* v, const Header* x) noexcept nogil:
+    """The tuple filter's answer for this header: a superset of the tuples that can hold a match (bit
+    t for tuple t < 63, bit 63 for the tuples from 63 on); 0 when no rule can match."""
+    cdef uint64_t sa, da, m
+    cdef uint32_t fam
+    if v.n_tuples == 0:
+        return 0  # no rule (and a zero-filled view has no tables at all)
+    if x.l3 == 4:
+        if (x.src_hi | x.dst_hi | ((x.src_lo | x.dst_lo) >> 32)) != 0:
+            return 0  # not an IPv4 address: no IPv4 rule's range holds it
+        sa = x.src_lo
+        da = x.dst_lo
+        fam = 0
+    elif x.l3 == 6:
+        sa = x.src_hi >> 32
+        da = x.dst_hi >> 32
+        fam = 256
+    else:
+        return 0  # no rule has another IP version
+    # sa, da < 2**32, so sa >> addr_shift < 2**addr_bits (the address tables' length) and the second
+    # chunk is masked to it; port >> port_shift < 2**port_bits; fam + proto < 512; every class is
+    # below its field's bitmap count (built so in make_filter).
+    m = (v.bits[0][v.classes[0][sa >> v.addr_shift]] & v.bits[1][v.classes[1][(sa >> v.addr_shift2) & v.chunk_mask]]
+         & v.bits[2][v.classes[2][da >> v.addr_shift]] & v.bits[3][v.classes[3][(da >> v.addr_shift2) & v.chunk_mask]]
+         & v.bits[4][v.classes[4][x.sport >> v.port_shift]] & v.bits[5][v.classes[5][x.dport >> v.port_shift]]
+         & v.proto_bits[fam + x.proto])
+    COUNT(0, 1)
+    COUNT(1, popcount64(m))
+    return m
+
+
+cdef inline int64_t first_tuple(uint64_t m) noexcept nogil:
+    """The first tuple a search of filter answer m != 0 probes."""
+    cdef int b = sgdp_ctz64(m)
+    return b if b < LAST_BIT else LAST_BIT
+
+
+cdef inline int32_t search(const TupleView* v, uint64_t m, uint64_t h, const Header* x) noexcept nogil:
+    """The lowest index of a rule matching the header among the tuples of filter answer m != 0, or
+    INT32_MAX; h is the header's tuple_hash for the first of them (first_tuple(m))."""
+    cdef int64_t t = first_tuple(m)
+    cdef const Tuple* tp = &v.tuples[t]
+    cdef int32_t best = probe(v, tp, h, INT32_MAX, x)
+    while True:
+        if t >= LAST_BIT:  # bit 63 stands for every tuple from 63 on: try them in turn
+            t += 1
+            if t >= v.n_tuples:
+                break
+        else:
+            m &= m - 1
+            if m == 0:
+                break
+            t = first_tuple(m)
+        # t < n_tuples: bit t < 63 is set only for an existing tuple t, and the tail loop checks
         tp = &v.tuples[t]
         if tp.min_index >= best:
             break  # tuples ascend by min_index: no later tuple has a better rule
-        h = key_hash(l3, src_hi & tp.src_mask_hi, src_lo & tp.src_mask_lo, dst_hi & tp.dst_mask_hi,
-                     dst_lo & tp.dst_mask_lo, sport & tp.sport_mask, dport & tp.dport_mask, proto & tp.proto_mask)
-        s = h & tp.slot_mask
-        # slot_offset + s < slot_offset + capacity: the tuple's slots lie inside v.slots (built
-        # so in __cinit__), and the chain ends because at least half the slots are empty.
-        slot = &v.slots[tp.slot_offset + s]
-        while slot.count != 0:
-            if slot.hash == h:
-                # start + count <= n_rules: buckets are runs of the rules array (built in __cinit__)
-                k = slot.start
-                end = slot.start + slot.count
-                while k < end:
-                    r = &v.rules[k]
-                    if r.index >= best:
-                        break  # a bucket ascends by index: nothing later in it can win
-                    if rule_matches(r, l3, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto):
-                        best = r.index
-                        break
-                    k += 1
-            s = (s + 1) & tp.slot_mask
-            slot = &v.slots[tp.slot_offset + s]
+        best = probe(v, tp, tuple_hash(tp, x), best, x)
+    return best
+
+
+cdef int32_t tuple_lookup(const TupleView* v, uint8_t l3, uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi,
+                          uint64_t dst_lo, uint16_t sport, uint16_t dport, uint8_t proto) noexcept nogil:
+    """The lowest index of a rule matching this header, or -1."""
+    cdef Header x
+    x.l3, x.src_hi, x.src_lo, x.dst_hi, x.dst_lo, x.sport, x.dport, x.proto = l3, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto
+    cdef uint64_t m = filter_mask(v, &x)
+    if m == 0:
+        return -1
+    cdef int32_t best = search(v, m, tuple_hash(&v.tuples[first_tuple(m)], &x), &x)
     return best if best != INT32_MAX else -1
+
+
+cdef inline Py_ssize_t find_key(const uint64_t[::1] keys, const int32_t[::1] vals, uint64_t key) noexcept nogil:
+    """The slot of ``key`` in an open-addressing table (keys, vals; vals < 0 marks empty; capacity a
+    power of two, at most half full), or the empty slot where it goes."""
+    cdef Py_ssize_t mask = keys.shape[0] - 1, k = mum(key, K1) & mask
+    while vals[k] >= 0 and keys[k] != key:
+        k = (k + 1) & mask
+    return k
+
+
+cdef inline Py_ssize_t table_capacity(Py_ssize_t n) noexcept nogil:
+    """A power of two at least 2n (at least 2)."""
+    cdef Py_ssize_t cap = 2
+    while cap < 2 * n:
+        cap *= 2
+    return cap
+
+
+cdef Py_ssize_t build_filter(uint16_t* classes, Py_ssize_t size, const uint32_t[::1] lo, const uint32_t[::1] hi,
+                             const uint8_t[::1] bit, uint64_t[::1] bitmaps, Py_ssize_t n_bitmaps) except -1:
+    """Fill ``classes[0:size]`` for one field: position p gets the class of the bitmap of the tuples
+    (bit[i] for rule i) with a rule whose chunk range [lo[i], hi[i]] holds p. The field's distinct
+    bitmaps are written to ``bitmaps`` from ``n_bitmaps`` on (room for min(size, 2n + 1) of them: the
+    ranges cut the positions into at most that many runs); returns the new count. A sweep over the
+    positions with +1/-1 events at each range's ends."""
+    cdef Py_ssize_t n = lo.shape[0], i, p, e, k
+    cdef Py_ssize_t cap = table_capacity(min(size, 2 * n + 1))  # bitmap -> class, at most half full
+    starts_arr = np.zeros(size + 2, np.int64)
+    cdef int64_t[::1] st = starts_arr
+    for i in range(n):  # lo[i] <= hi[i] < size (the caller's chunks)
+        st[lo[i] + 1] += 1
+        st[hi[i] + 2] += 1
+    for p in range(1, size + 2):
+        st[p] += st[p - 1]  # events at position p are ev[st[p] : st[p + 1]]
+    cursor_arr = starts_arr.copy()
+    cdef int64_t[::1] cur = cursor_arr
+    ev_arr = np.empty(2 * n, np.int8)
+    cdef int8_t[::1] ev = ev_arr
+    for i in range(n):
+        ev[cur[lo[i]]] = <int8_t>(bit[i] + 1)  # +1 for tuple bit[i]
+        cur[lo[i]] += 1
+        ev[cur[hi[i] + 1]] = -<int8_t>(bit[i] + 1)
+        cur[hi[i] + 1] += 1
+    keys_arr = np.zeros(cap, np.uint64)
+    vals_arr = np.full(cap, -1, np.int32)
+    cdef uint64_t[::1] keys = keys_arr
+    cdef int32_t[::1] vals = vals_arr
+    cdef int64_t count[64]
+    memset(count, 0, sizeof(count))
+    cdef uint64_t bm = 0, prev = 0
+    cdef int8_t x
+    cdef int32_t cls = 0
+    cdef Py_ssize_t base = n_bitmaps
+    for p in range(size):
+        for e in range(st[p], st[p + 1]):
+            x = ev[e]
+            if x > 0:
+                count[x - 1] += 1
+                bm |= (<uint64_t>1) << (x - 1)
+            else:
+                count[-x - 1] -= 1
+                if count[-x - 1] == 0:
+                    bm &= ~((<uint64_t>1) << (-x - 1))
+        if p == 0 or bm != prev:
+            prev = bm
+            k = find_key(keys, vals, bm)
+            if vals[k] < 0:  # a new bitmap: at most min(size, 2n + 1) <= 65536 of them: its class fits uint16
+                keys[k] = bm
+                vals[k] = <int32_t>(n_bitmaps - base)
+                bitmaps[n_bitmaps] = bm
+                n_bitmaps += 1
+            cls = vals[k]
+        classes[p] = <uint16_t>cls
+    return n_bitmaps
+
+
+cdef int make_filter(TupleClassifier self, const FullRule* full, const int32_t[::1] rule_tuple, int addr_bits,
+                     int port_bits) except -1:
+    """The tuple filter's class tables and bitmaps (see TupleView), from the rules themselves."""
+    cdef Py_ssize_t n = self.n_rules, i, p, f, nb
+    cdef Py_ssize_t size_a = 1 << addr_bits, size_p = 1 << port_bits
+    cdef uint32_t shift_a = 32 - addr_bits, shift_a2 = 32 - 2 * addr_bits, shift_p = 16 - port_bits
+    cdef uint64_t chunk_mask = size_a - 1, lo, hi
+    cdef const FullRule* r
+    chunks = np.empty((12, n), np.uint32)  # per field: the first and last chunk each rule reaches
+    cdef uint32_t[:, ::1] ch = chunks
+    bit_arr = np.empty(n, np.uint8)
+    cdef uint8_t[::1] bit = bit_arr
+    # (family, protocol value, mask) -> the tuples of the rules that have it: an open-addressing table
+    # (keys, vals: the combination's row in combos; combos[:n_combos, 0] key, [:, 1] tuples)
+    cdef Py_ssize_t cap = table_capacity(min(n, 2 * 65536)), c, k, n_combos = 0
+    keys_arr = np.zeros(cap, np.uint64)
+    vals_arr = np.full(cap, -1, np.int32)
+    combos_arr = np.zeros((min(n, 2 * 65536), 2), np.uint64)
+    cdef uint64_t[::1] keys = keys_arr
+    cdef int32_t[::1] vals = vals_arr
+    cdef uint64_t[:, ::1] combos = combos_arr
+    for i in range(n):
+        r = &full[i]
+        bit[i] = <uint8_t>min(rule_tuple[i], LAST_BIT)
+        # An address's first 32 bits are monotone in the address, so a range reaches the chunks from
+        # its min's to its max's; when both share the first chunk the second chunk is monotone too,
+        # otherwise the range may reach any second chunk.
+        for f in range(2):
+            lo = filter_addr(r.l3, r.src_min_hi, r.src_min_lo) if f == 0 else filter_addr(r.l3, r.dst_min_hi, r.dst_min_lo)
+            hi = filter_addr(r.l3, r.src_max_hi, r.src_max_lo) if f == 0 else filter_addr(r.l3, r.dst_max_hi, r.dst_max_lo)
+            ch[4 * f, i] = <uint32_t>(lo >> shift_a)
+            ch[4 * f + 1, i] = <uint32_t>(hi >> shift_a)
+            if lo >> shift_a == hi >> shift_a:
+                ch[4 * f + 2, i] = <uint32_t>((lo >> shift_a2) & chunk_mask)
+                ch[4 * f + 3, i] = <uint32_t>((hi >> shift_a2) & chunk_mask)
+            else:
+                ch[4 * f + 2, i] = 0
+                ch[4 * f + 3, i] = <uint32_t>chunk_mask
+        ch[8, i] = r.sport_min >> shift_p
+        ch[9, i] = r.sport_max >> shift_p
+        ch[10, i] = r.dport_min >> shift_p
+        ch[11, i] = r.dport_max >> shift_p
+        c = (r.l3 == 6) * 65536 + r.proto_value * 256 + r.proto_mask
+        k = find_key(keys, vals, c)
+        if vals[k] < 0:
+            keys[k] = c
+            vals[k] = <int32_t>n_combos
+            combos[n_combos, 0] = c
+            n_combos += 1
+        combos[vals[k], 1] |= (<uint64_t>1) << bit[i]
+
+    self.n_classes = 4 * size_a + 2 * size_p
+    self.classes = <uint16_t*>PyMem_Malloc(self.n_classes * sizeof(uint16_t))
+    if self.classes == NULL:
+        raise MemoryError()
+    cdef Py_ssize_t offsets[6]
+    cdef Py_ssize_t nbits[6]
+    offsets[:] = [0, size_a, 2 * size_a, 3 * size_a, 4 * size_a, 4 * size_a + size_p]
+    cdef Py_ssize_t room = 512 + 4 * min(size_a, 2 * n + 1) + 2 * min(size_p, 2 * n + 1)
+    bitmaps_arr = np.zeros(room, np.uint64)  # proto_bits first, then each field's class bitmaps
+    cdef uint64_t[::1] bitmaps = bitmaps_arr
+    nb = 512
+    for f in range(6):
+        nbits[f] = nb
+        nb = build_filter(self.classes + offsets[f], size_a if f < 4 else size_p, ch[2 * f], ch[2 * f + 1], bit,
+                          bitmaps, nb)
+        nbits[f] = nb - nbits[f]
+    self.n_bits = nb
+    self.bits = <uint64_t*>PyMem_Malloc(self.n_bits * sizeof(uint64_t))
+    if self.bits == NULL:
+        raise MemoryError()
+    for i in range(self.n_bits):
+        self.bits[i] = bitmaps[i]
+    for i in range(n_combos):  # proto_bits: every protocol a (family, value, mask) accepts
+        c = combos[i, 0]
+        for p in range(256):
+            if (p & (c & 0xFF)) == ((c >> 8) & 0xFF):
+                self.bits[(c >> 16) * 256 + p] |= combos[i, 1]
+    self.view.proto_bits = self.bits
+    nb = 512
+    for f in range(6):
+        self.view.classes[f] = self.classes + offsets[f]
+        self.view.bits[f] = self.bits + nb
+        nb += nbits[f]
+    self.view.addr_shift = shift_a
+    self.view.addr_shift2 = shift_a2
+    self.view.chunk_mask = chunk_mask
+    self.view.port_shift = shift_p
+    return 0
 
 
 cdef class TupleClassifier:
@@ -164,8 +510,11 @@ cdef class TupleClassifier:
 
     def __cinit__(self, table, space):
         self.rules = NULL
+        self.rules_hi = NULL
         self.tuples = NULL
         self.slots = NULL
+        self.classes = NULL
+        self.bits = NULL
         cdef const uint8_t[::1] l3 = table.l3
         cdef const uint64_t[::1] smih = table.src_min_hi, smil = table.src_min_lo
         cdef const uint64_t[::1] smah = table.src_max_hi, smal = table.src_max_lo
@@ -179,12 +528,14 @@ cdef class TupleClassifier:
         cdef const uint64_t[::1] tdh = space.dst_mask_hi, tdl = space.dst_mask_lo
         cdef const uint16_t[::1] tsp = space.sport_mask, tdp = space.dport_mask
         cdef const uint8_t[::1] tpr = space.proto_mask
-        cdef Py_ssize_t n = l3.shape[0], nt = tsh.shape[0], i, j, k, b, start
-        cdef int64_t nbuckets, cap, total
+        cdef int addr_bits = space.filter_addr_bits, port_bits = space.filter_port_bits
+        cdef Py_ssize_t n = l3.shape[0], nt = tsh.shape[0], i, k, start
+        cdef int64_t cap, total
         cdef int32_t row, t
         cdef uint64_t h, s
-        cdef Rule* r
+        cdef FullRule* r
         cdef Tuple* tp
+        cdef bint any6 = False
 
         for c in (table.src_min_hi, table.src_min_lo, table.src_max_hi, table.src_max_lo, table.dst_min_hi,
                   table.dst_min_lo, table.dst_max_hi, table.dst_max_lo, table.sport_min, table.sport_max,
@@ -198,16 +549,16 @@ cdef class TupleClassifier:
                 raise ValueError("TupleClassifier: tuple columns of different lengths")
         if n > INT32_MAX - 1 or (n > 0) != (nt > 0):
             raise ValueError("TupleClassifier: bad number of rules or tuples")
+        if not (0 <= addr_bits <= MAX_FILTER_BITS and 0 <= port_bits <= MAX_FILTER_BITS):
+            raise ValueError(f"TupleClassifier: filter bits {addr_bits}/{port_bits} not within 0..{MAX_FILTER_BITS}")
 
         self.n_rules = n
         self.n_tuples = nt
         self.n_slots = 0
-        if n == 0:
-            return
-        self.rules = <Rule*>PyMem_Malloc(n * sizeof(Rule))
-        self.tuples = <Tuple*>PyMem_Malloc(nt * sizeof(Tuple))
-        if self.rules == NULL or self.tuples == NULL:
-            raise MemoryError()
+        if nt:
+            self.tuples = <Tuple*>PyMem_Malloc(nt * sizeof(Tuple))
+            if self.tuples == NULL:
+                raise MemoryError()
 
         for t in range(nt):
             tp = &self.tuples[t]
@@ -224,7 +575,13 @@ cdef class TupleClassifier:
             tp.slot_mask = 0
             tp.slot_offset = 0
 
-        # Copy the rules in bucket order; check each rule appears once and lies inside its tuple's prefixes.
+        # The rules in bucket order with both address halves, for the build only (NumPy's buffers are
+        # aligned for 8-byte fields)
+        full_arr = np.empty(max(n, 1) * sizeof(FullRule), np.uint8)
+        cdef uint8_t[::1] full_bytes = full_arr
+        cdef FullRule* full = <FullRule*>&full_bytes[0]
+
+        # The rules in bucket order; check each rule appears once and lies inside its tuple's prefixes.
         seen_arr = np.zeros(n, np.uint8)
         cdef uint8_t[::1] seen = seen_arr
         for i in range(n):
@@ -235,11 +592,12 @@ cdef class TupleClassifier:
             if seen[row]:
                 raise ValueError(f"TupleClassifier: rule {row} is placed twice")
             seen[row] = 1
-            r = &self.rules[i]
+            r = &full[i]
             r.src_min_hi, r.src_min_lo, r.src_max_hi, r.src_max_lo = smih[row], smil[row], smah[row], smal[row]
             r.dst_min_hi, r.dst_min_lo, r.dst_max_hi, r.dst_max_lo = dmih[row], dmil[row], dmah[row], dmal[row]
             r.sport_min, r.sport_max, r.dport_min, r.dport_max = spmi[row], spma[row], dpmi[row], dpma[row]
             r.proto_value, r.proto_mask, r.l3, r.index = pv[row], pm[row], l3[row], row
+            any6 |= r.l3 == 6
             tp = &self.tuples[t]
             if not rule_inside_tuple(r, tp):
                 raise ValueError(f"TupleClassifier: rule {row} is not inside one prefix of tuple {t}")
@@ -250,14 +608,38 @@ cdef class TupleClassifier:
                 raise ValueError(f"TupleClassifier: tuple {t} is empty or not in ascending order of its best rule")
 
         # Buckets: maximal runs of equal (tuple, key); indexes must ascend inside each run.
+        bucket_start_arr = np.zeros(n + 1, np.uint8)
+        cdef uint8_t[::1] bstart = bucket_start_arr
         counts = np.zeros(nt, np.int64)
         cdef int64_t[::1] nb = counts
         for i in range(n):
             t = rule_tuple[i]
-            if i == 0 or t != rule_tuple[i - 1] or not same_key(&self.rules[i], &self.rules[i - 1], &self.tuples[t]):
+            if i == 0 or t != rule_tuple[i - 1] or not same_key(&full[i], &full[i - 1], &self.tuples[t]):
                 nb[t] += 1
-            elif self.rules[i].index <= self.rules[i - 1].index:
-                raise ValueError(f"TupleClassifier: bucket of rule {self.rules[i].index} is not in ascending index order")
+                bstart[i] = 1
+            elif full[i].index <= full[i - 1].index:
+                raise ValueError(f"TupleClassifier: bucket of rule {full[i].index} is not in ascending index order")
+        bstart[n] = 1
+        if n:
+            self.rules = <Rule*>PyMem_Malloc(n * sizeof(Rule))
+            if self.rules == NULL:
+                raise MemoryError()
+            if any6:
+                self.rules_hi = <RuleHi*>PyMem_Malloc(n * sizeof(RuleHi))
+                if self.rules_hi == NULL:
+                    raise MemoryError()
+        for i in range(n):
+            r = &full[i]
+            self.rules[i].src_min, self.rules[i].src_max = r.src_min_lo, r.src_max_lo
+            self.rules[i].dst_min, self.rules[i].dst_max = r.dst_min_lo, r.dst_max_lo
+            self.rules[i].sport_min, self.rules[i].sport_max = r.sport_min, r.sport_max
+            self.rules[i].dport_min, self.rules[i].dport_max = r.dport_min, r.dport_max
+            self.rules[i].proto_value, self.rules[i].proto_mask = r.proto_value, r.proto_mask
+            self.rules[i].l3, self.rules[i].index, self.rules[i].last = r.l3, r.index, bstart[i + 1]
+            if any6:
+                self.rules_hi[i].src_min, self.rules_hi[i].src_max = r.src_min_hi, r.src_max_hi
+                self.rules_hi[i].dst_min, self.rules_hi[i].dst_max = r.dst_min_hi, r.dst_max_hi
+
         total = 0
         for t in range(nt):
             cap = 2
@@ -266,44 +648,43 @@ cdef class TupleClassifier:
             self.tuples[t].slot_mask = <uint64_t>(cap - 1)
             self.tuples[t].slot_offset = total
             total += cap
-        self.slots = <Slot*>PyMem_Malloc(total * sizeof(Slot))
-        if self.slots == NULL:
-            raise MemoryError()
-        memset(self.slots, 0, total * sizeof(Slot))
+        if total:
+            self.slots = <Slot*>PyMem_Malloc(total * sizeof(Slot))
+            if self.slots == NULL:
+                raise MemoryError()
+            memset(self.slots, 0xFF, total * sizeof(Slot))  # start = EMPTY_SLOT everywhere
         self.n_slots = total
-        start = 0
-        for i in range(n + 1):
-            if i == n or (i > start and (rule_tuple[i] != rule_tuple[start]
-                                        or not same_key(&self.rules[i], &self.rules[start], &self.tuples[rule_tuple[start]]))):
-                tp = &self.tuples[rule_tuple[start]]
-                h = rule_key_hash(&self.rules[start], tp)
+        for i in range(n):
+            if bstart[i]:
+                tp = &self.tuples[rule_tuple[i]]
+                h = rule_key_hash(&full[i], tp)
                 s = h & tp.slot_mask
-                while self.slots[tp.slot_offset + s].count != 0:
+                while self.slots[tp.slot_offset + s].start != EMPTY_SLOT:
                     s = (s + 1) & tp.slot_mask
-                self.slots[tp.slot_offset + s].hash = h
-                self.slots[tp.slot_offset + s].start = <uint32_t>start
-                self.slots[tp.slot_offset + s].count = <uint32_t>(i - start)
-                start = i
+                self.slots[tp.slot_offset + s].tag = <uint32_t>(h >> 32)
+                self.slots[tp.slot_offset + s].start = <uint32_t>i
+
+        make_filter(self, full, rule_tuple, addr_bits, port_bits)
+        self.view.rules = self.rules
+        self.view.rules_hi = self.rules_hi
+        self.view.tuples = self.tuples
+        self.view.slots = self.slots
+        self.view.n_tuples = nt
 
     def __dealloc__(self):
         PyMem_Free(self.rules)
+        PyMem_Free(self.rules_hi)
         PyMem_Free(self.tuples)
         PyMem_Free(self.slots)
+        PyMem_Free(self.classes)
+        PyMem_Free(self.bits)
 
     @property
     def nbytes(self) -> int:
         """Bytes of C memory this classifier owns."""
-        return self.n_rules * sizeof(Rule) + self.n_tuples * sizeof(Tuple) + self.n_slots * sizeof(Slot)
-
-    cdef int32_t classify_one(self, uint8_t l3, uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi,
-                              uint64_t dst_lo, uint16_t sport, uint16_t dport, uint8_t proto) noexcept nogil:
-        """The lowest index of a rule matching this header, or -1."""
-        cdef TupleView v
-        v.rules = self.rules
-        v.tuples = self.tuples
-        v.slots = self.slots
-        v.n_tuples = self.n_tuples
-        return tuple_lookup(&v, l3, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto)
+        return (self.n_rules * (sizeof(Rule) + (sizeof(RuleHi) if self.rules_hi != NULL else 0))
+                + self.n_tuples * sizeof(Tuple) + self.n_slots * sizeof(Slot)
+                + self.n_classes * sizeof(uint16_t) + self.n_bits * sizeof(uint64_t))
 
     def classify(self, const uint8_t[::1] l3, const uint64_t[::1] src_hi, const uint64_t[::1] src_lo,
                  const uint64_t[::1] dst_hi, const uint64_t[::1] dst_lo, const uint16_t[::1] sport,
@@ -317,6 +698,38 @@ cdef class TupleClassifier:
         if not (src_hi.shape[0] == src_lo.shape[0] == dst_hi.shape[0] == dst_lo.shape[0] == sport.shape[0]
                 == dport.shape[0] == proto.shape[0] == out.shape[0] == n):
             raise ValueError("classify: header columns and out must have the same length")
+        cdef Header x[BATCH]
+        cdef uint64_t m[BATCH]
+        cdef uint64_t h[BATCH]
+        cdef const Tuple* tp
+        cdef const Slot* slot
+        cdef Py_ssize_t base, j, cnt
+        cdef int32_t best
+        cdef bint deep = self.n_rules * sizeof(Rule) + self.n_slots * sizeof(Slot) > DEEP_BYTES
+        cdef TupleView v = self.view  # a local copy: the loop's stores cannot alias it
         with nogil:
-            for i in range(n):  # i < n == every column's length (checked above)
-                out[i] = self.classify_one(l3[i], src_hi[i], src_lo[i], dst_hi[i], dst_lo[i], sport[i], dport[i], proto[i])
+            # Interleaved in groups of BATCH headers, so that their memory accesses overlap: the filter
+            # and the first hash of each, prefetching its home slot; then (for tables that outgrow the
+            # L2 cache) each home slot, prefetching the rule it points to; then each search, on
+            # (mostly) cached lines.
+            base = 0
+            while base < n:
+                cnt = min(BATCH, n - base)
+                for j in range(cnt):  # base + j < n == every column's length (checked above)
+                    i = base + j
+                    x[j].l3, x[j].src_hi, x[j].src_lo, x[j].dst_hi = l3[i], src_hi[i], src_lo[i], dst_hi[i]
+                    x[j].dst_lo, x[j].sport, x[j].dport, x[j].proto = dst_lo[i], sport[i], dport[i], proto[i]
+                    m[j] = filter_mask(&v, &x[j])
+                    if m[j] != 0:
+                        tp = &v.tuples[first_tuple(m[j])]
+                        h[j] = tuple_hash(tp, &x[j])
+                        prefetch(home_slot(&v, tp, h[j]))
+                for j in range(cnt if deep else 0):
+                    if m[j] != 0:
+                        slot = home_slot(&v, &v.tuples[first_tuple(m[j])], h[j])
+                        if slot.start != EMPTY_SLOT:  # start < n_rules
+                            prefetch(&v.rules[slot.start])
+                for j in range(cnt):
+                    best = search(&v, m[j], h[j], &x[j]) if m[j] != 0 else INT32_MAX
+                    out[base + j] = best if best != INT32_MAX else -1
+                base += cnt

@@ -258,10 +258,7 @@ cdef TupleView* views_of(list classifiers) except NULL:
         raise MemoryError()
     for t in range(len(classifiers)):
         tc = <TupleClassifier?>classifiers[t]
-        out[t].rules = tc.rules
-        out[t].tuples = tc.tuples
-        out[t].slots = tc.slots
-        out[t].n_tuples = tc.n_tuples
+        out[t] = tc.view
     return out
 
 

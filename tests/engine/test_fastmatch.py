@@ -106,7 +106,8 @@ def test_compiled_equals_reference(data):
         assert expected[i] == plain
     step = data.draw(st.sampled_from([16, 8, 1, 64]))
     limit = data.draw(st.sampled_from([16, 1, 2]))
-    space = build_tuple_space(table, address_step=step, bucket_limit=limit)
+    bits = data.draw(st.sampled_from([None, 0, 1, 7, 16]))  # the tuple filter: default, off, coarse, fine
+    space = build_tuple_space(table, address_step=step, bucket_limit=limit, filter_bits=bits)
     got = FastClassifier(table, space).classify(headers)
     assert got.dtype == np.int32
     assert got.tolist() == expected.tolist()
@@ -122,6 +123,47 @@ def test_many_rules_with_one_key_share_an_overfull_bucket():
     assert len(space) < 50
     got = FastClassifier(table, space).classify(headers)
     assert got.tolist() == first_match_reference(table, headers).tolist()
+
+
+@pytest.mark.parametrize("bits", [0, 4, 16])
+def test_more_than_63_tuples(bits):
+    # nested prefixes around one source and one destination address, of distinct length pairs: with a
+    # bucket limit of 1 and exact lengths every rule makes its own tuple (its key's bucket is full in
+    # every earlier tuple), so the filter's last bit stands for the tuples from 63 on, which a lookup
+    # then tries in turn
+    rng = np.random.default_rng(7)
+    pairs = [(a, b) for a in range(33) for b in range(33)]
+    rule_list = []
+    for i in rng.permutation(len(pairs))[:120].tolist():
+        slen, dlen = pairs[i]
+        src = 0x0A010203 & ~((1 << (32 - slen)) - 1)
+        dst = 0xC0A80709 & ~((1 << (32 - dlen)) - 1)
+        rule_list.append(Rule(4, (src, src + (1 << (32 - slen)) - 1), (dst, dst + (1 << (32 - dlen)) - 1),
+                              (0, 65535), (0, 65535) if i % 3 else (80, 80), (6, 0xFF) if i % 2 else (0, 0)))
+    table = RuleTable.from_rules(rule_list)
+    space = build_tuple_space(table, address_step=1, bucket_limit=1, filter_bits=bits)
+    assert len(space) > 63
+    rows = [(4, r.src[k], r.dst[k], 5, port, p) for r in rule_list for k in (0, 1) for port in (80, 81) for p in (6, 17)]
+    rows += [(4, int(rng.integers(0, 2**32)), int(rng.integers(0, 2**32)), 1, int(rng.integers(0, 65536)), 6) for _ in range(500)]
+    headers = Headers.from_tuples(rows)
+    assert FastClassifier(table, space).classify(headers).tolist() == first_match_reference(table, headers).tolist()
+
+
+def test_key_hash_spreads_keys_that_differ_only_in_high_address_bits():
+    # /16 destination prefixes under a /0 source: the keys differ only in bits 16-31 of the
+    # destination; the low bits of their hashes (which choose the slot) must still differ
+    n = 4096
+    zero = np.zeros(n, np.uint64)
+    dst = (np.arange(n, dtype=np.uint64) << np.uint64(16))
+    for l3, dst_hi, dst_lo in ((4, zero, dst), (6, dst << np.uint64(32), zero)):
+        h = _fastmatch.key_hashes(np.full(n, l3, np.uint8), zero, zero, dst_hi, dst_lo, np.zeros(n, np.uint16),
+                                  np.full(n, 80, np.uint16), np.full(n, 6, np.uint8))
+        assert len(np.unique(h & np.uint64(n * 2 - 1))) > n * 3 // 4
+
+
+def test_lookup_stats_only_in_a_counting_build():
+    stats = _fastmatch.lookup_stats()
+    assert stats is None or set(stats) == {"lookups", "candidate_tuples", "tuples_probed", "slots_visited", "rules_compared"}
 
 
 def test_ipv4_rules_do_not_match_ipv6_headers():
