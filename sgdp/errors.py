@@ -31,8 +31,11 @@ _NAMED_ITEMS = {
     "peerings": ("peering", "name"),
     "private_networks": ("private network", "name"),
     "steps": ("step", "name"),
+    "servers": ("server", "name"),   # saved Huawei Cloud API responses (sgdp import huawei)
+    "ports": ("port", "name"),
 }
-_PATH_STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
+# one step of a path: `.key` (or a first `key`), `[index]`, or `["key"]` (a JSON string)
+_PATH_STEP = re.compile(r'\.?([^.\[\]"]+)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]')
 _BARE_NAME = re.compile(r"[\w.:@/+-]+")
 
 
@@ -44,8 +47,8 @@ def path_names(data: Any, path: str) -> str:
     names = []
     node, key = data, None
     for m in _PATH_STEP.finditer(path):
-        if m.group(1) is not None:
-            key = m.group(1)
+        if m.group(2) is None:
+            key = m.group(1) if m.group(1) is not None else _json_string(m.group(3))
             node = node.get(key) if isinstance(node, dict) else None
             continue
         index = int(m.group(2))
@@ -56,6 +59,15 @@ def path_names(data: Any, path: str) -> str:
             if isinstance(value, (str, int)) and not isinstance(value, bool) and str(value).strip():
                 names.append(f"{what} {_shown_name(str(value))}")
     return ", ".join(names)
+
+
+def _json_string(text: str) -> str | None:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
 
 
 def _shown_name(name: str, limit: int = 60) -> str:
