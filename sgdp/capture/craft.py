@@ -312,7 +312,10 @@ def write_pcap(path: str, frames_with_times: Iterable[tuple], linktype: int | No
             if wirelen < len(frame):
                 raise InputError(f"write_pcap: frame {k}: wirelen {wirelen} is shorter than its {len(frame)} bytes")
             sec, frac = _split_time(t, units)
-            fh.write(struct.pack("<IIII", sec & 0xFFFFFFFF, frac, len(frame), wirelen) + frame)
+            if not 0 <= sec <= 0xFFFFFFFF:  # a pcap record's seconds are 32 bits: never wrap them
+                raise InputError(f"write_pcap: frame {k}: time {t} is outside what a pcap holds "
+                                 "(1970-01-01 .. 2106-02-07 06:28:15 UTC)")
+            fh.write(struct.pack("<IIII", sec, frac, len(frame), wirelen) + frame)
     return len(items)
 
 
