@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from sgdp.capture import CaptureBatch
-from sgdp.pipeline.outputs import cannot_write
+from sgdp._atomic import PARTIAL, cannot_write, discard, replace_into_place
 
 
 class SplitWriter:
@@ -120,12 +120,37 @@ class SplitWriter:
                 pass
 
 
+Record = tuple[int, int, int, int, bytes]  # link type, seconds, nanoseconds, wire length, frame
+
+
+def write_split_file(path: str, records: Iterable[Record]) -> int:
+    """Write ``records`` (as :meth:`SplitWriter.add` takes them) to ``path`` through ``path.partial``,
+    renamed into place once every record is written and the file closed; any error or signal on the
+    way removes the partial file (and leaves an earlier ``path`` as it was). Returns the count."""
+    partial = path + PARTIAL
+    out = SplitWriter(partial, path)
+    try:
+        for record in records:
+            out.add(*record)
+    except BaseException:
+        out.discard()
+        discard(partial)
+        raise
+    try:
+        out.close()
+    except BaseException:
+        discard(partial)
+        raise
+    replace_into_place(partial, path)
+    return out.count
+
+
 def _ng_block(kind: int, body: bytes) -> bytes:
     length = 12 + len(body)
     return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
 
 
-def batch_records(batch: CaptureBatch, rows: np.ndarray | list[int]) -> Iterator[tuple[int, int, int, int, bytes]]:
+def batch_records(batch: CaptureBatch, rows: np.ndarray | list[int]) -> Iterator[Record]:
     """The records ``(link type, seconds, nanoseconds, wire length, frame)`` of a batch's rows, for
     :meth:`SplitWriter.add`; the frames are the ones the batch carries (read with ``keep_frames``)."""
     if batch.frames is None:
