@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from sgdp._atomic import partial_file
 from sgdp.errors import InputError, UsageError
 
 FAST_REPEATS = 5
@@ -375,7 +376,7 @@ def _write_yaml(path: str, data: dict) -> None:
     def flow(value: Any) -> str:
         return yaml.dump(value, Dumper=dumper, default_flow_style=True, width=1 << 30, sort_keys=False).strip()
 
-    with open(path, "w", encoding="utf-8") as fh:
+    with partial_file(path, "w", encoding="utf-8") as fh:
         for key, value in data.items():
             if not isinstance(value, list):
                 fh.write(f"{key}: {flow(value)}\n")

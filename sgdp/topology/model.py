@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from sgdp.topology.addr import ANY4, ANY6, Addr, Net, format_ip, is_number, parse_cidr, parse_ip, parse_ip_set_entry, parse_mac
-from sgdp.errors import ConfigError
+from sgdp.errors import ConfigError, path_names
 
 PROTO_NAMES = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "gre": 47}
 PROTO_LABELS = {v: k for k, v in PROTO_NAMES.items()}
@@ -331,11 +331,13 @@ class _Loader:
 
     def __init__(self, file: str):
         self.file = file
+        self.data: Any = None
 
     # -- small helpers that know the file name --------------------------------------------------
 
     def err(self, path: str, message: str) -> ConfigError:
-        return ConfigError(self.file, path, message)
+        """The error at ``path``, naming the objects on the path by their names."""
+        return ConfigError(self.file, path, message, path_names(self.data, path))
 
     def obj(self, value: Any, path: str, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
         if not isinstance(value, dict):
@@ -418,6 +420,7 @@ class _Loader:
     # -- the file ----------------------------------------------------------------------------
 
     def load(self, data: Any) -> Topology:
+        self.data = data
         if data is None:
             raise self.err("", "the topology file is empty")
         top = self.obj(data, "", self.TOP_KEYS)

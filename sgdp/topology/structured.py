@@ -65,15 +65,20 @@ def read_bounded(path: str, what: str, max_bytes: int | None = None) -> bytes:
 
 def parse_structured(path: str, what: str, data: bytes) -> Any:
     """YAML or JSON (by the file's extension) to Python data, with the bounds of this module."""
+    text = _text(path, data, "utf-8")
+    if path.endswith(".json"):
+        return _load_json(path, text)
+    return _load_yaml(path, text)
+
+
+def _text(path: str, data: bytes, encoding: str) -> str:
     try:
-        text = data.decode("utf-8")
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         raise ConfigError(path, "", f"not a text file (byte offset {exc.start} is not UTF-8)") from None
     if "\0" in text:
         raise ConfigError(path, "", f"not a text file (byte offset {data.index(0)} is a NUL byte)")
-    if path.endswith(".json"):
-        return _load_json(path, text)
-    return _load_yaml(path, text)
+    return text
 
 
 # -------------------------------------------------------------------------------------------- JSON
@@ -301,6 +306,13 @@ def _short(value: Any, quote: bool = True, limit: int = 60) -> str:
     """A value as a message shows it: repr'd (control characters escaped), cut with an ellipsis."""
     text = repr(value) if quote else str(value).encode("unicode_escape").decode("ascii")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def read_json_file(path: str, what: str, max_bytes: int | None = None) -> Any:
+    """Parse a JSON file (whatever its name) within the bounds of this module: size, nesting depth,
+    number length, duplicate keys. A UTF-8 byte order mark is allowed (saved API responses have one
+    when a Windows tool wrote them)."""
+    return _load_json(path, _text(path, read_bounded(path, what, max_bytes), "utf-8-sig"))
 
 
 def read_structured_file(path: str, what: str, max_bytes: int | None = None) -> Any:

@@ -234,7 +234,8 @@ def test_report_errors(tmp_path: Path, replayed: Path, capsys):
     (bad / "verdicts.csv").write_text("\n".join(good.splitlines()[:5]) + "\n")
     assert "4 rows, but" in _error(["report", str(bad)], capsys)
     assert "no such capture file" in _error(["report", str(replayed), "--capture", str(tmp_path / "x.pcap")], capsys)
-    assert "cannot write the report" in _error(["report", str(replayed), "-o", str(tmp_path / "no" / "r.html")], capsys)
+    assert f"{tmp_path / 'no' / 'r.html'}: cannot write: No such file or directory" in \
+        _error(["report", str(replayed), "-o", str(tmp_path / "no" / "r.html")], capsys)
     assert "exclude each other" in _error(["report", str(replayed), "--no-check", "--findings", "f.json"], capsys)
     (tmp_path / "f.json").write_text("[1]")
     assert "not the output of sgdp check --json" in _error(["report", str(replayed), "--findings", str(tmp_path / "f.json")], capsys)
