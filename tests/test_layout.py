@@ -23,7 +23,7 @@ from sgdp import _lazy
 
 ROOT = pathlib.Path(sgdp.__file__).parent
 STAGES = ["topology", "capture", "engine", "pipeline", "testing", "bench", "report"]
-FLOOR = {"sgdp.errors": 0, "sgdp._lazy": 0, "sgdp._atomic": 0.5, "sgdp.topology": 1, "sgdp.capture": 2, "sgdp._fastmatch": 2.5, "sgdp.engine": 3,
+FLOOR = {"sgdp.errors": 0, "sgdp._lazy": 0, "sgdp.startup": 0, "sgdp._atomic": 0.5, "sgdp.topology": 1, "sgdp.capture": 2, "sgdp._fastmatch": 2.5, "sgdp.engine": 3,
          "sgdp.pipeline": 4, "sgdp.testing": 5, "sgdp.bench": 5, "sgdp.report": 5, "sgdp.api": 6, "sgdp": 6, "sgdp.cli": 7,
          "sgdp.__main__": 8}
 

@@ -26,7 +26,7 @@ import numpy as np
 from sgdp.engine import _dataplane
 from sgdp.topology import Net
 from sgdp.engine.classifier import FastClassifier
-from sgdp.engine.compiler import RULE_COLUMNS, Rule as Box, RuleTable
+from sgdp.engine.compiler import Rule as Box, RuleTable, prefix_lengths
 from sgdp.errors import SgdpError
 from sgdp.topology import ICMP, ICMPV6, Rule, Topology
 from sgdp.capture import Names, PacketBatch, VerdictBatch
@@ -38,8 +38,6 @@ TOP = {4: (1 << 32) - 1, 6: (1 << 128) - 1}
 MASK64 = (1 << 64) - 1
 FULL = (0, 65535)
 NO_L4 = 256  # the "port" of a header without ports or ICMP type (non-first fragments)
-
-_RULE_COLUMN_NAMES = tuple(RULE_COLUMNS)
 
 K_EXTERNAL, K_SERVICE, K_VPC, K_PRIVATE, K_NIC, K_LB = range(6)
 H_NONE, H_FIXED, H_EIP, H_VIP, H_FORWARDED = range(5)
@@ -64,11 +62,11 @@ class _Table:
 
     __slots__ = ("table", "row_rule", "row_allow", "classifier")
 
-    def __init__(self, boxes: list[Box] | RuleTable, row_rule, row_allow):
+    def __init__(self, boxes: list[Box] | RuleTable, row_rule, row_allow, lengths: tuple[np.ndarray, ...] | None = None):
         self.table = boxes if isinstance(boxes, RuleTable) else RuleTable.from_rules(boxes)
         self.row_rule = np.asarray(row_rule, np.int32)  # row -> global rule index (names.rules)
         self.row_allow = np.asarray(row_allow, np.uint8)
-        self.classifier = FastClassifier(self.table)
+        self.classifier = FastClassifier(self.table, lengths=lengths)
 
 
 class _RuleRows:
@@ -115,7 +113,7 @@ class _RuleRows:
         hi_hi, hi_lo = _split(peer_hi)
         ports = np.array(l4s, np.uint16).reshape(-1, 4)
         rows = len(owner)
-        self.columns = {
+        columns = {
             "l3": per[owner, 2].astype(np.uint8),
             "src_min_hi": lo_hi[peer], "src_min_lo": lo_lo[peer], "src_max_hi": hi_hi[peer], "src_max_lo": hi_lo[peer],
             "dst_min_hi": np.zeros(rows, np.uint64), "dst_min_lo": per[owner, 5].astype(np.uint64),
@@ -123,8 +121,11 @@ class _RuleRows:
             "sport_min": ports[l4_row, 0], "sport_max": ports[l4_row, 1],
             "dport_min": ports[l4_row, 2], "dport_max": ports[l4_row, 3],
             "proto_value": per[owner, 3].astype(np.uint8), "proto_mask": per[owner, 4].astype(np.uint8),
-            "row_rule": per[owner, 6].astype(np.int32), "row_allow": per[owner, 7].astype(np.uint8),
         }
+        self.store = RuleTable(**columns)  # validated once; each NIC table takes its rows from it
+        self.lengths = prefix_lengths(self.store)  # each row's prefix lengths, for every table's tuples
+        self.row_rule = per[owner, 6].astype(np.int32)
+        self.row_allow = per[owner, 7].astype(np.uint8)
 
     def segment(self, group: str, kind: str, direction: str, version: int) -> np.ndarray:
         """Store rows of one group's effective rules (per flavor kind, direction and version), in order."""
@@ -143,9 +144,8 @@ class _RuleRows:
     def table(self, nic, kind: str, direction: str) -> _Table:
         rows = np.concatenate([self.segment(g, kind, direction, version)
                                for version in (4, 6) for g in nic.security_groups] + [np.zeros(0, np.int64)])
-        c = self.columns
-        table = RuleTable(**{name: c[name][rows] for name in _RULE_COLUMN_NAMES})
-        return _Table(table, c["row_rule"][rows], c["row_allow"][rows])
+        return _Table(self.store.take(rows), self.row_rule[rows], self.row_allow[rows],
+                      lengths=tuple(x[rows] for x in self.lengths))
 
 
 def _within(count: np.ndarray) -> np.ndarray:
