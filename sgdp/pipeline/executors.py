@@ -200,14 +200,6 @@ def _scatter(out: list[VerdictBatch], rows: np.ndarray, parts: list[VerdictBatch
             getattr(target, name)[rows] = getattr(part, name)
 
 
-def _verdicts(cols: dict[str, np.ndarray]) -> VerdictBatch:
-    """A VerdictBatch over the given columns (views into shared memory), not a copy."""
-    vb = VerdictBatch(0)
-    for name in VERDICT_DTYPES:
-        setattr(vb, name, cols[name])
-    return vb
-
-
 class InlineExecutor(_Sharded):
     """N shards in this process, one after the other: the sharded path without processes (tests,
     and a reference for what the parallel executors must produce)."""
@@ -243,7 +235,7 @@ def _slot_layout(rows: int) -> tuple[dict[str, tuple[int, np.dtype]], int, dict[
     """Byte offsets of every column in an input slot and an output slot of ``rows`` rows."""
     inp: dict[str, tuple[int, np.dtype]] = {}
     off = 0
-    for name, dt in list(PACKET_COLUMNS.items()) + [("shard", np.dtype(np.uint8))]:
+    for name, dt in PACKET_COLUMNS.items():
         off = -(-off // 8) * 8
         inp[name] = (off, dt)
         off += rows * dt.itemsize
@@ -261,28 +253,44 @@ def _views(buf: np.ndarray, base: int, layout: dict[str, tuple[int, np.dtype]], 
     return {name: buf[base + off: base + off + rows * dt.itemsize].view(dt)[:n] for name, (off, dt) in layout.items()}
 
 
-def _worker_main(index: int, specs: list[EngineSpec], conn: Any, in_raw: Any, out_raw: Any, rows: int,
-                 n_specs: int) -> None:
-    """A worker process: build the engines, then run every batch slot the coordinator names."""
+def process_into(engine: Any, cols: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """Run packet columns through an engine, its verdict columns written into ``out`` (views of the
+    same length, e.g. into shared memory): in place when the engine can (the fast engine's
+    ``process_into``), else through its ``process``."""
+    if hasattr(engine, "process_into"):
+        engine.process_into(cols, out)
+        return
+    vb = engine.process(PacketBatch(cols))
+    for name in VERDICT_DTYPES:
+        out[name][:] = getattr(vb, name)
+
+
+def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec], conn: Any, in_raw: Any,
+                 out_raw: Any, rows: int) -> None:
+    """A worker process: run its range of every batch slot the coordinator names. ``engines`` are
+    the coordinator's, inherited through fork (built once, before the workers start); with another
+    start method they are None and the worker builds its own from ``specs``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle: it stops us
     try:
-        engines = [s.build() for s in specs]
+        if engines is None:
+            engines = [s.build() for s in specs]
         conn.send(("ready", [_engine_name(e) for e in engines]))
         inp, in_size, out, out_size = _slot_layout(rows)
         in_buf = np.frombuffer(in_raw, np.uint8)
         out_buf = np.frombuffer(out_raw, np.uint8)
+        n_specs = len(engines)
         while True:
             msg = conn.recv()
             if msg[0] == "stop":
                 conn.send(("states", [_state(e) for e in engines]))
                 return
-            _, slot, n = msg
-            cols = _views(in_buf, slot * in_size, inp, rows, n)
-            mine = np.flatnonzero(cols["shard"] == index)
-            if len(mine):
-                batch = PacketBatch({k: cols[k][mine] for k in PACKET_COLUMNS})
-                _scatter([_verdicts(_views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n))
-                          for e_i in range(n_specs)], mine, [engine.process(batch) for engine in engines])
+            _, slot, n, bounds = msg
+            start, stop = bounds[index], bounds[index + 1]
+            if stop > start:  # the slot holds the batch sorted by shard: our rows are one range
+                cols = {k: v[start:stop] for k, v in _views(in_buf, slot * in_size, inp, rows, n).items()}
+                for e_i, engine in enumerate(engines):
+                    res = _views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n)
+                    process_into(engine, cols, {k: v[start:stop] for k, v in res.items()})
             conn.send(("done", slot))
     except MemoryError:
         _send_quietly(conn, ("error", f"worker {index} ran out of memory"))
@@ -324,10 +332,16 @@ class ProcessExecutor(_Sharded):
         self.rows = batch_size
         self.procs: list[Any] = []
         self.conns: list[Any] = []
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        ctx = mp.get_context(method)
-        if method == "forkserver":
+        # fork after building the engines once here: no worker imports sgdp or compiles a topology
+        # again (fork is there on Linux and the BSDs; elsewhere each worker builds its own)
+        forks = "fork" in mp.get_all_start_methods()
+        ctx = mp.get_context("fork" if forks else "forkserver" if "forkserver" in mp.get_all_start_methods()
+                             else "spawn")
+        if ctx.get_start_method() == "forkserver":
             ctx.set_forkserver_preload(["sgdp.pipeline.executors"])
+        engines = [s.build() for s in self.specs] if forks else None
+        if engines is not None:
+            self.engine_names = [_engine_name(e) for e in engines]
         self.max_rows = batch_size
         self.free = list(range(IN_FLIGHT))  # the slots not in flight
         self.inp, self.in_size, self.out, self.out_size = _slot_layout(self.rows)
@@ -343,11 +357,13 @@ class ProcessExecutor(_Sharded):
             for i in range(workers):
                 parent, child = ctx.Pipe()
                 p = ctx.Process(target=_worker_main, name=f"sgdp-worker-{i}",
-                                args=(i, self.specs, child, in_raw, out_raw, self.rows, n_specs), daemon=True)
+                                args=(i, engines, None if forks else self.specs, child, in_raw, out_raw, self.rows),
+                                daemon=True)
                 p.start()
                 child.close()
                 self.procs.append(p)
                 self.conns.append(parent)
+            del engines  # the workers have their copies; this process runs no engine
             for i in range(workers):
                 kind, value = self._recv(i)
                 if kind != "ready":
@@ -389,20 +405,22 @@ class ProcessExecutor(_Sharded):
             raise ExecutorError(f"worker {i} (pid {self.procs[i].pid}) {_describe_exit(self.procs[i].exitcode)}; "
                                 "the replay is incomplete") from None
 
-    def _submit(self, batch: PacketBatch) -> int:
-        """Write the batch's columns, shards and clock into a free slot; every worker runs its rows."""
+    def _submit(self, batch: PacketBatch) -> tuple[int, np.ndarray]:
+        """Write the batch's columns into a free slot sorted by shard (with the clock in place of the
+        timestamps), so that each worker's rows are one range; every worker runs its range."""
         slot = self.free.pop()
         shard, now = self._route(batch)
+        order = np.argsort(shard, kind="stable")
+        bounds = tuple(np.concatenate([[0], np.cumsum(np.bincount(shard, minlength=self.shards))]).tolist())
         cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, len(batch))
         for name in PACKET_COLUMNS:
-            cols[name][:] = batch.columns[name]
-        cols["ts"][:] = now  # the dataplane clock (sgdp.pipeline.shard)
-        cols["shard"][:] = shard
+            np.take(now if name == "ts" else batch.columns[name], order, out=cols[name])  # ts: the dataplane clock
         for i in range(self.shards):
-            self._send(i, ("run", slot, len(batch)))
-        return slot
+            self._send(i, ("run", slot, len(batch), bounds))
+        return slot, order
 
-    def _collect(self, batch: PacketBatch, slot: int) -> list[VerdictBatch]:
+    def _collect(self, batch: PacketBatch, token: tuple[int, np.ndarray]) -> list[VerdictBatch]:
+        slot, order = token
         for i in range(self.shards):
             kind, value = self._recv(i)
             if kind != "done" or value != slot:
@@ -410,7 +428,12 @@ class ProcessExecutor(_Sharded):
         out = []
         for e_i in range(len(self.specs)):
             res = _views(self.out_buf, (slot * len(self.specs) + e_i) * self.out_size, self.out, self.rows, len(batch))
-            out.append(_verdicts({name: col.copy() for name, col in res.items()}))
+            vb = VerdictBatch(0)
+            for name, col in res.items():
+                back = np.empty(len(batch), col.dtype)
+                back[order] = col  # back in capture order
+                setattr(vb, name, back)
+            out.append(vb)
         self.free.append(slot)
         return out
 
