@@ -156,11 +156,13 @@ class _Sharded(Executor):
         self.names = [union_names(s.topologies) if s.timeline else names_for(s.topology) for s in self.specs]
         self.engine_names = [s.engine_name for s in self.specs]
 
-    def _route(self, batch: PacketBatch) -> tuple[np.ndarray, np.ndarray]:
-        shard, now = self.router.batch(batch, self.clock)
+    def _route(self, batch: PacketBatch) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """(the dataplane clock of every packet, the rows grouped by shard, the bounds of each
+        shard's rows in that order: shard k's rows are ``order[bounds[k]:bounds[k + 1]]``)."""
+        _, now, order, bounds = self.router.grouped(batch, self.clock)
         if len(now):
             self.clock = float(now[-1])
-        return shard, now
+        return now, order, bounds.tolist()
 
     # The parallel executors: ``_submit`` hands a batch to the shards and returns a token,
     # ``_collect`` waits for that token's verdicts; at most IN_FLIGHT batches are out at once, and
@@ -210,10 +212,10 @@ class InlineExecutor(_Sharded):
         self.engine_names = [_engine_name(e) for e in self.engines[0]]
 
     def _submit(self, batch: PacketBatch) -> list[VerdictBatch]:
-        shard, now = self._route(batch)
+        now, order, bounds = self._route(batch)
         out = [VerdictBatch(len(batch)) for _ in self.specs]
         for i in range(self.shards):
-            mine = np.flatnonzero(shard == i)
+            mine = order[bounds[i]:bounds[i + 1]]
             if len(mine):
                 cols = {k: batch.columns[k][mine] for k in PACKET_COLUMNS}
                 cols["ts"] = now[mine]
@@ -409,9 +411,7 @@ class ProcessExecutor(_Sharded):
         """Write the batch's columns into a free slot sorted by shard (with the clock in place of the
         timestamps), so that each worker's rows are one range; every worker runs its range."""
         slot = self.free.pop()
-        shard, now = self._route(batch)
-        order = np.argsort(shard, kind="stable")
-        bounds = tuple(np.concatenate([[0], np.cumsum(np.bincount(shard, minlength=self.shards))]).tolist())
+        now, order, bounds = self._route(batch)
         cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, len(batch))
         for name in PACKET_COLUMNS:
             np.take(now if name == "ts" else batch.columns[name], order, out=cols[name])  # ts: the dataplane clock
@@ -578,18 +578,15 @@ class RayExecutor(_Sharded):
 
     def _submit(self, batch: PacketBatch) -> list[tuple[np.ndarray, Any]]:
         """Each shard's rows of the batch to its actor: (rows, the actor's future) per shard."""
-        shard, now = self._route(batch)
-        order = np.argsort(shard, kind="stable")
-        counts = np.bincount(shard, minlength=self.shards)
+        now, order, bounds = self._route(batch)
         cols = {k: batch.columns[k][order] for k in PACKET_COLUMNS}
         cols["ts"] = now[order]
         parts = []
-        start = 0
-        for i, c in enumerate(counts.tolist()):
-            if c:
-                sub = {k: v[start:start + c] for k, v in cols.items()}
-                parts.append((order[start:start + c], self.actors[i].process.remote(sub)))
-            start += c
+        for i in range(self.shards):
+            start, stop = bounds[i], bounds[i + 1]
+            if stop > start:
+                sub = {k: v[start:stop] for k, v in cols.items()}
+                parts.append((order[start:stop], self.actors[i].process.remote(sub)))
         return parts
 
     def _collect(self, batch: PacketBatch, parts: list[tuple[np.ndarray, Any]]) -> list[VerdictBatch]:
