@@ -168,6 +168,7 @@ class _Sharded(Executor):
     # ``_collect`` waits for that token's verdicts; at most IN_FLIGHT batches are out at once, and
     # a batch larger than ``max_rows`` goes in pieces.
     max_rows = math.inf
+    read_ahead = False  # read the capture in a thread of its own (see _read_ahead)
 
     def _submit(self, batch: PacketBatch) -> Any:
         raise NotImplementedError
@@ -177,7 +178,7 @@ class _Sharded(Executor):
 
     def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
         pending: deque[tuple[Any, Any]] = deque()
-        for batch in _drained(batches, pending):
+        for batch in _drained(_read_ahead(batches) if self.read_ahead else batches, pending):
             while pending and (batch is None or len(pending) >= IN_FLIGHT or len(batch) > self.max_rows):
                 done, token = pending.popleft()  # the source failed, every slot is taken, or a big batch
                 yield done, self._collect(done, token)
@@ -237,7 +238,7 @@ def _slot_layout(rows: int) -> tuple[dict[str, tuple[int, np.dtype]], int, dict[
     """Byte offsets of every column in an input slot and an output slot of ``rows`` rows."""
     inp: dict[str, tuple[int, np.dtype]] = {}
     off = 0
-    for name, dt in PACKET_COLUMNS.items():
+    for name, dt in list(PACKET_COLUMNS.items()) + [("order", np.dtype(np.int64))]:
         off = -(-off // 8) * 8
         inp[name] = (off, dt)
         off += rows * dt.itemsize
@@ -290,9 +291,13 @@ def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec],
             start, stop = bounds[index], bounds[index + 1]
             if stop > start:  # the slot holds the batch sorted by shard: our rows are one range
                 cols = {k: v[start:stop] for k, v in _views(in_buf, slot * in_size, inp, rows, n).items()}
+                back = cols.pop("order")  # where each of our rows is in capture order
                 for e_i, engine in enumerate(engines):
+                    mine = {k: np.empty(stop - start, dt) for k, dt in VERDICT_DTYPES.items()}
+                    process_into(engine, cols, mine)
                     res = _views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n)
-                    process_into(engine, cols, {k: v[start:stop] for k, v in res.items()})
+                    for k, v in mine.items():
+                        res[k][back] = v  # the output slot is in capture order: the coordinator copies it
             conn.send(("done", slot))
     except MemoryError:
         _send_quietly(conn, ("error", f"worker {index} ran out of memory"))
@@ -345,6 +350,7 @@ class ProcessExecutor(_Sharded):
         if engines is not None:
             self.engine_names = [_engine_name(e) for e in engines]
         self.max_rows = batch_size
+        self.read_ahead = True
         self.free = list(range(IN_FLIGHT))  # the slots not in flight
         self.inp, self.in_size, self.out, self.out_size = _slot_layout(self.rows)
         n_specs = len(self.specs)
@@ -407,20 +413,21 @@ class ProcessExecutor(_Sharded):
             raise ExecutorError(f"worker {i} (pid {self.procs[i].pid}) {_describe_exit(self.procs[i].exitcode)}; "
                                 "the replay is incomplete") from None
 
-    def _submit(self, batch: PacketBatch) -> tuple[int, np.ndarray]:
+    def _submit(self, batch: PacketBatch) -> int:
         """Write the batch's columns into a free slot sorted by shard (with the clock in place of the
-        timestamps), so that each worker's rows are one range; every worker runs its range."""
+        timestamps, and each row's place in capture order), so that each worker's rows are one
+        range; every worker runs its range and writes its verdicts back at their places."""
         slot = self.free.pop()
         now, order, bounds = self._route(batch)
         cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, len(batch))
         for name in PACKET_COLUMNS:
             np.take(now if name == "ts" else batch.columns[name], order, out=cols[name])  # ts: the dataplane clock
+        cols["order"][:] = order
         for i in range(self.shards):
             self._send(i, ("run", slot, len(batch), bounds))
-        return slot, order
+        return slot
 
-    def _collect(self, batch: PacketBatch, token: tuple[int, np.ndarray]) -> list[VerdictBatch]:
-        slot, order = token
+    def _collect(self, batch: PacketBatch, slot: int) -> list[VerdictBatch]:
         for i in range(self.shards):
             kind, value = self._recv(i)
             if kind != "done" or value != slot:
@@ -430,9 +437,7 @@ class ProcessExecutor(_Sharded):
             res = _views(self.out_buf, (slot * len(self.specs) + e_i) * self.out_size, self.out, self.rows, len(batch))
             vb = VerdictBatch(0)
             for name, col in res.items():
-                back = np.empty(len(batch), col.dtype)
-                back[order] = col  # back in capture order
-                setattr(vb, name, back)
+                setattr(vb, name, col.copy())
             out.append(vb)
         self.free.append(slot)
         return out
@@ -477,6 +482,50 @@ def _concat(parts: list[VerdictBatch]) -> VerdictBatch:
     for name in VERDICT_DTYPES:
         setattr(out, name, np.concatenate([getattr(p, name) for p in parts]))
     return out
+
+
+def _read_ahead(batches: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """The batches, read by a thread of their own up to ``depth`` batches ahead: the capture reader
+    decodes without the GIL, so reading overlaps the coordinator's routing and merging. Whatever the
+    source raises (a corrupt capture, an interrupt) is raised here, after the batches before it."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not put(("batch", batch)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+            return
+        put(("end", None))
+
+    thread = threading.Thread(target=read, name="sgdp-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(1.0)  # it stops at its next batch (a daemon: a reader blocked on a pipe dies with us)
 
 
 def _drained(batches: Iterable[Any], pending: deque) -> Iterator[Any]:

@@ -96,7 +96,8 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     start = time.perf_counter()
     try:
         writer = VerdictWriter(out_dir, verdicts, executor.names[0],
-                               path=outputs.partial(f"verdicts.{verdicts}") if verdicts != "none" else None)
+                               path=outputs.partial(f"verdicts.{verdicts}") if verdicts != "none" else None,
+                               background=executor.shards > 1)
         if split:
             splits = tuple(SplitWriter(outputs.partial(n), outputs.final(n)) for n in ("allowed.pcap", "denied.pcap"))
         bar = _progress_bar(captures) if progress else None
