@@ -20,6 +20,10 @@ import sgdp
 from sgdp import __version__
 from sgdp.errors import Interrupted, SgdpError, UsageError, one_line
 
+# NumPy's BLAS starts a thread per core when NumPy is imported (later: nothing above imports it);
+# sgdp does no linear algebra, and with --workers those threads would compete with the workers.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one ``sgdp: error:`` line (exit 2)."""

@@ -196,11 +196,12 @@ class _Sharded(Executor):
             yield done, self._collect(done, token)
 
 
-def _scatter(out: list[VerdictBatch], rows: np.ndarray, parts: list[VerdictBatch]) -> None:
-    """Each engine's verdict columns of a shard (``parts``) into its rows ``rows`` of ``out``."""
+def _scatter(out: list[VerdictBatch], rows: np.ndarray, parts: list[Any]) -> None:
+    """Each engine's verdict columns of a shard (``parts``: VerdictBatches or dicts of columns) into
+    its rows ``rows`` of ``out``."""
     for target, part in zip(out, parts):
         for name in VERDICT_DTYPES:
-            getattr(target, name)[rows] = getattr(part, name)
+            getattr(target, name)[rows] = part[name] if isinstance(part, dict) else getattr(part, name)
 
 
 class InlineExecutor(_Sharded):
@@ -565,9 +566,16 @@ class _ShardActor:
     def engine_names(self) -> list[str]:
         return [_engine_name(e) for e in self.engines]
 
-    def process(self, cols: dict[str, np.ndarray]) -> list[VerdictBatch]:
-        batch = PacketBatch(dict(cols))
-        return [engine.process(batch) for engine in self.engines]
+    def process(self, cols: dict[str, np.ndarray], start: int, stop: int) -> list[dict[str, np.ndarray]]:
+        """Verdict columns of rows ``start:stop`` of a batch sorted by shard (``cols``: the batch,
+        put into the object store once for every actor; on the coordinator's node, read in place)."""
+        mine = {k: v[start:stop] for k, v in cols.items()}
+        out = []
+        for engine in self.engines:
+            res = {k: np.empty(stop - start, dt) for k, dt in VERDICT_DTYPES.items()}
+            process_into(engine, mine, res)
+            out.append(res)
+        return out
 
     def states(self) -> list[dict[str, Any]]:
         return [_state(e) for e in self.engines]
@@ -628,14 +636,16 @@ class RayExecutor(_Sharded):
     def _submit(self, batch: PacketBatch) -> list[tuple[np.ndarray, Any]]:
         """Each shard's rows of the batch to its actor: (rows, the actor's future) per shard."""
         now, order, bounds = self._route(batch)
-        cols = {k: batch.columns[k][order] for k in PACKET_COLUMNS}
-        cols["ts"] = now[order]
+        cols = {k: (now if k == "ts" else batch.columns[k])[order] for k in PACKET_COLUMNS}
+        try:
+            ref = self.ray.put(cols)  # once: every actor reads its range of the same object
+        except Exception as exc:
+            raise self._error(exc) from None
         parts = []
         for i in range(self.shards):
             start, stop = bounds[i], bounds[i + 1]
             if stop > start:
-                sub = {k: v[start:stop] for k, v in cols.items()}
-                parts.append((order[start:stop], self.actors[i].process.remote(sub)))
+                parts.append((order[start:stop], self.actors[i].process.remote(ref, start, stop)))
         return parts
 
     def _collect(self, batch: PacketBatch, parts: list[tuple[np.ndarray, Any]]) -> list[VerdictBatch]:
