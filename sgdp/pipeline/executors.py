@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from sgdp.capture import PACKET_COLUMNS, PacketBatch, VerdictBatch
+from sgdp.capture import PACKET_COLUMNS, PacketBatch, VerdictBatch, is_stream
 from sgdp.errors import SgdpError, UsageError
 from sgdp.topology import Topology
 from sgdp.pipeline.shard import Router, ShardKeys
@@ -728,10 +728,20 @@ def parse_workers(value: Any) -> int | None:
     return value
 
 
+AUTO_MIN_BYTES = 40 << 20  # --workers auto: smaller captures run in one process (see make_executor)
+
+
 def make_executor(specs: Sequence[EngineSpec], workers: Any = 1, ray: str | None = None,
-                  batch_size: int = 1 << 16) -> Executor:
-    """The executor for ``--workers`` / ``--ray``: this process when neither asks for more."""
+                  batch_size: int = 1 << 16, captures: Sequence[str] = ()) -> Executor:
+    """The executor for ``--workers`` / ``--ray``: this process when neither asks for more.
+
+    ``--workers auto`` with ``captures`` (files) that hold less than AUTO_MIN_BYTES together runs in
+    this process: starting the workers and the coordinator's copies cost more than they save on a
+    capture of a few hundred thousand packets (benchmarks/README.md, "Scale-out replay")."""
     count = parse_workers(workers)
+    if count is None and ray is None and captures and not any(is_stream(c) for c in captures):
+        if sum(os.path.getsize(c) for c in captures) < AUTO_MIN_BYTES:
+            count = 1
     if ray is not None:
         if not isinstance(ray, str) or not ray.strip():
             raise UsageError(f"--ray: {ray!r} is not a cluster address (auto, local or HOST:PORT)")

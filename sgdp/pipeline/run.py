@@ -74,7 +74,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     check_captures(captures)
     name = resolve_engine(engine_name)
     expected = _expected_rows(expect) if expect else None
-    executor = make_executor([engine_spec(topology, topo, name, timeline)], workers, ray, batch_size)
+    executor = make_executor([engine_spec(topology, topo, name, timeline)], workers, ray, batch_size, captures)
     engine = _Engine(executor)
     versions = engine if timeline else None
     name = executor.engine_names[0]
