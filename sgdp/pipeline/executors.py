@@ -275,6 +275,7 @@ def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec],
     the coordinator's, inherited through fork (built once, before the workers start); with another
     start method they are None and the worker builds its own from ``specs``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle: it stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the coordinator's handler (how it stops us)
     try:
         if engines is None:
             engines = [s.build() for s in specs]
@@ -340,6 +341,7 @@ class ProcessExecutor(_Sharded):
         self.rows = batch_size
         self.procs: list[Any] = []
         self.conns: list[Any] = []
+        self.stopped = False  # every worker has sent its final state (states())
         # fork after building the engines once here: no worker imports sgdp or compiles a topology
         # again (fork is there on Linux and the BSDs; elsewhere each worker builds its own)
         forks = "fork" in mp.get_all_start_methods()
@@ -452,9 +454,13 @@ class ProcessExecutor(_Sharded):
             if kind != "states":
                 raise ExecutorError(f"worker {i}: out of step (got {kind})")
             per_worker.append(value)
+        self.stopped = True
         return [_merge_states([w[e] for w in per_worker]) for e in range(len(self.specs))]
 
     def close(self) -> None:
+        if self.procs and self.stopped:  # they answered "stop" and are leaving: let them
+            for p in self.procs:
+                p.join(1)
         for p in self.procs:
             if p.is_alive():
                 p.terminate()
