@@ -20,6 +20,10 @@ import sgdp
 from sgdp import __version__
 from sgdp.errors import Interrupted, SgdpError, UsageError, one_line
 
+# NumPy's BLAS starts a thread per core when NumPy is imported (later: nothing above imports it);
+# sgdp does no linear algebra, and with --workers those threads would compete with the workers.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one ``sgdp: error:`` line (exit 2)."""
@@ -377,7 +381,8 @@ IMPORT_PREFIX = "sgdp: import: "
 
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", default="1", metavar="N",
-                   help="run the dataplane in N processes of this machine (auto: one per core; default 1); "
+                   help="run the dataplane in N processes of this machine (auto: one per core, or one process "
+                        "for captures under 40 MiB; default 1); "
                         "with --ray, the number of Ray actors (default: the cluster's CPUs)")
     p.add_argument("--ray", metavar="ADDRESS",
                    help="run the dataplane on a Ray cluster: auto (the running cluster), local (start one here) "

@@ -324,6 +324,12 @@ class FastEngine:
         self.dp.run(self.plan, batch.columns, cols)
         return out
 
+    def process_into(self, columns: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+        """As :meth:`process`, over packet columns that need not form a :class:`PacketBatch` (e.g.
+        views of one range of a shared-memory slot: contiguous, of the dtypes of PACKET_COLUMNS),
+        with the verdict columns written into ``out`` (views of the same length), not allocated."""
+        self.dp.run(self.plan, columns, out)
+
     # -- state ----------------------------------------------------------------------------------
 
     def rule_hits(self) -> list[dict[str, Any]]:

@@ -51,7 +51,8 @@ def diff(old: str, new: str, captures: list[str], engine_name: str | None = None
     name = resolve_engine(engine_name)
     from sgdp.pipeline.executors import EngineSpec, make_executor
 
-    executor = make_executor([EngineSpec(old_topo, name), EngineSpec(new_topo, name)], workers, ray, batch_size)
+    executor = make_executor([EngineSpec(old_topo, name), EngineSpec(new_topo, name)], workers, ray, batch_size,
+                             captures)
     names = executor.names
     table = FlowTable()
     changed = np.zeros(1024, np.int64)  # changed packets per flow id

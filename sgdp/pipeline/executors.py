@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from sgdp.capture import PACKET_COLUMNS, PacketBatch, VerdictBatch
+from sgdp.capture import PACKET_COLUMNS, PacketBatch, VerdictBatch, is_stream
 from sgdp.errors import SgdpError, UsageError
 from sgdp.topology import Topology
 from sgdp.pipeline.shard import Router, ShardKeys
@@ -156,16 +156,19 @@ class _Sharded(Executor):
         self.names = [union_names(s.topologies) if s.timeline else names_for(s.topology) for s in self.specs]
         self.engine_names = [s.engine_name for s in self.specs]
 
-    def _route(self, batch: PacketBatch) -> tuple[np.ndarray, np.ndarray]:
-        shard, now = self.router.batch(batch, self.clock)
+    def _route(self, batch: PacketBatch) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """(the dataplane clock of every packet, the rows grouped by shard, the bounds of each
+        shard's rows in that order: shard k's rows are ``order[bounds[k]:bounds[k + 1]]``)."""
+        _, now, order, bounds = self.router.grouped(batch, self.clock)
         if len(now):
             self.clock = float(now[-1])
-        return shard, now
+        return now, order, bounds.tolist()
 
     # The parallel executors: ``_submit`` hands a batch to the shards and returns a token,
     # ``_collect`` waits for that token's verdicts; at most IN_FLIGHT batches are out at once, and
     # a batch larger than ``max_rows`` goes in pieces.
     max_rows = math.inf
+    read_ahead = False  # read the capture in a thread of its own (see _read_ahead)
 
     def _submit(self, batch: PacketBatch) -> Any:
         raise NotImplementedError
@@ -175,7 +178,7 @@ class _Sharded(Executor):
 
     def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
         pending: deque[tuple[Any, Any]] = deque()
-        for batch in _drained(batches, pending):
+        for batch in _drained(_read_ahead(batches) if self.read_ahead else batches, pending):
             while pending and (batch is None or len(pending) >= IN_FLIGHT or len(batch) > self.max_rows):
                 done, token = pending.popleft()  # the source failed, every slot is taken, or a big batch
                 yield done, self._collect(done, token)
@@ -193,19 +196,12 @@ class _Sharded(Executor):
             yield done, self._collect(done, token)
 
 
-def _scatter(out: list[VerdictBatch], rows: np.ndarray, parts: list[VerdictBatch]) -> None:
-    """Each engine's verdict columns of a shard (``parts``) into its rows ``rows`` of ``out``."""
+def _scatter(out: list[VerdictBatch], rows: np.ndarray, parts: list[Any]) -> None:
+    """Each engine's verdict columns of a shard (``parts``: VerdictBatches or dicts of columns) into
+    its rows ``rows`` of ``out``."""
     for target, part in zip(out, parts):
         for name in VERDICT_DTYPES:
-            getattr(target, name)[rows] = getattr(part, name)
-
-
-def _verdicts(cols: dict[str, np.ndarray]) -> VerdictBatch:
-    """A VerdictBatch over the given columns (views into shared memory), not a copy."""
-    vb = VerdictBatch(0)
-    for name in VERDICT_DTYPES:
-        setattr(vb, name, cols[name])
-    return vb
+            getattr(target, name)[rows] = part[name] if isinstance(part, dict) else getattr(part, name)
 
 
 class InlineExecutor(_Sharded):
@@ -218,10 +214,10 @@ class InlineExecutor(_Sharded):
         self.engine_names = [_engine_name(e) for e in self.engines[0]]
 
     def _submit(self, batch: PacketBatch) -> list[VerdictBatch]:
-        shard, now = self._route(batch)
+        now, order, bounds = self._route(batch)
         out = [VerdictBatch(len(batch)) for _ in self.specs]
         for i in range(self.shards):
-            mine = np.flatnonzero(shard == i)
+            mine = order[bounds[i]:bounds[i + 1]]
             if len(mine):
                 cols = {k: batch.columns[k][mine] for k in PACKET_COLUMNS}
                 cols["ts"] = now[mine]
@@ -243,7 +239,7 @@ def _slot_layout(rows: int) -> tuple[dict[str, tuple[int, np.dtype]], int, dict[
     """Byte offsets of every column in an input slot and an output slot of ``rows`` rows."""
     inp: dict[str, tuple[int, np.dtype]] = {}
     off = 0
-    for name, dt in list(PACKET_COLUMNS.items()) + [("shard", np.dtype(np.uint8))]:
+    for name, dt in list(PACKET_COLUMNS.items()) + [("order", np.dtype(np.int64))]:
         off = -(-off // 8) * 8
         inp[name] = (off, dt)
         off += rows * dt.itemsize
@@ -261,28 +257,49 @@ def _views(buf: np.ndarray, base: int, layout: dict[str, tuple[int, np.dtype]], 
     return {name: buf[base + off: base + off + rows * dt.itemsize].view(dt)[:n] for name, (off, dt) in layout.items()}
 
 
-def _worker_main(index: int, specs: list[EngineSpec], conn: Any, in_raw: Any, out_raw: Any, rows: int,
-                 n_specs: int) -> None:
-    """A worker process: build the engines, then run every batch slot the coordinator names."""
+def process_into(engine: Any, cols: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """Run packet columns through an engine, its verdict columns written into ``out`` (views of the
+    same length, e.g. into shared memory): in place when the engine can (the fast engine's
+    ``process_into``), else through its ``process``."""
+    if hasattr(engine, "process_into"):
+        engine.process_into(cols, out)
+        return
+    vb = engine.process(PacketBatch(cols))
+    for name in VERDICT_DTYPES:
+        out[name][:] = getattr(vb, name)
+
+
+def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec], conn: Any, in_raw: Any,
+                 out_raw: Any, rows: int) -> None:
+    """A worker process: run its range of every batch slot the coordinator names. ``engines`` are
+    the coordinator's, inherited through fork (built once, before the workers start); with another
+    start method they are None and the worker builds its own from ``specs``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle: it stops us
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the coordinator's handler (how it stops us)
     try:
-        engines = [s.build() for s in specs]
+        if engines is None:
+            engines = [s.build() for s in specs]
         conn.send(("ready", [_engine_name(e) for e in engines]))
         inp, in_size, out, out_size = _slot_layout(rows)
         in_buf = np.frombuffer(in_raw, np.uint8)
         out_buf = np.frombuffer(out_raw, np.uint8)
+        n_specs = len(engines)
         while True:
             msg = conn.recv()
             if msg[0] == "stop":
                 conn.send(("states", [_state(e) for e in engines]))
                 return
-            _, slot, n = msg
-            cols = _views(in_buf, slot * in_size, inp, rows, n)
-            mine = np.flatnonzero(cols["shard"] == index)
-            if len(mine):
-                batch = PacketBatch({k: cols[k][mine] for k in PACKET_COLUMNS})
-                _scatter([_verdicts(_views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n))
-                          for e_i in range(n_specs)], mine, [engine.process(batch) for engine in engines])
+            _, slot, n, bounds = msg
+            start, stop = bounds[index], bounds[index + 1]
+            if stop > start:  # the slot holds the batch sorted by shard: our rows are one range
+                cols = {k: v[start:stop] for k, v in _views(in_buf, slot * in_size, inp, rows, n).items()}
+                back = cols.pop("order")  # where each of our rows is in capture order
+                for e_i, engine in enumerate(engines):
+                    mine = {k: np.empty(stop - start, dt) for k, dt in VERDICT_DTYPES.items()}
+                    process_into(engine, cols, mine)
+                    res = _views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n)
+                    for k, v in mine.items():
+                        res[k][back] = v  # the output slot is in capture order: the coordinator copies it
             conn.send(("done", slot))
     except MemoryError:
         _send_quietly(conn, ("error", f"worker {index} ran out of memory"))
@@ -324,11 +341,19 @@ class ProcessExecutor(_Sharded):
         self.rows = batch_size
         self.procs: list[Any] = []
         self.conns: list[Any] = []
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        ctx = mp.get_context(method)
-        if method == "forkserver":
+        self.stopped = False  # every worker has sent its final state (states())
+        # fork after building the engines once here: no worker imports sgdp or compiles a topology
+        # again (fork is there on Linux and the BSDs; elsewhere each worker builds its own)
+        forks = "fork" in mp.get_all_start_methods()
+        ctx = mp.get_context("fork" if forks else "forkserver" if "forkserver" in mp.get_all_start_methods()
+                             else "spawn")
+        if ctx.get_start_method() == "forkserver":
             ctx.set_forkserver_preload(["sgdp.pipeline.executors"])
+        engines = [s.build() for s in self.specs] if forks else None
+        if engines is not None:
+            self.engine_names = [_engine_name(e) for e in engines]
         self.max_rows = batch_size
+        self.read_ahead = True
         self.free = list(range(IN_FLIGHT))  # the slots not in flight
         self.inp, self.in_size, self.out, self.out_size = _slot_layout(self.rows)
         n_specs = len(self.specs)
@@ -343,11 +368,13 @@ class ProcessExecutor(_Sharded):
             for i in range(workers):
                 parent, child = ctx.Pipe()
                 p = ctx.Process(target=_worker_main, name=f"sgdp-worker-{i}",
-                                args=(i, self.specs, child, in_raw, out_raw, self.rows, n_specs), daemon=True)
+                                args=(i, engines, None if forks else self.specs, child, in_raw, out_raw, self.rows),
+                                daemon=True)
                 p.start()
                 child.close()
                 self.procs.append(p)
                 self.conns.append(parent)
+            del engines  # the workers have their copies; this process runs no engine
             for i in range(workers):
                 kind, value = self._recv(i)
                 if kind != "ready":
@@ -390,16 +417,17 @@ class ProcessExecutor(_Sharded):
                                 "the replay is incomplete") from None
 
     def _submit(self, batch: PacketBatch) -> int:
-        """Write the batch's columns, shards and clock into a free slot; every worker runs its rows."""
+        """Write the batch's columns into a free slot sorted by shard (with the clock in place of the
+        timestamps, and each row's place in capture order), so that each worker's rows are one
+        range; every worker runs its range and writes its verdicts back at their places."""
         slot = self.free.pop()
-        shard, now = self._route(batch)
+        now, order, bounds = self._route(batch)
         cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, len(batch))
         for name in PACKET_COLUMNS:
-            cols[name][:] = batch.columns[name]
-        cols["ts"][:] = now  # the dataplane clock (sgdp.pipeline.shard)
-        cols["shard"][:] = shard
+            np.take(now if name == "ts" else batch.columns[name], order, out=cols[name])  # ts: the dataplane clock
+        cols["order"][:] = order
         for i in range(self.shards):
-            self._send(i, ("run", slot, len(batch)))
+            self._send(i, ("run", slot, len(batch), bounds))
         return slot
 
     def _collect(self, batch: PacketBatch, slot: int) -> list[VerdictBatch]:
@@ -410,7 +438,10 @@ class ProcessExecutor(_Sharded):
         out = []
         for e_i in range(len(self.specs)):
             res = _views(self.out_buf, (slot * len(self.specs) + e_i) * self.out_size, self.out, self.rows, len(batch))
-            out.append(_verdicts({name: col.copy() for name, col in res.items()}))
+            vb = VerdictBatch(0)
+            for name, col in res.items():
+                setattr(vb, name, col.copy())
+            out.append(vb)
         self.free.append(slot)
         return out
 
@@ -423,9 +454,13 @@ class ProcessExecutor(_Sharded):
             if kind != "states":
                 raise ExecutorError(f"worker {i}: out of step (got {kind})")
             per_worker.append(value)
+        self.stopped = True
         return [_merge_states([w[e] for w in per_worker]) for e in range(len(self.specs))]
 
     def close(self) -> None:
+        if self.procs and self.stopped:  # they answered "stop" and are leaving: let them
+            for p in self.procs:
+                p.join(1)
         for p in self.procs:
             if p.is_alive():
                 p.terminate()
@@ -454,6 +489,50 @@ def _concat(parts: list[VerdictBatch]) -> VerdictBatch:
     for name in VERDICT_DTYPES:
         setattr(out, name, np.concatenate([getattr(p, name) for p in parts]))
     return out
+
+
+def _read_ahead(batches: Iterable[Any], depth: int = 2) -> Iterator[Any]:
+    """The batches, read by a thread of their own up to ``depth`` batches ahead: the capture reader
+    decodes without the GIL, so reading overlaps the coordinator's routing and merging. Whatever the
+    source raises (a corrupt capture, an interrupt) is raised here, after the batches before it."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def put(item: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if not put(("batch", batch)):
+                    return
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(("error", exc))
+            return
+        put(("end", None))
+
+    thread = threading.Thread(target=read, name="sgdp-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        thread.join(1.0)  # it stops at its next batch (a daemon: a reader blocked on a pipe dies with us)
 
 
 def _drained(batches: Iterable[Any], pending: deque) -> Iterator[Any]:
@@ -493,9 +572,16 @@ class _ShardActor:
     def engine_names(self) -> list[str]:
         return [_engine_name(e) for e in self.engines]
 
-    def process(self, cols: dict[str, np.ndarray]) -> list[VerdictBatch]:
-        batch = PacketBatch(dict(cols))
-        return [engine.process(batch) for engine in self.engines]
+    def process(self, cols: dict[str, np.ndarray], start: int, stop: int) -> list[dict[str, np.ndarray]]:
+        """Verdict columns of rows ``start:stop`` of a batch sorted by shard (``cols``: the batch,
+        put into the object store once for every actor; on the coordinator's node, read in place)."""
+        mine = {k: v[start:stop] for k, v in cols.items()}
+        out = []
+        for engine in self.engines:
+            res = {k: np.empty(stop - start, dt) for k, dt in VERDICT_DTYPES.items()}
+            process_into(engine, mine, res)
+            out.append(res)
+        return out
 
     def states(self) -> list[dict[str, Any]]:
         return [_state(e) for e in self.engines]
@@ -555,18 +641,17 @@ class RayExecutor(_Sharded):
 
     def _submit(self, batch: PacketBatch) -> list[tuple[np.ndarray, Any]]:
         """Each shard's rows of the batch to its actor: (rows, the actor's future) per shard."""
-        shard, now = self._route(batch)
-        order = np.argsort(shard, kind="stable")
-        counts = np.bincount(shard, minlength=self.shards)
-        cols = {k: batch.columns[k][order] for k in PACKET_COLUMNS}
-        cols["ts"] = now[order]
+        now, order, bounds = self._route(batch)
+        cols = {k: (now if k == "ts" else batch.columns[k])[order] for k in PACKET_COLUMNS}
+        try:
+            ref = self.ray.put(cols)  # once: every actor reads its range of the same object
+        except Exception as exc:
+            raise self._error(exc) from None
         parts = []
-        start = 0
-        for i, c in enumerate(counts.tolist()):
-            if c:
-                sub = {k: v[start:start + c] for k, v in cols.items()}
-                parts.append((order[start:start + c], self.actors[i].process.remote(sub)))
-            start += c
+        for i in range(self.shards):
+            start, stop = bounds[i], bounds[i + 1]
+            if stop > start:
+                parts.append((order[start:stop], self.actors[i].process.remote(ref, start, stop)))
         return parts
 
     def _collect(self, batch: PacketBatch, parts: list[tuple[np.ndarray, Any]]) -> list[VerdictBatch]:
@@ -649,10 +734,20 @@ def parse_workers(value: Any) -> int | None:
     return value
 
 
+AUTO_MIN_BYTES = 40 << 20  # --workers auto: smaller captures run in one process (see make_executor)
+
+
 def make_executor(specs: Sequence[EngineSpec], workers: Any = 1, ray: str | None = None,
-                  batch_size: int = 1 << 16) -> Executor:
-    """The executor for ``--workers`` / ``--ray``: this process when neither asks for more."""
+                  batch_size: int = 1 << 16, captures: Sequence[str] = ()) -> Executor:
+    """The executor for ``--workers`` / ``--ray``: this process when neither asks for more.
+
+    ``--workers auto`` with ``captures`` (files) that hold less than AUTO_MIN_BYTES together runs in
+    this process: starting the workers and the coordinator's copies cost more than they save on a
+    capture of a few hundred thousand packets (benchmarks/README.md, "Scale-out replay")."""
     count = parse_workers(workers)
+    if count is None and ray is None and captures and not any(is_stream(c) for c in captures):
+        if sum(os.path.getsize(c) for c in captures) < AUTO_MIN_BYTES:
+            count = 1
     if ray is not None:
         if not isinstance(ray, str) or not ray.strip():
             raise UsageError(f"--ray: {ray!r} is not a cluster address (auto, local or HOST:PORT)")

@@ -76,7 +76,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         check_captures(captures)
         name = resolve_engine(engine_name)
         expected = _expected_rows(expect) if expect else None
-        executor = make_executor([engine_spec(topology, topo, name, timeline)], workers, ray, batch_size)
+        executor = make_executor([engine_spec(topology, topo, name, timeline)], workers, ray, batch_size, captures)
     engine = _Engine(executor)
     versions = engine if timeline else None
     name = executor.engine_names[0]
@@ -98,7 +98,8 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     start = time.perf_counter()
     try:
         writer = VerdictWriter(out_dir, verdicts, executor.names[0],
-                               path=outputs.partial(f"verdicts.{verdicts}") if verdicts != "none" else None)
+                               path=outputs.partial(f"verdicts.{verdicts}") if verdicts != "none" else None,
+                               background=executor.shards > 1)
         if split:
             splits = tuple(SplitWriter(outputs.partial(n), outputs.final(n)) for n in ("allowed.pcap", "denied.pcap"))
         bar = _progress_bar(captures) if progress else None

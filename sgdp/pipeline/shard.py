@@ -38,6 +38,11 @@ import numpy as np
 from sgdp.capture import PacketBatch
 from sgdp.topology import Topology
 
+try:  # the compiled pass (route + clock + grouping by shard in one loop); NumPy below is the reference
+    from sgdp.pipeline import _shard
+except ImportError:  # pragma: no cover - a build without the extensions
+    _shard = None
+
 # The owner of every address that belongs to a load balancer's state; its pair key is LB_KEY.
 LB_TOKEN = np.uint64(0x4C42_0000_0000_0001)
 LB_KEY = np.uint64(0x4C42_5348_4152_4421)
@@ -254,6 +259,7 @@ class Router:
             raise ValueError(f"shards: {shards} is not in 1..255")
         self.keys = keys
         self.shards = shards
+        self.owners = _shard.Owners(keys.table) if _shard is not None else None
         # first fragments of ICMP errors keyed by their quoted pair: datagram -> (clock, shard). Any
         # other datagram's fragments are keyed by their own pair, so they meet without a table.
         self.fragments: dict[tuple, tuple[float, int]] = {}
@@ -298,3 +304,27 @@ class Router:
         """(shard of every packet, the clock column) for a batch."""
         now = clock(batch.columns["ts"], previous_clock)
         return self.route(batch.columns, now), now
+
+    def grouped(self, batch: PacketBatch, previous_clock: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """As :meth:`batch`, and the rows grouped by shard: ``(shard, clock, order, bounds)``, shard
+        k's rows being ``order[bounds[k]:bounds[k + 1]]`` in capture order. One compiled pass
+        (sgdp.pipeline._shard) unless a fragmented ICMP error is in flight, which takes the NumPy
+        path above with its table (the two give the same shards: tests compare them)."""
+        n = len(batch)
+        order = np.empty(n, np.int64)
+        bounds = np.empty(self.shards + 1, np.int64)
+        if self.owners is not None and not self.fragments:
+            shard = np.empty(n, np.uint8)
+            now = np.empty(n, np.float64)
+            follow = _shard.route(self.owners, self.keys.load_balancers, int(LB_TOKEN), int(LB_KEY), self.shards,
+                                  batch.columns, previous_clock, shard, now, order, bounds)
+            if not follow:
+                return shard, now, order, bounds
+        shard, now = self.batch(batch, previous_clock)
+        if _shard is not None:
+            _shard.grouped(shard, self.shards, order, bounds)
+        else:  # pragma: no cover - a build without the extensions
+            order[:] = np.argsort(shard, kind="stable")
+            bounds[0] = 0
+            bounds[1:] = np.cumsum(np.bincount(shard, minlength=self.shards))
+        return shard, now, order, bounds

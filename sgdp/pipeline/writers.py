@@ -29,9 +29,12 @@ def _table(values: list[str]) -> np.ndarray:
 class VerdictWriter:
     """Writes verdict rows batch by batch in one of ``FORMATS``."""
 
-    def __init__(self, directory: str, fmt: str, names: Names, path: str | None = None):
+    def __init__(self, directory: str, fmt: str, names: Names, path: str | None = None, background: bool = False):
         """Writes ``directory/verdicts.<fmt>``, or ``path`` when given (a partial file: errors still
-        name the final one)."""
+        name the final one). ``background``: CSV and JSONL rows are formatted in the writing thread
+        too (the compiled formatter releases the GIL), not in the caller's: the sharded executors
+        use it, so the coordinator's own thread only reads and routes."""
+        self.background = background
         if fmt not in FORMATS:
             raise UsageError(f"--verdicts: {fmt!r} is not a format ({', '.join(FORMATS)})")
         self.fmt = fmt
@@ -107,13 +110,23 @@ class VerdictWriter:
 
         _check_codes(vb, len(sec), [len(t[1]) - 1 for t in self._tables])
 
-        rows = _report.format_rows(self.fmt == "jsonl", self._index, sec, nsec, vb.verdict, vb.reason,
-                                   vb.instance, vb.direction, vb.group, vb.rule, self._tables, self._row_bound)
+        args = (self.fmt == "jsonl", self._index, sec, nsec, vb.verdict, vb.reason, vb.instance, vb.direction,
+                vb.group, vb.rule, self._tables, self._row_bound)
         self._index += n
         # The file write runs in a background thread (it releases the GIL) while the caller reads
         # and evaluates the next batch; at most one write is pending, so memory stays bounded.
+        if self.background:
+            self._wait()
+            self._pending = self._writer().submit(self._format_and_write, args)
+            return
+        rows = _report.format_rows(*args)
         self._wait()
         self._pending = self._writer().submit(self._fh.write, rows)
+
+    def _format_and_write(self, args: tuple) -> None:
+        from sgdp.pipeline import _writers as _report
+
+        self._fh.write(_report.format_rows(*args))
 
     def _writer(self):
         if self._pool is None:
@@ -232,10 +245,12 @@ class Summary:
         if batch is not None:
             cut = (batch.flags & _F_TRUNC) != 0
             self.truncated += int(np.count_nonzero(cut & (batch["status"] == OK)))
-        for code, n in zip(*np.unique(vb.verdict, return_counts=True)):
-            self.by_verdict[VERDICTS[code]] += int(n)
-        for code, n in zip(*np.unique(vb.reason, return_counts=True)):
-            self.by_reason[REASONS[code]] = self.by_reason.get(REASONS[code], 0) + int(n)
+        for code, n in enumerate(np.bincount(vb.verdict).tolist()):  # (np.unique sorts: ten times slower)
+            if n:
+                self.by_verdict[VERDICTS[code]] += n
+        for code, n in enumerate(np.bincount(vb.reason).tolist()):
+            if n:
+                self.by_reason[REASONS[code]] = self.by_reason.get(REASONS[code], 0) + n
 
     def as_dict(self, rule_hits: list[dict], elapsed: float) -> dict[str, Any]:
         return {

@@ -209,6 +209,22 @@ def test_workers_auto_uses_the_cores():
         assert ex.shards == len(os.sched_getaffinity(0))
 
 
+def test_workers_auto_keeps_small_captures_in_one_process(tmp_path, monkeypatch):
+    """--workers auto: captures under AUTO_MIN_BYTES together run in this process; at or above it,
+    one worker per core."""
+    import sgdp.pipeline.executors as executors
+
+    topo = topology_from_data({"version": 1, "vpcs": []}, "t.yaml")
+    pcap = str(ROOT / "pcaps" / "figure1.pcap")
+    with make_executor([EngineSpec(topo, "reference")], "auto", captures=[pcap, pcap]) as ex:
+        assert isinstance(ex, LocalExecutor)
+    monkeypatch.setattr(executors, "AUTO_MIN_BYTES", 2 * os.path.getsize(pcap))
+    with make_executor([EngineSpec(topo, "reference")], "auto", captures=[pcap]) as ex:
+        assert isinstance(ex, LocalExecutor)
+    with make_executor([EngineSpec(topo, "reference")], "auto", captures=[pcap, pcap]) as ex:
+        assert ex.shards == len(os.sched_getaffinity(0))
+
+
 def test_a_killed_worker_ends_the_replay(tmp_path, capsys, monkeypatch):
     """SIGKILL one worker (what the out-of-memory killer does) mid-run: exit 2, one
     line naming the worker and the signal, no verdict file or split capture left, and a summary that

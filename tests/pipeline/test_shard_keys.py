@@ -101,13 +101,20 @@ def record(topo, packets: list[Packet]) -> Recorder:
 
 
 def shards_of(topo, packets: list[Packet], n: int, cuts=()) -> np.ndarray:
-    """The router's shard of every packet, fed in batches cut at ``cuts``."""
-    router = Router(ShardKeys([topo]), n)
+    """The router's shard of every packet, fed in batches cut at ``cuts``: what the executors use
+    (``Router.grouped``, compiled), checked against the NumPy reference (``Router.batch``) of a
+    second router fed the same batches, with the clock and the grouping by shard."""
+    router, reference = Router(ShardKeys([topo]), n), Router(ShardKeys([topo]), n)
     out, previous = [], float("-inf")
     bounds = [0] + sorted(set(min(c, len(packets)) for c in cuts)) + [len(packets)]
     for a, b in zip(bounds, bounds[1:]):
         batch = PacketBatch.from_packets(packets[a:b])
-        shard, now = router.batch(batch, previous)
+        shard, now, order, edges = router.grouped(batch, previous)
+        want_shard, want_now = reference.batch(batch, previous)
+        assert shard.tolist() == want_shard.tolist() and now.tolist() == want_now.tolist()
+        assert order.tolist() == np.argsort(shard, kind="stable").tolist()
+        assert edges.tolist() == [0] + np.cumsum(np.bincount(shard, minlength=n)).tolist()
+        assert router.fragments == reference.fragments
         if len(now):
             previous = float(now[-1])
         out.append(shard)
@@ -341,3 +348,39 @@ def test_only_fragmented_icmp_errors_enter_the_follow_table():
         x = PacketBatch.from_packets(own + rest)
         shard = router.route(x.columns, x.columns["ts"])
         assert router.fragments == {} and shard[0] == shard[1], n
+
+
+def test_compiled_routing_agrees_on_crowded_address_tables():
+    """The compiled pass looks addresses up in the same table as NumPy, overflow slots included:
+    20,000 named addresses (hundreds sharing a slot), some of them the load balancer's, and random
+    packets between them and unnamed addresses, ICMP errors quoting other pairs among them."""
+    from sgdp.pipeline import shard as shard_module
+
+    if shard_module._shard is None:
+        pytest.skip("built without the extensions")
+    rng = np.random.default_rng(7)
+    named = np.unique(rng.integers(0, 1 << 32, 20_000, dtype=np.uint64))
+    values = named ^ np.uint64(4 << 60)  # shard.address_value of IPv4 addresses
+    owners = values[rng.integers(0, len(values), len(values))]  # groups of addresses with one owner
+    owners[rng.random(len(values)) < 0.02] = shard_module.LB_TOKEN
+    keys = ShardKeys([topology_from_data(TOPO, "t.yaml")])
+    keys.table = shard_module._AddressTable(values, owners)
+    assert (keys.table.state == 2).sum() > 50  # slots shared by several addresses
+    pool = np.concatenate([named, rng.integers(0, 1 << 32, 2_000, dtype=np.uint64)]).tolist()
+    packets = []
+    for k in range(6000):
+        src, dst = (int(pool[j]) for j in rng.integers(0, len(pool), 2))
+        if k % 7 == 0:
+            a, b = (int(pool[j]) for j in rng.integers(0, len(pool), 2))
+            packets.append(Packet(ts=k * 0.001, l3=4, src=src, dst=dst, proto=1, icmp_type=3, icmp_code=1,
+                                  inner_l3=4, inner_src=a, inner_dst=b, inner_proto=17))
+        else:
+            packets.append(Packet(ts=(k % 50) * 0.01, l3=4, src=src, dst=dst, proto=6, sport=1000 + k % 60000, dport=80))
+    batch = PacketBatch.from_packets(packets)
+    for n in (1, 2, 3, 64, 255):
+        shard, now, order, edges = Router(keys, n).grouped(batch, 0.5)
+        want_shard, want_now = Router(keys, n).batch(batch, 0.5)
+        assert shard.tolist() == want_shard.tolist() and now.tolist() == want_now.tolist()
+        assert order.tolist() == np.argsort(shard, kind="stable").tolist()
+        assert edges.tolist() == [0] + np.cumsum(np.bincount(shard, minlength=n)).tolist()
+        assert n == 1 or len(set(shard.tolist())) > 1
