@@ -263,10 +263,13 @@ class Summary:
         if batch is not None:
             cut = (batch.flags & _F_TRUNC) != 0
             self.truncated += int(np.count_nonzero(cut & (batch["status"] == OK)))
-        for code, n in zip(*np.unique(vb.verdict, return_counts=True)):
-            self.by_verdict[VERDICTS[code]] += int(n)
-        for code, n in zip(*np.unique(vb.reason, return_counts=True)):
-            self.by_reason[REASONS[code]] = self.by_reason.get(REASONS[code], 0) + int(n)
+        # codes are small integers: one counting pass each (no sort)
+        for code, n in enumerate(np.bincount(vb.verdict, minlength=len(VERDICTS)).tolist()):
+            if n:
+                self.by_verdict[VERDICTS[code]] += n
+        for code, n in enumerate(np.bincount(vb.reason, minlength=len(REASONS)).tolist()):
+            if n:
+                self.by_reason[REASONS[code]] = self.by_reason.get(REASONS[code], 0) + n
 
     def as_dict(self, rule_hits: list[dict], elapsed: float) -> dict[str, Any]:
         return {
