@@ -86,19 +86,23 @@ class _RuleRows:
         status = policy.group_status
         rules = [r for sg in engine.topo.security_groups.values() for r in sg.rules
                  if status[r.id] is None]  # the rules that take effect on some flavor kind
-        peer_lo: list[int] = []
-        peer_hi: list[int] = []
+        distinct: dict[int, int] = {}  # id of a peer list -> its first place among the distinct lists' peers
+        lists: list[list[tuple[int, int]]] = []  # the distinct peer lists (kept alive: their ids stay theirs)
+        n_distinct = 0
         l4s: list[tuple[int, int, int, int]] = []
-        # per rule: peers, port ranges, l3, protocol value, mask, genuine-only, rule index, allow
-        per = np.zeros((len(rules), 8), np.int64)
+        # per rule: peers, port ranges, l3, protocol value, mask, genuine-only, rule index, allow, first peer
+        per = np.zeros((len(rules), 9), np.int64)
         for j, rule in enumerate(rules):
             proto, l4 = _rule_l4(rule)
-            peers, members_only = policy.remote_ranges(rule)
-            peer_lo.extend(a for a, _ in peers)
-            peer_hi.extend(b for _, b in peers)
+            peers, members_only = policy.remote_ranges(rule)  # shared by the rules of one remote
+            at = distinct.get(id(peers))
+            if at is None:
+                at = distinct[id(peers)] = n_distinct
+                lists.append(peers)
+                n_distinct += len(peers)
             l4s.extend((sp[0], sp[1], dp[0], dp[1]) for sp, dp in l4)
             per[j] = (len(peers), len(l4), rule.ethertype, proto[0], proto[1], members_only,
-                      engine.rule_index[rule.id], rule.action == "allow")
+                      engine.rule_index[rule.id], rule.action == "allow", at)
         n_peer, n_l4 = per[:, 0], per[:, 1]
         count = n_peer * n_l4
         start = np.cumsum(count) - count
@@ -107,10 +111,9 @@ class _RuleRows:
         owner = np.repeat(np.arange(len(rules)), count)  # row -> its rule
         within = _within(count)  # row -> its place among its rule's rows (peer-major)
         k = n_l4[owner]
-        peer = (np.cumsum(n_peer) - n_peer)[owner] + within // k
+        peer = per[owner, 8] + within // k
         l4_row = (np.cumsum(n_l4) - n_l4)[owner] + within % k
-        lo_hi, lo_lo = _split(peer_lo)
-        hi_hi, hi_lo = _split(peer_hi)
+        lo_hi, lo_lo, hi_hi, hi_lo = _split_ranges(lists)
         ports = np.array(l4s, np.uint16).reshape(-1, 4)
         rows = len(owner)
         columns = {
@@ -154,8 +157,19 @@ def _within(count: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
 
 
-def _split(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    return (np.array([v >> 64 for v in values], np.uint64), np.array([v & MASK64 for v in values], np.uint64))
+def _split_ranges(lists: list[list[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ranges of the lists laid end to end as four uint64 columns: low end high and low halves,
+    high end high and low halves. A list of 64-bit values (IPv4) converts in one NumPy call."""
+    parts = []
+    for ranges in lists:
+        try:
+            both = np.array(ranges, np.uint64).reshape(-1, 2)
+            zero = np.zeros(len(both), np.uint64)
+            parts.append(np.stack([zero, both[:, 0], zero, both[:, 1]], axis=1))
+        except OverflowError:  # IPv6: 128-bit values, split in Python
+            parts.append(np.array([(a >> 64, a & MASK64, b >> 64, b & MASK64) for a, b in ranges], np.uint64).reshape(-1, 4))
+    cols = np.concatenate(parts + [np.zeros((0, 4), np.uint64)])
+    return tuple(np.ascontiguousarray(cols[:, i]) for i in range(4))  # type: ignore[return-value]
 
 
 def _rule_l4(rule: Rule) -> tuple[tuple[int, int], list[tuple[tuple[int, int], tuple[int, int]]]]:

@@ -297,6 +297,7 @@ def shadowed(topo: Topology, policy: Policy) -> list[Finding]:
     out = []
     order = {(r.security_group, r.id): k for k, r in enumerate(r for sg in topo.security_groups.values() for r in sg.rules)}
     instances: dict[tuple, set[str]] = {}  # walk keys -> the instances of their NICs
+    bound_instances: dict[str, int] = {}  # group -> how many instances it is bound to
     for (group, rule_id), per in sorted(found.items(), key=lambda item: order[item[0]]):
         bound = topo.members.get(group, ())
         first = min(per, key=lambda w: -1 if w is None else walks[w][0])  # the walk of the first NIC
@@ -308,7 +309,9 @@ def shadowed(topo: Topology, policy: Policy) -> list[Finding]:
         if hit_instances is None:
             hit_instances = instances[keys] = {topo.nics[k].instance for w in keys for k in walks[w]}
         if len(hit_instances) > SUMMARY_OVER:
-            total = len({topo.nics[k].instance for k in bound})
+            total = bound_instances.get(group)
+            if total is None:
+                total = bound_instances[group] = len({topo.nics[k].instance for k in bound})
             out.append(_shadow_finding(group, rule_id, None, f"{len(hit_instances):,} of the {total:,} instances bound to it",
                                        per[first]))
             continue

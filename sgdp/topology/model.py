@@ -752,6 +752,7 @@ class _Loader:
         nics: list[Nic] = []
         self.instance_ids: dict[str, str] = {}
         self.nic_paths: dict[int, str] = {}
+        self.sg_lists: dict[tuple[str, ...], tuple[str, ...]] = {}  # a NIC's security_groups as written -> resolved
         for i, raw in enumerate(data):
             p = f"instances[{i}]"
             self.obj(raw, p, KEYS["instance"] | self.NIC_KEYS, ("name",))
@@ -793,9 +794,14 @@ class _Loader:
             refs = self.lst(raw["security_groups"], f"{p}.security_groups")
             if not refs:
                 raise self.err(f"{p}.security_groups", "a NIC has at least one security group (omit the key for `default`)")
-            sgs = tuple(self.ref(groups, self.sg_ids, r, f"{p}.security_groups[{k}]", "security group") for k, r in enumerate(refs))
-            if len(set(sgs)) != len(sgs):
-                raise self.err(f"{p}.security_groups", f"{_show(refs)} names a group twice")
+            key = tuple(refs) if set(map(type, refs)) == {str} else None  # NICs share their lists of groups
+            sgs = self.sg_lists.get(key) if key is not None else None
+            if sgs is None:
+                sgs = tuple(self.ref(groups, self.sg_ids, r, f"{p}.security_groups[{k}]", "security group") for k, r in enumerate(refs))
+                if len(set(sgs)) != len(sgs):
+                    raise self.err(f"{p}.security_groups", f"{_show(refs)} names a group twice")
+                if key is not None:
+                    self.sg_lists[key] = sgs  # only a list that resolved without error
         eip = None
         if raw.get("eip") is not None:
             v, eip = self.parse(parse_ip, raw["eip"], f"{p}.eip")
