@@ -2,6 +2,7 @@
 peak memory and the read floor measured in the same run, and the big-topology figures.
 
     python benchmarks/run_replay.py --runs 5 [--out DIR] [--limits 6000 --limits 100000] [--json FILE]
+                                    [--limits 0] [--baseline OTHER_CHECKOUT]
 
 It writes the workloads with the command a user would type (``sgdp bench generate --out DIR``:
 the 274-instance generated topology, a 2M-packet capture of 100k flows in two locality shapes and
@@ -16,7 +17,12 @@ hits every figure alike:
 * on each limits topology: ``sgdp check`` (wall, peak memory) and the start-up of a replay.
 
 Prints a Markdown table: median and spread (min-max) of each figure, and the packet figures as a
-ratio to the read floor of the same run.
+ratio to the read floor of the same run. ``--limits 0`` leaves the limits topologies out.
+
+``--baseline OTHER_CHECKOUT`` (a second checkout of sgdp, built in place) makes it an A/B: each
+replay runs twice in a row, once with this checkout's sgdp and once with the other's (put first on
+the child's ``PYTHONPATH``), so that both meet the same load; the table then has a column for each
+and their ratio (median of the per-run ratios).
 """
 
 from __future__ import annotations
@@ -72,6 +78,21 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, float("nan")
 
 
+def baseline_replay(checkout: str, topology: str, capture: str, out_dir: str, fmt: str) -> dict:
+    """``run_replay_process`` with the other checkout's sgdp first on the child's path."""
+    from sgdp.bench import run_replay_process
+
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.path.abspath(checkout) + (os.pathsep + saved if saved else "")
+    try:
+        return run_replay_process(topology, capture, out_dir, "fast", fmt)
+    finally:
+        if saved is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
 def stat(values: list[float]) -> dict:
     vals = [v for v in values if v == v]
     if not vals:
@@ -94,8 +115,11 @@ def main() -> int:
     ap.add_argument("--limits", type=int, action="append", default=None, help="limits topology sizes (default 6000 and 100000)")
     ap.add_argument("--formats", default="none,csv,parquet", help="verdict formats for the end-to-end runs")
     ap.add_argument("--json", help="also write every measurement as JSON here")
+    ap.add_argument("--baseline", help="a second sgdp checkout (built in place) to run interleaved as an A/B")
     args = ap.parse_args()
-    limits = args.limits or [6000, 100_000]
+    limits = [n for n in (args.limits or [6000, 100_000]) if n > 0]
+    if args.baseline and not os.path.isfile(os.path.join(args.baseline, "sgdp", "__init__.py")):
+        raise SystemExit(f"run_replay.py: --baseline {args.baseline}: not an sgdp checkout (no sgdp/__init__.py)")
     work = args.out or tempfile.mkdtemp(prefix="sgdp-bench-issue11-")
     sys.path.insert(0, ROOT)
     from sgdp.bench import run_replay_process
@@ -126,6 +150,9 @@ def main() -> int:
                 r = run_replay_process(topo, cap, os.path.join(work, f"out-{loc}-{fmt_}"), "fast", fmt_)
                 add(f"replay/{loc}/{fmt_}", r)
                 add(f"ratio/{loc}/{fmt_}", r["packet_phase_mpps"] / fl if r["packet_phase_mpps"] else float("nan"))
+                if args.baseline:
+                    b = baseline_replay(args.baseline, topo, cap, os.path.join(work, f"out-base-{loc}-{fmt_}"), fmt_)
+                    add(f"base/{loc}/{fmt_}", b)
         r = run_replay_process(example_topo, example_cap, os.path.join(work, "out-example"), "fast", "none")
         add("example", r)
         add("help", timed(SGDP + ["--help"])[0])
@@ -169,6 +196,18 @@ def main() -> int:
     print("| figure | value |\n|---|---|")
     for a, b in rows:
         print(f"| {a} | {b} |")
+    if args.baseline:
+        print(f"\nA/B, interleaved: this checkout against {args.baseline} (ratio: this / baseline, median of"
+              " the per-run ratios)\n")
+        print("| figure | this checkout | baseline | ratio |\n|---|---|---|---|")
+        for loc in captures:
+            for fmt_ in (formats if loc == "generated" else ["none"]):
+                for field, what, digits, unit in (("packet_phase_mpps", "packet phase", 2, " Mpps"),
+                                                  ("mpps_wall", "wall", 2, " Mpps"), ("wall_s", "wall", 2, " s"),
+                                                  ("peak_rss_mb", "peak memory", 0, " MB")):
+                    new, old = rec(f"replay/{loc}/{fmt_}", field), rec(f"base/{loc}/{fmt_}", field)
+                    print(f"| {loc}, `--verdicts {fmt_}`, {what} | {fmt(stat(new), digits, unit)} | "
+                          f"{fmt(stat(old), digits, unit)} | {fmt(stat([a / b for a, b in zip(new, old)]), 2)} |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(m, fh, indent=1)

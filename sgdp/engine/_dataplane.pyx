@@ -19,6 +19,10 @@ from libc.string cimport memset
 
 cdef extern from *:
     void prefetch "__builtin_prefetch"(const void* p) noexcept nogil
+cdef extern from "sys/mman.h":
+    int madvise(void* addr, size_t length, int advice) nogil
+    const int MADV_HUGEPAGE
+DEF HUGE = 2097152  # bytes of a transparent huge page (x86-64)
 
 import numpy as np
 
@@ -314,6 +318,21 @@ cdef int candidates(Plan p, uint8_t l3, uint64_t hi, uint64_t lo, Endpoint* out)
         out[0].kind = K_EXTERNAL; out[0].how = H_NONE; out[0].idx = -1
         n = 1
     return n
+
+
+cdef inline uint64_t eip_private(Plan p, uint64_t lo) noexcept nogil:
+    """The private address of the NIC whose EIP is the IPv4 address ``lo``, else ``lo`` (for
+    Dataplane.prefetch_rows: a guess, never used for a verdict)."""
+    cdef Py_ssize_t k
+    cdef uint64_t j = addr_hash(4, 0, lo) & p.addr_mask
+    while p.addr_slots[j].count != 0:
+        if p.addr_slots[j].lo == lo and p.addr_slots[j].hi == 0 and p.addr_slots[j].l3 == 4:
+            for k in range(p.addr_slots[j].start, p.addr_slots[j].start + p.addr_slots[j].count):
+                if p.c_kind[k] == K_NIC and p.c_how[k] == H_EIP:
+                    return p.nic_ip[p.c_idx[k]]
+            return lo
+        j = (j + 1) & p.addr_mask
+    return lo
 
 
 cdef int mac_lookup(Plan p, int64_t mac) noexcept nogil:
@@ -615,10 +634,20 @@ cdef inline bint ct_eq(const CtKey* a, const CtKey* b) noexcept nogil:
 
 
 cdef CtSlot* alloc_slots(Py_ssize_t cap) noexcept nogil:
-    """Zeroed slots on a cache-line boundary (a 64-byte slot then never spans two lines)."""
-    cdef CtSlot* out = <CtSlot*>aligned_alloc(64, cap * sizeof(CtSlot))
+    """Zeroed slots on a cache-line boundary (a 64-byte slot then never spans two lines). A table
+    of 2 MiB or more is placed on 2 MiB boundaries and asked to live on transparent huge pages
+    (where the kernel allows them; else the advice is ignored): its lookups land anywhere in it,
+    and with 4 KiB pages nearly each one would also miss the TLB."""
+    cdef size_t size = cap * sizeof(CtSlot)
+    cdef CtSlot* out
+    if size >= HUGE:
+        out = <CtSlot*>aligned_alloc(HUGE, (size + HUGE - 1) & ~(<size_t>HUGE - 1))
+        if out != NULL:
+            madvise(out, size, MADV_HUGEPAGE)
+    else:
+        out = <CtSlot*>aligned_alloc(64, size)
     if out != NULL:
-        memset(out, 0, cap * sizeof(CtSlot))
+        memset(out, 0, size)
     return out
 
 
@@ -875,14 +904,19 @@ cdef class Dataplane:
     cdef inline void prefetch_rows(self, Plan p, uint8_t l3, uint8_t proto, uint64_t sh, uint64_t sl,
                                    uint64_t dh, uint64_t dl, uint16_t sport, uint16_t dport,
                                    uint16_t icmp_id) noexcept nogil:
-        """Ask the memory for the lines a later packet will read first, so that their latency
-        overlaps the work on the packets before it: the exact-address slots of its source and
-        destination, and the home slot of its flow in the connection table (ct_hash of the key
-        make_key builds, before an EIP is replaced — a miss then costs nothing but the hint).
-        A hint only: nothing is read or written here."""
+        """Ask the memory for the connection-table lines a later packet will read first, so that
+        their latency overlaps the work on the packets before it: the home slot of its flow (and the
+        next one, where the flow's other entries usually are) — ct_hash of the key make_key builds
+        at the receiving NIC, an EIP replaced by its NIC's private address (the address table,
+        small, is in the cache). A hint only: nothing is written, and a wrong guess costs nothing
+        but the hint."""
         cdef uint16_t ap, bp
-        prefetch(&p.addr_slots[addr_hash(l3, sh, sl) & p.addr_mask])
-        prefetch(&p.addr_slots[addr_hash(l3, dh, dl) & p.addr_mask])
+        cdef uint64_t h
+        if l3 == 4:
+            if sh == 0:
+                sl = eip_private(p, sl)
+            if dh == 0:
+                dl = eip_private(p, dl)
         if is_port(proto):
             ap = sport; bp = dport
         elif proto == ICMP or proto == ICMPV6:
@@ -890,9 +924,11 @@ cdef class Dataplane:
         else:
             ap = 0; bp = 0
         if sh < dh or (sh == dh and (sl < dl or (sl == dl and ap <= bp))):
-            prefetch(&self.slots[flow_hash(sh, sl, dh, dl, ap, bp, l3, proto) & <uint64_t>(self.cap - 1)])
+            h = flow_hash(sh, sl, dh, dl, ap, bp, l3, proto)
         else:
-            prefetch(&self.slots[flow_hash(dh, dl, sh, sl, bp, ap, l3, proto) & <uint64_t>(self.cap - 1)])
+            h = flow_hash(dh, dl, sh, sl, bp, ap, l3, proto)
+        prefetch(&self.slots[h & <uint64_t>(self.cap - 1)])
+        prefetch(&self.slots[(h + 1) & <uint64_t>(self.cap - 1)])
 
     def run(self, Plan p, dict c, dict out):
         """The verdict rows of one batch, in capture order (packet columns ``c`` as in
