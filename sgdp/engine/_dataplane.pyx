@@ -71,6 +71,7 @@ DEF D_NONE = 0
 DEF D_INGRESS = 1
 DEF D_EGRESS = 2
 
+DEF PAIR_MASK = 4095  # slots of a plan's endpoint-pair cache, minus one (4,096 x 64 bytes)
 DEF MAXC = 256  # endpoint candidates per address; fast.py refuses topologies that could exceed it
 
 DEF TCP = 6
@@ -190,6 +191,7 @@ cdef class Plan:
     cdef TupleView* acl_views
     cdef AddrSlot* addr_slots  # owned: exact-address hash table over the ak_* index
     cdef uint64_t addr_mask
+    cdef PairSlot* pairs  # owned: PAIR_SLOTS slots, the last (sender, receiver) chosen per slot (resolve_one)
 
     def __init__(self, dict a, int n_vpc):
         self.arrays = a
@@ -230,6 +232,7 @@ cdef class Plan:
         free(self.sg_views)
         free(self.acl_views)
         free(self.addr_slots)
+        free(self.pairs)
 
     cdef int build_address_table(self) except -1:
         """Open addressing over the exact addresses, at most half full (every probe chain ends)."""
@@ -238,8 +241,10 @@ cdef class Plan:
         while cap < <uint64_t>(2 * n + 2):
             cap <<= 1
         self.addr_slots = <AddrSlot*>calloc(cap, sizeof(AddrSlot))
-        if self.addr_slots == NULL:
+        self.pairs = <PairSlot*>aligned_alloc(64, (PAIR_MASK + 1) * sizeof(PairSlot))
+        if self.addr_slots == NULL or self.pairs == NULL:
             raise MemoryError()
+        memset(self.pairs, 0, (PAIR_MASK + 1) * sizeof(PairSlot))
         self.addr_mask = cap - 1
         for k in range(n):
             j = addr_hash(self.ak_l3[k], self.ak_hi[k], self.ak_lo[k]) & self.addr_mask
@@ -428,28 +433,13 @@ cdef bint bypass_listener_to(Plan p, int32_t nic, uint8_t proto, uint16_t port) 
     return False
 
 
-cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoint* S, Endpoint* R,
-                      View* v) noexcept nogil:
-    """reference._evaluate up to the stages: endpoints (S5), path (S6), local, load balancer (S14),
-    ACL exemptions (S13), and the view each stage sees. The S14 checks that need connection
-    tracking are left to Dataplane.evaluate (View.lbform_lb, reply_nic, fwd)."""
-    cdef int ns, nr, a, b, m, k
-    cdef Endpoint s, r
-    cdef int32_t snic, rnic, lb, li, bi
-    cdef bint found, internet
-    cdef uint64_t h
-    cdef uint8_t l3 = pk.l3, proto = pk.proto
-    cdef uint64_t sh = pk.src_hi, sl = pk.src_lo, dh = pk.dst_hi, dl = pk.dst_lo
-    memset(v, 0, sizeof(View))
-    v.mode = M_EARLY
-    v.einst = -1
-    v.e_nic = -1
-    v.i_nic = -1
-    v.b_nic = -1
-    v.lbform_lb = -1
-    v.reply_nic = -1
-    # senders (reference._sender_candidates)
-    m = mac_lookup(p, mac)
+cdef void choose(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl, int64_t mac,
+                 Endpoint* S, Endpoint* R, Endpoint* s, Endpoint* r) noexcept nogil:
+    """reference._sender_candidates, _candidates and _choose: the first (sender, receiver) pair with
+    a path, else the first pair."""
+    cdef int ns, nr, a, b, k
+    cdef int32_t m = mac_lookup(p, mac)
+    cdef bint found
     ns = candidates(p, l3, sh, sl, S)
     if m >= 0:
         found = False
@@ -462,17 +452,50 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
             S[0].kind = K_NIC; S[0].how = H_FORWARDED; S[0].idx = m
         ns = 1
     nr = candidates(p, l3, dh, dl, R)
-    # reference._choose: the first pair with a path, else the first pair
-    s = S[0]; r = R[0]
-    found = False
+    s[0] = S[0]; r[0] = R[0]
     for a in range(ns):
         for b in range(nr):
             if has_path(p, S[a], R[b], l3):
-                s = S[a]; r = R[b]
-                found = True
-                break
-        if found:
-            break
+                s[0] = S[a]; r[0] = R[b]
+                return
+
+
+cdef inline uint64_t pair_hash(uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl,
+                               int64_t mac) noexcept nogil:
+    cdef uint64_t h = (sl * <uint64_t>0x9E3779B97F4A7C15ULL) ^ (dl * <uint64_t>0xC2B2AE3D27D4EB4FULL)
+    h ^= (sh ^ (dh << 1) ^ <uint64_t>mac ^ l3) * <uint64_t>0x165667B19E3779F9ULL
+    return h ^ (h >> 31)
+
+
+cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoint* S, Endpoint* R,
+                      View* v) noexcept nogil:
+    """reference._evaluate up to the stages: endpoints (S5), path (S6), local, load balancer (S14),
+    ACL exemptions (S13), and the view each stage sees. The S14 checks that need connection
+    tracking are left to Dataplane.evaluate (View.lbform_lb, reply_nic, fwd)."""
+    cdef int k
+    cdef Endpoint s, r
+    cdef int32_t snic, rnic, lb, li, bi
+    cdef bint internet
+    cdef uint64_t h
+    cdef uint8_t l3 = pk.l3, proto = pk.proto
+    cdef uint64_t sh = pk.src_hi, sl = pk.src_lo, dh = pk.dst_hi, dl = pk.dst_lo
+    memset(v, 0, sizeof(View))
+    v.mode = M_EARLY
+    v.einst = -1
+    v.e_nic = -1
+    v.i_nic = -1
+    v.b_nic = -1
+    v.lbform_lb = -1
+    v.reply_nic = -1
+    # the sender and receiver depend on the addresses and the MAC alone: the plan remembers the
+    # last answer of each pair's cache slot
+    cdef PairSlot* ps = &p.pairs[pair_hash(l3, sh, sl, dh, dl, mac) & PAIR_MASK]
+    if ps.used and ps.sl == sl and ps.dl == dl and ps.sh == sh and ps.dh == dh and ps.mac == mac and ps.l3 == l3:
+        s = ps.s; r = ps.r
+    else:
+        choose(p, l3, sh, sl, dh, dl, mac, S, R, &s, &r)
+        ps.used = 1; ps.l3 = l3; ps.sh = sh; ps.sl = sl; ps.dh = dh; ps.dl = dl; ps.mac = mac
+        ps.s = s; ps.r = r
     snic = s.idx if s.kind == K_NIC else -1
     rnic = r.idx if r.kind == K_NIC else -1
     if s.kind == K_LB and r.kind != K_LB:
