@@ -18,7 +18,14 @@ from libc.stdlib cimport calloc, free
 from libc.string cimport memset
 
 cdef extern from *:
+    """
+    static inline unsigned long long sgdp_dp_mum(unsigned long long a, unsigned long long b) {
+        unsigned __int128 p = (unsigned __int128)a * b;
+        return (unsigned long long)p ^ (unsigned long long)(p >> 64);
+    }
+    """
     void prefetch "__builtin_prefetch"(const void* p) noexcept nogil
+    uint64_t mum "sgdp_dp_mum"(uint64_t a, uint64_t b) noexcept nogil  # 128-bit product, halves XORed
 cdef extern from "sys/mman.h":
     int madvise(void* addr, size_t length, int advice) nogil
     const int MADV_HUGEPAGE
@@ -634,13 +641,12 @@ cdef inline uint64_t mix(uint64_t h, uint64_t v) noexcept nogil:
 
 cdef inline uint64_t flow_hash(uint64_t a_hi, uint64_t a_lo, uint64_t b_hi, uint64_t b_lo, uint16_t a_port,
                                uint16_t b_port, uint8_t l3, uint8_t proto) noexcept nogil:
-    cdef uint64_t h = 0
-    h = mix(h, a_hi); h = mix(h, a_lo); h = mix(h, b_hi); h = mix(h, b_lo)
-    h = mix(h, (<uint64_t>a_port << 32) | (<uint64_t>b_port << 16) | (<uint64_t>l3 << 8) | proto)
-    h ^= h >> 33
-    h *= <uint64_t>0xFF51AFD7ED558CCDULL
-    h ^= h >> 33
-    return h
+    """Three 64x64->128-bit multiplications (halves folded), two of them independent: fewer
+    instructions and a shorter dependency chain than mixing the five words one after another."""
+    cdef uint64_t rest = (<uint64_t>a_port << 32) | (<uint64_t>b_port << 16) | (<uint64_t>l3 << 8) | proto
+    cdef uint64_t x = mum(a_lo ^ <uint64_t>0x9E3779B97F4A7C15ULL, b_lo ^ <uint64_t>0xC2B2AE3D27D4EB4FULL)
+    cdef uint64_t y = mum(a_hi ^ rest ^ <uint64_t>0x165667B19E3779F9ULL, b_hi ^ <uint64_t>0xD6E8FEB86659FD93ULL)
+    return mum(x ^ <uint64_t>0x27D4EB2F165667C5ULL, y ^ <uint64_t>0x9E3779B97F4A7C15ULL)
 
 
 cdef inline uint64_t ct_hash(const CtKey* k) noexcept nogil:
@@ -651,9 +657,11 @@ cdef inline uint64_t ct_hash(const CtKey* k) noexcept nogil:
 
 
 cdef inline bint ct_eq(const CtKey* a, const CtKey* b) noexcept nogil:
-    return (a.a_hi == b.a_hi and a.a_lo == b.a_lo and a.b_hi == b.b_hi and a.b_lo == b.b_lo
-            and a.nic == b.nic and a.a_port == b.a_port and a.b_port == b.b_port and a.l3 == b.l3
-            and a.proto == b.proto and a.table == b.table)
+    # the NIC and the table first: the entries of one flow share a home slot (ct_hash) and differ
+    # only there, so a probe along them fails at the first comparison
+    return (a.nic == b.nic and a.table == b.table and a.a_lo == b.a_lo and a.b_lo == b.b_lo
+            and a.a_port == b.a_port and a.b_port == b.b_port and a.a_hi == b.a_hi and a.b_hi == b.b_hi
+            and a.l3 == b.l3 and a.proto == b.proto)
 
 
 cdef CtSlot* alloc_slots(Py_ssize_t cap) noexcept nogil:
