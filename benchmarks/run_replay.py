@@ -2,7 +2,7 @@
 peak memory and the read floor measured in the same run, and the big-topology figures.
 
     python benchmarks/run_replay.py --runs 5 [--out DIR] [--limits 6000 --limits 100000] [--json FILE]
-                                    [--baseline CHECKOUT]
+                                    [--limits 0] [--baseline CHECKOUT]
 
 It writes the workloads with the command a user would type (``sgdp bench generate --out DIR``:
 the 274-instance generated topology, a 2M-packet capture of 100k flows in two locality shapes and
@@ -191,7 +191,7 @@ def main() -> int:
                          "each round of it right after this one's: before/after columns and their ratios")
     ap.add_argument("--json", help="also write every measurement as JSON here")
     args = ap.parse_args()
-    limits = args.limits or [6000, 100_000]
+    limits = [n for n in (args.limits or [6000, 100_000]) if n > 0]  # --limits 0: none
     work = args.out or tempfile.mkdtemp(prefix="sgdp-bench-replay-")
     sys.path.insert(0, ROOT)
 
