@@ -868,9 +868,10 @@ cdef class Dataplane:
 
     # -- pass 2 ---------------------------------------------------------------------------
 
-    def run(self, Plan p, dict c, dict out):
+    def run(self, Plan p, dict c, dict out, rows=None):
         """The verdict rows of one batch, in capture order (packet columns ``c`` as in
-        sgdp.capture.packet.PACKET_COLUMNS, validated by PacketBatch; ``out`` the VerdictBatch columns)."""
+        sgdp.capture.packet.PACKET_COLUMNS, validated by PacketBatch; ``out`` the VerdictBatch columns).
+        ``rows`` (int64, optional): only these rows, in this order, read and written in place."""
         cdef const double[::1] ts = c["ts"]
         cdef const uint8_t[::1] status = c["status"]
         cdef const uint8_t[::1] l3 = c["l3"]
@@ -905,8 +906,17 @@ cdef class Dataplane:
         cdef int32_t[::1] v_group = out["group"]
         cdef int32_t[::1] v_rule = out["rule"]
 
-        cdef Py_ssize_t n = ts.shape[0], i, j
+        cdef Py_ssize_t n = ts.shape[0], i, j, k
         cdef Row row
+        cdef const int64_t[::1] pick
+        cdef bint picked = rows is not None
+        cdef Py_ssize_t m = n
+        if picked:
+            pick = rows
+            m = pick.shape[0]
+            for k in range(m):
+                if not 0 <= pick[k] < n:
+                    raise ValueError(f"run: row {pick[k]} is not in 0..{n - 1}")
         if not (v_verdict.shape[0] == v_reason.shape[0] == v_instance.shape[0] == v_direction.shape[0]
                 == v_group.shape[0] == v_rule.shape[0] == n):
             raise ValueError("run: the verdict columns must have one row per packet")
@@ -923,7 +933,8 @@ cdef class Dataplane:
             raise MemoryError()
         try:
             with nogil:
-                for i in range(n):
+                for k in range(m):
+                    i = pick[k] if picked else k
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
