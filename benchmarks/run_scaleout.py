@@ -73,9 +73,9 @@ def ceiling_child(workers: int, topology: str, capture: str, out: str) -> None:
         def process(self, batch):
             return VerdictBatch(len(batch))
 
-        def process_into(self, cols, out):
+        def process_into(self, cols, out, rows):
             for k in VERDICT_DTYPES:
-                out[k].fill(-1 if out[k].dtype == np.int32 else 0)
+                out[k][rows] = -1 if out[k].dtype == np.int32 else 0
 
         def rule_hits(self):
             return []

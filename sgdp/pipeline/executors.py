@@ -407,6 +407,12 @@ class ProcessExecutor(_Sharded):
         try:
             self.conns[i].send(msg)
         except (BrokenPipeError, OSError):
+            try:  # a worker that failed has usually said why before leaving
+                msg = self.conns[i].recv() if self.conns[i].poll(0.5) else None
+            except (EOFError, OSError):
+                msg = None
+            if msg is not None and msg[0] == "error":
+                raise ExecutorError(msg[1]) from None
             self.procs[i].join(1)
             raise ExecutorError(f"worker {i} (pid {self.procs[i].pid}) {_describe_exit(self.procs[i].exitcode)}; "
                                 "the replay is incomplete") from None
