@@ -15,7 +15,9 @@ in turn, as processes of their own:
   the verdict files of a round are compared byte for byte;
 * the *ceiling*: the same replay with engines that do nothing (each packet gets the first verdict
   code, no state), with one process and with two workers: what reading, routing, copying,
-  merging and writing the verdicts cost on their own, in packets per second.
+  merging and writing the verdicts cost on their own, in packets per second;
+* after the rounds, the CPU seconds of each step of the packet phase (read, route, copy, engine,
+  format, summary) run one after the other in one process.
 
 Prints a Markdown table: median and spread (min-max) of each figure, and the ratios of the medians
 to one process. Bytes moved per packet are computed from the executors' slot layout.
@@ -73,9 +75,9 @@ def ceiling_child(workers: int, topology: str, capture: str, out: str) -> None:
         def process(self, batch):
             return VerdictBatch(len(batch))
 
-        def process_into(self, cols, out):
+        def process_into(self, cols, out, rows):
             for k in VERDICT_DTYPES:
-                out[k].fill(-1 if out[k].dtype == np.int32 else 0)
+                out[k][rows] = -1 if out[k].dtype == np.int32 else 0
 
         def rule_hits(self):
             return []
@@ -96,6 +98,57 @@ def ceiling(topology: str, capture: str, out: str, workers: int) -> dict[str, fl
     done = subprocess.run([sys.executable, os.path.abspath(__file__), "--ceiling-child", str(workers),
                            topology, capture, out], check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def steps_child(topology: str, capture: str) -> None:
+    """CPU seconds of each step of the packet phase, one after the other in this process (best of
+    two passes): what the single process does, and what the coordinator adds."""
+    import numpy as np
+
+    from sgdp.capture import PACKET_COLUMNS, read_batches
+    from sgdp.engine import make_engine
+    from sgdp.pipeline.shard import Router, ShardKeys
+    from sgdp.pipeline.writers import Summary, VerdictWriter
+    from sgdp.topology import read_structured_file, topology_from_data
+
+    topo = topology_from_data(read_structured_file(topology, "topology"), topology)
+    best: dict[str, float] = {}
+    for _ in range(2):
+        steps: dict[str, float] = {}
+        t = time.process_time()
+        batches = list(read_batches([capture], 1 << 16))
+        steps["read (decode into columns)"] = time.process_time() - t
+        router, clock, routed = Router(ShardKeys([topo]), 2), float("-inf"), []
+        t = time.process_time()
+        for b in batches:
+            _, now, order, _ = router.grouped(b, clock)
+            clock = float(now[-1])
+            routed.append((now, order))
+        steps["route (shards, clock, grouping)"] = time.process_time() - t
+        slot = {k: np.empty(1 << 16, dt) for k, dt in PACKET_COLUMNS.items()}
+        t = time.process_time()
+        for b, (now, order) in zip(batches, routed):
+            for k in PACKET_COLUMNS:
+                slot[k][:len(b)] = now if k == "ts" else b.columns[k]
+        steps["copy into a slot"] = time.process_time() - t
+        engine = make_engine(topo, "fast")
+        t = time.process_time()
+        verdicts = [engine.process(b) for b in batches]
+        steps["engine (fast)"] = time.process_time() - t
+        writer = VerdictWriter(os.path.dirname(capture), "csv", engine.names, path=os.devnull)
+        t = time.process_time()
+        for b, v in zip(batches, verdicts):
+            writer.write(b, v)
+        writer.close()
+        steps["format + write CSV"] = time.process_time() - t
+        summary = Summary("fast")
+        t = time.process_time()
+        for b, v in zip(batches, verdicts):
+            summary.add(v, b)
+            summary.note_unmodelled(b, v)
+        steps["summary counts"] = time.process_time() - t
+        best = {k: min(v, best.get(k, v)) for k, v in steps.items()}
+    print(json.dumps(best))
 
 
 def bytes_per_packet() -> dict[str, int]:
@@ -120,7 +173,11 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true", help="leave out the Ray runs")
     ap.add_argument("--json", help="also write every figure to this file")
     ap.add_argument("--ceiling-child", nargs=4, help=argparse.SUPPRESS)
+    ap.add_argument("--steps-child", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.steps_child:
+        steps_child(*args.steps_child)
+        return
     if args.ceiling_child:
         w, topology, capture, out = args.ceiling_child
         ceiling_child(int(w), topology, capture, out)
@@ -151,19 +208,29 @@ def main() -> None:
     wall1 = statistics.median(x["wall"] for x in runs["w1"])
     print(f"{packets:,} packets, {args.runs} interleaved rounds from {started}, load average "
           f"{min(loads):.1f}–{max(loads):.1f}; median (min–max); verdict files identical in every round\n")
-    print("| run | packet phase (s) | vs one process | Mpps | wall, start to exit (s) | vs one process | CPU, all processes (s) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| run | packet phase (s) | vs one process | Mpps | wall, start to exit (s) | vs one process | CPU, all processes (s) | cores used (CPU ÷ wall) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     labels = {"w1": "`--workers 1`", "w2": "`--workers 2`", "ray": "`--ray local --workers 2`"}
     for name in variants:
         xs = runs[name]
         phase = statistics.median(x["phase"] for x in xs)
         wall = statistics.median(x["wall"] for x in xs)
         cpu = spread([x["cpu"] for x in xs], "{:.2f}") if name != "ray" else "(actors not counted)"
+        used = spread([x["cpu"] / x["wall"] for x in xs], "{:.2f}") if name != "ray" else ""
         print(f"| {labels[name]} | {spread([x['phase'] for x in xs])} | {phase1 / phase:.2f}× | {packets / phase / 1e6:.2f} "
-              f"| {spread([x['wall'] for x in xs], '{:.2f}')} | {wall1 / wall:.2f}× | {cpu} |")
+              f"| {spread([x['wall'] for x in xs], '{:.2f}')} | {wall1 / wall:.2f}× | {cpu} | {used} |")
     for k, label in (("ceiling1", "one process"), ("ceiling2", "two workers")):
         xs = [x["phase"] for x in runs[k]]
-        print(f"| ceiling, engines that do nothing, {label} | {spread(xs)} | | {packets / statistics.median(xs) / 1e6:.2f} | | | |")
+        print(f"| ceiling, engines that do nothing, {label} | {spread(xs)} | | {packets / statistics.median(xs) / 1e6:.2f} | | | | |")
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--steps-child", topology, capture],
+                          check=True, capture_output=True, text=True)
+    steps = json.loads(done.stdout.strip().splitlines()[-1])
+    print("\nCPU seconds of each step of the packet phase, in one process, best of two passes (after the rounds):\n")
+    print("| step | CPU (s) | µs per packet |")
+    print("|---|---:|---:|")
+    for k, v in steps.items():
+        print(f"| {k} | {v:.3f} | {v / packets * 1e6:.3f} |")
+    runs["steps"] = [steps]
     b = bytes_per_packet()
     print(f"\nBytes moved per packet: workers {b['workers']} ({b['slot_in']} into the shared slot: {b['header']} of "
           f"header columns + 8 of row order; {b['verdicts']} of verdicts back), Ray {b['ray']} "

@@ -961,9 +961,10 @@ cdef class Dataplane:
         prefetch(&self.slots[h & <uint64_t>(self.cap - 1)])
         prefetch(&self.slots[(h + 1) & <uint64_t>(self.cap - 1)])
 
-    def run(self, Plan p, dict c, dict out):
+    def run(self, Plan p, dict c, dict out, rows=None):
         """The verdict rows of one batch, in capture order (packet columns ``c`` as in
-        sgdp.capture.packet.PACKET_COLUMNS, validated by PacketBatch; ``out`` the VerdictBatch columns)."""
+        sgdp.capture.packet.PACKET_COLUMNS, validated by PacketBatch; ``out`` the VerdictBatch columns).
+        ``rows`` (int64, optional): only these rows, in this order, read and written in place."""
         cdef const double[::1] ts = c["ts"]
         cdef const uint8_t[::1] status = c["status"]
         cdef const uint8_t[::1] l3 = c["l3"]
@@ -998,8 +999,17 @@ cdef class Dataplane:
         cdef int32_t[::1] v_group = out["group"]
         cdef int32_t[::1] v_rule = out["rule"]
 
-        cdef Py_ssize_t n = ts.shape[0], i, j
+        cdef Py_ssize_t n = ts.shape[0], i, j, k
         cdef Row row
+        cdef const int64_t[::1] pick
+        cdef bint picked = rows is not None
+        cdef Py_ssize_t m = n
+        if picked:
+            pick = rows
+            m = pick.shape[0]
+            for k in range(m):
+                if not 0 <= pick[k] < n:
+                    raise ValueError(f"run: row {pick[k]} is not in 0..{n - 1}")
         if not (v_verdict.shape[0] == v_reason.shape[0] == v_instance.shape[0] == v_direction.shape[0]
                 == v_group.shape[0] == v_rule.shape[0] == n):
             raise ValueError("run: the verdict columns must have one row per packet")
@@ -1016,9 +1026,10 @@ cdef class Dataplane:
             raise MemoryError()
         try:
             with nogil:
-                for i in range(n):
-                    if i + AHEAD < n:
-                        j = i + AHEAD
+                for k in range(m):
+                    i = pick[k] if picked else k
+                    if k + AHEAD < m:
+                        j = pick[k + AHEAD] if picked else k + AHEAD
                         self.prefetch_rows(p, l3[j], proto[j], src_hi[j], src_lo[j], dst_hi[j], dst_lo[j],
                                            sport[j], dport[j], icmp_id[j])
                     if ts[i] > self.now:

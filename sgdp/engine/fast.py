@@ -338,11 +338,13 @@ class FastEngine:
         self.dp.run(self.plan, batch.columns, cols)
         return out
 
-    def process_into(self, columns: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    def process_into(self, columns: dict[str, np.ndarray], out: dict[str, np.ndarray],
+                     rows: np.ndarray | None = None) -> None:
         """As :meth:`process`, over packet columns that need not form a :class:`PacketBatch` (e.g.
-        views of one range of a shared-memory slot: contiguous, of the dtypes of PACKET_COLUMNS),
-        with the verdict columns written into ``out`` (views of the same length), not allocated."""
-        self.dp.run(self.plan, columns, out)
+        views of a shared-memory slot: contiguous, of the dtypes of PACKET_COLUMNS), the verdict
+        columns written into ``out`` (as long as the packet columns), not allocated; with ``rows``
+        (int64), only those rows, in that order, each read and written where it lies."""
+        self.dp.run(self.plan, columns, out, None if rows is None else np.ascontiguousarray(rows, np.int64))
 
     # -- state ----------------------------------------------------------------------------------
 

@@ -215,14 +215,13 @@ class InlineExecutor(_Sharded):
 
     def _submit(self, batch: PacketBatch) -> list[VerdictBatch]:
         now, order, bounds = self._route(batch)
+        cols = dict(batch.columns, ts=now)
         out = [VerdictBatch(len(batch)) for _ in self.specs]
         for i in range(self.shards):
             mine = order[bounds[i]:bounds[i + 1]]
-            if len(mine):
-                cols = {k: batch.columns[k][mine] for k in PACKET_COLUMNS}
-                cols["ts"] = now[mine]
-                part = PacketBatch(cols)
-                _scatter(out, mine, [engine.process(part) for engine in self.engines[i]])
+            if len(mine):  # as a worker process does: its rows where they lie
+                for engine, vb in zip(self.engines[i], out):
+                    process_into(engine, cols, {k: getattr(vb, k) for k in VERDICT_DTYPES}, mine)
         return out
 
     def _collect(self, batch: PacketBatch, out: list[VerdictBatch]) -> list[VerdictBatch]:
@@ -257,16 +256,16 @@ def _views(buf: np.ndarray, base: int, layout: dict[str, tuple[int, np.dtype]], 
     return {name: buf[base + off: base + off + rows * dt.itemsize].view(dt)[:n] for name, (off, dt) in layout.items()}
 
 
-def process_into(engine: Any, cols: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
-    """Run packet columns through an engine, its verdict columns written into ``out`` (views of the
-    same length, e.g. into shared memory): in place when the engine can (the fast engine's
-    ``process_into``), else through its ``process``."""
+def process_into(engine: Any, cols: dict[str, np.ndarray], out: dict[str, np.ndarray], rows: np.ndarray) -> None:
+    """Run rows ``rows`` (in that order) of packet columns through an engine, their verdicts written
+    into ``out`` at the same rows: in place when the engine can (the fast engine's
+    ``process_into``), else gathered, run through its ``process`` and scattered back."""
     if hasattr(engine, "process_into"):
-        engine.process_into(cols, out)
+        engine.process_into(cols, out, rows)
         return
-    vb = engine.process(PacketBatch(cols))
+    vb = engine.process(PacketBatch({k: cols[k][rows] for k in PACKET_COLUMNS}))
     for name in VERDICT_DTYPES:
-        out[name][:] = getattr(vb, name)
+        out[name][rows] = getattr(vb, name)
 
 
 def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec], conn: Any, in_raw: Any,
@@ -291,15 +290,11 @@ def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec],
                 return
             _, slot, n, bounds = msg
             start, stop = bounds[index], bounds[index + 1]
-            if stop > start:  # the slot holds the batch sorted by shard: our rows are one range
-                cols = {k: v[start:stop] for k, v in _views(in_buf, slot * in_size, inp, rows, n).items()}
-                back = cols.pop("order")  # where each of our rows is in capture order
-                for e_i, engine in enumerate(engines):
-                    mine = {k: np.empty(stop - start, dt) for k, dt in VERDICT_DTYPES.items()}
-                    process_into(engine, cols, mine)
-                    res = _views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n)
-                    for k, v in mine.items():
-                        res[k][back] = v  # the output slot is in capture order: the coordinator copies it
+            if stop > start:
+                cols = _views(in_buf, slot * in_size, inp, rows, n)
+                mine = cols.pop("order")[start:stop]  # our rows, in capture order
+                for e_i, engine in enumerate(engines):  # read and written where they lie: nothing gathered
+                    process_into(engine, cols, _views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n), mine)
             conn.send(("done", slot))
     except MemoryError:
         _send_quietly(conn, ("error", f"worker {index} ran out of memory"))
@@ -412,19 +407,25 @@ class ProcessExecutor(_Sharded):
         try:
             self.conns[i].send(msg)
         except (BrokenPipeError, OSError):
+            try:  # a worker that failed has usually said why before leaving
+                msg = self.conns[i].recv() if self.conns[i].poll(0.5) else None
+            except (EOFError, OSError):
+                msg = None
+            if msg is not None and msg[0] == "error":
+                raise ExecutorError(msg[1]) from None
             self.procs[i].join(1)
             raise ExecutorError(f"worker {i} (pid {self.procs[i].pid}) {_describe_exit(self.procs[i].exitcode)}; "
                                 "the replay is incomplete") from None
 
     def _submit(self, batch: PacketBatch) -> int:
-        """Write the batch's columns into a free slot sorted by shard (with the clock in place of the
-        timestamps, and each row's place in capture order), so that each worker's rows are one
-        range; every worker runs its range and writes its verdicts back at their places."""
+        """Write the batch's columns into a free slot (with the clock in place of the timestamps)
+        and its rows grouped by shard; every worker runs its rows where they lie and writes their
+        verdicts in place into the output slot."""
         slot = self.free.pop()
         now, order, bounds = self._route(batch)
         cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, len(batch))
         for name in PACKET_COLUMNS:
-            np.take(now if name == "ts" else batch.columns[name], order, out=cols[name])  # ts: the dataplane clock
+            cols[name][:] = now if name == "ts" else batch.columns[name]  # ts: the dataplane clock
         cols["order"][:] = order
         for i in range(self.shards):
             self._send(i, ("run", slot, len(batch), bounds))
@@ -576,10 +577,11 @@ class _ShardActor:
         """Verdict columns of rows ``start:stop`` of a batch sorted by shard (``cols``: the batch,
         put into the object store once for every actor; on the coordinator's node, read in place)."""
         mine = {k: v[start:stop] for k, v in cols.items()}
+        rows = np.arange(stop - start, dtype=np.int64)
         out = []
         for engine in self.engines:
             res = {k: np.empty(stop - start, dt) for k, dt in VERDICT_DTYPES.items()}
-            process_into(engine, mine, res)
+            process_into(engine, mine, res, rows)
             out.append(res)
         return out
 

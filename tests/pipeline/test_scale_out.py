@@ -337,3 +337,27 @@ def test_a_run_that_cannot_start_leaves_no_worker(tmp_path, capsys, monkeypatch)
     code = cli.main(["replay", topology, pcap, "-o", str(tmp_path / "file"), "--workers", "2"])
     assert code == 2 and len(made[1]) == 2 and not any(p.is_alive() for p in made[1])
     capsys.readouterr()
+
+
+def test_process_into_refuses_rows_outside_the_batch():
+    """The compiled loop follows ``rows`` without bounds checks: they are checked first."""
+    if "fast" not in available_engines():
+        pytest.skip("built without the extensions")
+    from sgdp.engine import make_engine
+    from sgdp.pipeline.executors import VERDICT_DTYPES
+
+    from sgdp.api import load_topology
+
+    topo = load_topology(ROOT / "examples/figure1/topology.yaml")
+    engine = make_engine(topo, "fast")
+    from sgdp.capture import read_batches
+
+    batch = next(iter(read_batches([str(ROOT / "pcaps" / "figure1.pcap")], 64)))
+    out = {k: np.zeros(len(batch), dt) for k, dt in VERDICT_DTYPES.items()}
+    for bad in (-1, len(batch)):
+        with pytest.raises(ValueError, match="not in 0"):
+            engine.process_into(batch.columns, out, np.array([0, bad], np.int64))
+    rows = np.arange(len(batch), dtype=np.int64)[::2]
+    engine.process_into(batch.columns, out, rows)
+    want = make_engine(topo, "fast").process(PacketBatch({k: batch.columns[k][rows] for k in batch.columns}))
+    assert out["verdict"][rows].tolist() == want.verdict.tolist() and not out["verdict"][1::2].any()
