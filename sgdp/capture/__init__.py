@@ -13,7 +13,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
                "SYN", "RST", "TCP_FLAG_LETTERS", "parse_tcp_flags"],
     "ingest": ["CaptureBatch", "CaptureReader", "read_batches", "open_capture", "detail_text", "DEFAULT_BATCH_SIZE",
                "check_captures", "capture_problem", "is_stream", "display_name", "STDIN", "FLAG", "DETAIL"],
-    "frames": ["LINKTYPE_ETHERNET", "packet_to_frame", "timestamp"],
+    "frames": ["LINKTYPE_ETHERNET", "packet_to_frame", "timestamp", "in_time_range", "MAX_TIME_NS", "TIME_RANGE_TEXT"],
     "synth": ["generated_topology", "generated_traffic", "write_pcap", "limits_topology", "BENCH_INSTANCES", "LOCALITIES"],
     "decode": ["decode_rows", "decode_batches", "batch_rows", "format_ts", "DECODE_COLUMNS"],
     "craft": ["craft"],

@@ -134,6 +134,16 @@ def packet_to_frame(pkt: Packet) -> bytes:
     return eth + ip + payload
 
 
+# The times sgdp keeps: what an unsigned 64-bit count of nanoseconds since 1970 holds.
+MAX_TIME_NS = (1 << 64) - 1  # 2554-07-21 23:34:33.709551615 UTC
+TIME_RANGE_TEXT = "1970-01-01 .. 2554-07-21 (what 64 bits of nanoseconds since 1970 hold)"
+
+
+def in_time_range(sec: int, nsec: int = 0) -> bool:
+    """Is ``sec`` s + ``nsec`` ns after 1970 a time sgdp keeps (see MAX_TIME_NS)?"""
+    return 0 <= sec * 1_000_000_000 + nsec <= MAX_TIME_NS
+
+
 def timestamp(ts: float) -> tuple[int, int]:
     """(seconds, nanoseconds) of a float capture time, for a pcap record."""
     sec = int(ts // 1)

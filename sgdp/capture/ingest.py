@@ -42,6 +42,7 @@ import numpy as np
 from sgdp.capture import _ingest
 from sgdp.errors import InputError
 from sgdp.capture.packet import PACKET_COLUMNS, PacketBatch
+from sgdp.capture.frames import TIME_RANGE_TEXT
 
 DEFAULT_BATCH_SIZE = 65536
 READ_SIZE = 4 << 20  # bytes per read; the buffer grows beyond this only for a larger record
@@ -137,10 +138,6 @@ _ERROR_TEXTS: dict[str, Callable[[int, int], str]] = {
     "ts_range": lambda a, b: _ts_range_text(a & 0xFFFFFFFFFFFFFFFF, b),
     "nomem": lambda a, b: "out of memory",
 }
-
-
-# The times sgdp keeps: what an unsigned 64-bit count of nanoseconds since 1970 holds.
-TIME_RANGE_TEXT = "1970-01-01 .. 2554-07-21 (what 64 bits of nanoseconds since 1970 hold)"
 
 
 def _ts_range_text(seconds: int, offset: int) -> str:

@@ -13,7 +13,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from sgdp.capture import CaptureBatch
+from sgdp.capture import TIME_RANGE_TEXT, CaptureBatch, in_time_range
+from sgdp.errors import OutputError
 from sgdp._atomic import PARTIAL, cannot_write, discard, replace_into_place
 
 
@@ -50,6 +51,8 @@ class SplitWriter:
             raise cannot_write(self.label, exc) from None
 
     def _add(self, link: int, sec: int, nsec: int, wirelen: int, frame: bytes) -> None:
+        if not in_time_range(sec, nsec):  # the reader and the scenario loader keep to the range
+            raise OutputError(f"{self.label}: cannot write a frame at {sec} s + {nsec} ns: outside {TIME_RANGE_TEXT}")
         if self.link is None:
             self.link = link
         if self.ng_ifaces is None and (link != self.link or sec > 0xFFFFFFFF):

@@ -236,11 +236,25 @@ def _numbers(col: Any, dtype: type) -> np.ndarray:
 
 
 def _read_plain(path: str) -> VerdictColumns:
-    """Without pyarrow: the csv/json modules, names coded through dicts."""
+    """Without pyarrow: the csv/json modules, names coded through dicts; the rows are moved into
+    compact arrays every CHUNK_ROWS rows, so that Python lists never hold the whole file."""
     lookup: dict[str, dict[str, int]] = {k: {} for k in NAME_COLUMNS}
     ts: list[float] = []
     idx: list[int] = []
     raw: dict[str, list[int]] = {k: [] for k in NAME_COLUMNS}
+    done = {"rows": 0}
+    ts_chunks: list[np.ndarray] = []
+    code_chunks: dict[str, list[np.ndarray]] = {k: [] for k in NAME_COLUMNS}
+
+    def flush() -> None:
+        _check_index(path, np.array(idx, np.int64), done["rows"])
+        done["rows"] += len(idx)
+        ts_chunks.append(np.array(ts, np.float64))
+        for k in NAME_COLUMNS:
+            code_chunks[k].append(np.array(raw[k], _code_dtype(len(lookup[k]))))
+            raw[k].clear()
+        ts.clear()
+        idx.clear()
 
     def add(row: dict, where: str) -> None:
         try:
@@ -252,6 +266,8 @@ def _read_plain(path: str) -> VerdictColumns:
                 raw[k].append(table.setdefault(v, len(table)))
         except (KeyError, ValueError, TypeError) as exc:
             raise InputError(f"{path}: {where}: not a verdict row ({exc})") from None
+        if len(idx) >= CHUNK_ROWS:
+            flush()
 
     try:
         with open(path, encoding="utf-8", newline="") as fh:
@@ -270,13 +286,14 @@ def _read_plain(path: str) -> VerdictColumns:
         raise InputError(f"{path}: cannot read verdict file: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not a text verdict file (byte offset {exc.start} is not UTF-8)") from None
-    if not ts:
+    if idx:
+        flush()
+    if not done["rows"]:
         return _empty()
-    _check_index(path, np.array(idx, np.int64))
     codes, names = {}, {}
     for k in NAME_COLUMNS:
-        codes[k], names[k] = _recode(np.array(raw[k], np.int32), list(lookup[k]))
-    col = VerdictColumns(np.array(ts, np.float64), codes, names)
+        codes[k], names[k] = _recode(_join(code_chunks[k], _code_dtype(len(lookup[k]))), list(lookup[k]))
+    col = VerdictColumns(_join(ts_chunks, np.float64), codes, names)
     _check_names(path, col)
     return col
 

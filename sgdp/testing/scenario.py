@@ -28,7 +28,8 @@ from typing import Any, Sequence
 from sgdp.topology import format_ip, is_number, parse_ip, parse_mac
 from sgdp.errors import ConfigError, SgdpError, UsageError, path_names
 from sgdp.topology import ICMP, ICMPV6, PORT_PROTOS, PROTO_NAMES, TCP, Topology, load_topology, proto_label, read_structured_file, topology_from_data
-from sgdp.capture import MALFORMED, NON_IP, TCP_FLAG_LETTERS, Packet, PacketBatch, Verdict, parse_tcp_flags
+from sgdp.capture import (MALFORMED, NON_IP, TCP_FLAG_LETTERS, TIME_RANGE_TEXT, Packet, PacketBatch, Verdict, in_time_range,
+                          parse_tcp_flags, timestamp)
 from sgdp.engine import ReferenceEngine, Trace
 
 PACKET_KEYS = {
@@ -313,6 +314,8 @@ def packet_from_spec(raw: Any, p: str, file: str, default_time: float = 0.0) -> 
     ts = raw.get("time", default_time)
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
         raise err("time", f"{ts!r} is not a time in seconds (a finite number)")
+    if not in_time_range(*timestamp(ts)):
+        raise err("time", f"{ts!r} is outside {TIME_RANGE_TEXT}")
     pkt = Packet(ts=float(ts), l3=src[0], src=src[1], dst=dst[1], proto=proto)
     if proto in PORT_PROTOS:
         pkt.sport = _int(raw.get("sport", DEFAULT_SPORT), "sport", 0, 65535, err)

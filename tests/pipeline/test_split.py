@@ -180,3 +180,18 @@ def test_replay_split_of_a_capture_after_2106_writes_pcapng(tmp_path):
         assert fmt == "pcapng" and len(rows) == count > 0
         assert {(sec, nsec) for _, sec, nsec, _ in rows} <= original
         assert min(sec for _, sec, _, _ in rows) > PCAP_LAST
+
+
+def test_a_time_outside_the_range_is_refused_not_wrapped(tmp_path):
+    """Times before 1970 or after 2554-07-21 (u64 nanoseconds) cannot be written: a one-line error,
+    never a wrapped time (the reader and the scenario loader never give one)."""
+    import pytest
+
+    from sgdp.errors import OutputError
+
+    eth = bytes(12) + b"\x08\x00" + bytes(46)
+    for sec, nsec in ((-1, 0), (18_446_744_073, 709_551_616)):
+        out = SplitWriter(str(tmp_path / "s.pcap"))
+        with pytest.raises(OutputError, match=r"s\.pcap: cannot write a frame at .* outside 1970-01-01 \.\. 2554-07-21"):
+            out.add(1, sec, nsec, 64, eth)
+        out.discard()

@@ -341,3 +341,16 @@ def test_verdict_file_blocks_cut_only_between_records(tmp_path: Path, monkeypatc
         assert got.ts.tolist() == plain.ts.tolist() and got.names == plain.names
         for k in report_data.NAME_COLUMNS:
             assert got.codes[k].tolist() == plain.codes[k].tolist(), (block, k)
+
+
+def test_plain_reader_in_chunks_is_the_arrow_reader(long_replay: Path, monkeypatch):
+    """Without pyarrow the rows are moved into arrays every CHUNK_ROWS rows: the same columns."""
+    from sgdp.report import data as report_data
+
+    path = str(long_replay / "out" / "verdicts.csv")
+    whole = report_data._read_arrow(path)
+    monkeypatch.setattr(report_data, "CHUNK_ROWS", 1009)
+    plain = report_data._read_plain(path)
+    assert plain.ts.tolist() == whole.ts.tolist() and plain.names == whole.names
+    for k in report_data.NAME_COLUMNS:
+        assert plain.codes[k].tolist() == whole.codes[k].tolist(), k

@@ -372,3 +372,14 @@ def test_bundled_captures(engine_name, scenario, captures):
     assert all(s.verdicts and Path(s.verdicts).name == Path(s.capture).stem + ".expected.csv" for s in steps)
     result = run_scenario(loaded, engine_name)
     assert result.passed, "\n".join(f.describe() for f in result.failures)
+
+
+@pytest.mark.parametrize("time", [-1.0, 18_446_744_074.0, 1e30])
+def test_packet_step_time_outside_the_range_is_a_config_error(tmp_path, time):
+    """A packet step's time is kept within 1970-01-01 .. 2554-07-21 (what 64 bits of nanoseconds
+    hold), as capture times are: outside it, one error naming the step's `time`."""
+    from sgdp.errors import ConfigError
+
+    path = write_scenario(tmp_path, [{"packet": {"src": OFFICE, "dst": WEB, "dport": 22, "time": time}, "expect": "allow"}])
+    with pytest.raises(ConfigError, match=r"steps\[0\]\.packet\.time: .* is outside 1970-01-01 \.\. 2554-07-21"):
+        load_scenario(str(path))
