@@ -1040,9 +1040,11 @@ cdef class Dataplane:
                     elif status[i] == ST_NON_IP or (l3[i] != 4 and l3[i] != 6):
                         row.verdict = V_UNMODELLED; row.reason = R_UNMODELLED
                     else:
-                        memset(&f, 0, sizeof(FragSlot))
-                        f.src_hi = src_hi[i]; f.src_lo = src_lo[i]; f.dst_hi = dst_hi[i]; f.dst_lo = dst_lo[i]
-                        f.frag_id = frag_id[i]; f.l3 = l3[i]; f.proto = proto[i]
+                        if frag_offset[i] > 0 or more_fragments[i]:
+                            # a fragment: its key in the fragment memory (other packets need none)
+                            memset(&f, 0, sizeof(FragSlot))
+                            f.src_hi = src_hi[i]; f.src_lo = src_lo[i]; f.dst_hi = dst_hi[i]; f.dst_lo = dst_lo[i]
+                            f.frag_id = frag_id[i]; f.l3 = l3[i]; f.proto = proto[i]
                         j = -1
                         if frag_offset[i] > 0:
                             j = self.frag_find(&f)

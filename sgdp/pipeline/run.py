@@ -98,8 +98,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
     start = time.perf_counter()
     try:
         writer = VerdictWriter(out_dir, verdicts, executor.names[0],
-                               path=outputs.partial(f"verdicts.{verdicts}") if verdicts != "none" else None,
-                               background=executor.shards > 1)
+                               path=outputs.partial(f"verdicts.{verdicts}") if verdicts != "none" else None)
         if split:
             splits = tuple(SplitWriter(outputs.partial(n), outputs.final(n)) for n in ("allowed.pcap", "denied.pcap"))
         bar = _progress_bar(captures) if progress else None
