@@ -1,7 +1,8 @@
-"""The replay benchmark of issue 11, rerunnable end to end: start-up, packet phase, end to end,
+"""The replay benchmark, rerunnable end to end: start-up, packet phase, end to end,
 peak memory and the read floor measured in the same run, and the big-topology figures.
 
     python benchmarks/run_replay.py --runs 5 [--out DIR] [--limits 6000 --limits 100000] [--json FILE]
+                                    [--limits 0] [--baseline CHECKOUT]
 
 It writes the workloads with the command a user would type (``sgdp bench generate --out DIR``:
 the 274-instance generated topology, a 2M-packet capture of 100k flows in two locality shapes and
@@ -16,7 +17,11 @@ hits every figure alike:
 * on each limits topology: ``sgdp check`` (wall, peak memory) and the start-up of a replay.
 
 Prints a Markdown table: median and spread (min-max) of each figure, and the packet figures as a
-ratio to the read floor of the same run.
+ratio to the read floor of the same run. With ``--baseline CHECKOUT`` (another checkout, e.g. ``git
+worktree add ../before main`` with its compiled modules built in place), every round is measured for
+both, back to back, the order alternating, and the table has a column for each plus the ratios of
+this checkout to the baseline pair by pair. Every child runs in the workload directory with its
+checkout first on ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -60,15 +65,16 @@ def floor(exe: str, capture: str) -> float:
     return int(n) / float(seconds) / 1e6
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
+def timed(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None) -> tuple[float, float]:
     """Wall seconds and peak memory (MB, the child's VmHWM via /usr/bin/time when present)."""
     start = time.perf_counter()
     if os.path.exists("/usr/bin/time"):
-        proc = subprocess.run(["/usr/bin/time", "-f", "sgdp-peak-kb %M"] + cmd, capture_output=True, text=True)
+        proc = subprocess.run(["/usr/bin/time", "-f", "sgdp-peak-kb %M"] + cmd, capture_output=True, text=True,
+                              env=env, cwd=cwd)
         wall = time.perf_counter() - start
         peak = [line.split()[1] for line in proc.stderr.splitlines() if line.startswith("sgdp-peak-kb")]
         return wall, int(peak[0]) / 1024 if peak else float("nan")
-    subprocess.run(cmd, capture_output=True)
+    subprocess.run(cmd, capture_output=True, env=env, cwd=cwd)
     return time.perf_counter() - start, float("nan")
 
 
@@ -85,6 +91,93 @@ def fmt(s: dict, digits: int = 2, unit: str = "") -> str:
     return f"{s['median']:.{digits}f}{unit} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
 
 
+def side_env(root: str) -> dict[str, str]:
+    """The environment of the children of one side: its checkout first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def measure(m: dict[str, list], side: str, env: dict[str, str], work: str, topo: str, captures: dict[str, str],
+            formats: list[str], limits: list[int], exe: str) -> None:
+    """One round of every figure for one side (this checkout, or the baseline)."""
+    from sgdp.bench import run_replay_process
+
+    def add(key: str, value) -> None:
+        m.setdefault(f"{side}:{key}", []).append(value)
+
+    example_topo = os.path.join(ROOT, "examples", "figure1", "topology.yaml")
+    example_cap = os.path.join(ROOT, "pcaps", "figure1.pcap")
+    for loc, cap in captures.items():
+        fl = floor(exe, cap)
+        add(f"floor/{loc}", fl)
+        for fmt_ in (formats if loc == "generated" else ["none"]):
+            r = run_replay_process(topo, cap, os.path.join(work, f"out-{side}-{loc}-{fmt_}"), "fast", fmt_, env=env, cwd=work)
+            add(f"replay/{loc}/{fmt_}", r)
+            add(f"ratio/{loc}/{fmt_}", r["packet_phase_mpps"] / fl if r["packet_phase_mpps"] else float("nan"))
+    r = run_replay_process(example_topo, example_cap, os.path.join(work, f"out-{side}-example"), "fast", "none", env=env, cwd=work)
+    add("example", r)
+    add("help", timed(SGDP + ["--help"], env, work)[0])
+    for n in limits:
+        path = os.path.join(work, f"limits-{n}.yaml")
+        add(f"check/{n}", timed(SGDP + ["check", path], env, work))
+        add(f"limits-replay/{n}", run_replay_process(path, example_cap, os.path.join(work, f"out-{side}-limits-{n}"),
+                                                     "fast", "none", env=env, cwd=work))
+
+
+def rows_of(m: dict[str, list], side: str, captures: dict[str, str], formats: list[str], limits: list[int],
+            floor_kind: str) -> list[tuple[str, str]]:
+    def get(key: str) -> list:
+        return m[f"{side}:{key}"]
+
+    def rec(key: str, field: str) -> list[float]:
+        return [x[field] if x[field] is not None else float("nan") for x in get(key)]
+
+    def ph(key: str, name: str) -> list[float]:
+        return [x["phases"].get(name, float("nan")) for x in get(key)]
+
+    rows = [("`sgdp --help`, wall", fmt(stat(get("help")), 3, " s")),
+            ("start-up, examples/figure1 (process start to first packet)", fmt(stat(ph("example", "first_packet")), 3, " s"))]
+    k = "replay/generated/none"
+    rows.append(("start-up, 274 instances: parsed / validated / compiled / first packet",
+                 " / ".join(fmt(stat(ph(k, p)), 3, " s") for p in ("loaded", "validated", "compiled", "first_packet"))))
+    for loc in captures:
+        rows.append((f"read floor ({floor_kind}), {loc} locality", fmt(stat(get(f"floor/{loc}")), 2, " Mpps")))
+        k = f"replay/{loc}/none"
+        rows.append((f"packet phase, {loc} locality (ratio to floor)",
+                     f"{fmt(stat(rec(k, 'packet_phase_mpps')), 2, ' Mpps')}, ratio {fmt(stat(get(f'ratio/{loc}/none')), 2)}"))
+    for fmt_ in formats:
+        k = f"replay/generated/{fmt_}"
+        rows.append((f"end to end `--verdicts {fmt_}`, wall incl. start-up", f"{fmt(stat(rec(k, 'mpps_wall')), 2, ' Mpps')}, "
+                     f"{fmt(stat(rec(k, 'wall_s')), 2, ' s')}"))
+        rows.append((f"peak memory `--verdicts {fmt_}`", fmt(stat(rec(k, "peak_rss_mb")), 0, " MB")))
+    rows.append(("peak memory, uniform locality, `none`", fmt(stat(rec("replay/uniform/none", "peak_rss_mb")), 0, " MB")))
+    for n in limits:
+        rows.append((f"limits topology, {n:,} instances: `sgdp check` wall, peak",
+                     f"{fmt(stat([w for w, _ in get(f'check/{n}')]), 2, ' s')}, {fmt(stat([p for _, p in get(f'check/{n}')]), 0, ' MB')}"))
+        k = f"limits-replay/{n}"
+        rows.append((f"limits topology, {n:,} instances: replay start-up (first packet), peak",
+                     f"{fmt(stat(ph(k, 'first_packet')), 2, ' s')}, {fmt(stat(rec(k, 'peak_rss_mb')), 0, ' MB')}"))
+    return rows
+
+
+def ratios(m: dict[str, list], limits: list[int]) -> list[tuple[str, str]]:
+    """This checkout over the baseline, run by run (each pair measured back to back): median (min-max)."""
+    def pair(key: str, value) -> list[float]:
+        return [value(a) / value(b) for a, b in zip(m[f"new:{key}"], m[f"base:{key}"]) if value(b)]
+
+    first = lambda r: r["phases"].get("first_packet", float("nan"))  # noqa: E731
+    out = [("`sgdp --help`, wall", fmt(stat(pair("help", lambda x: x)), 2)),
+           ("start-up, examples/figure1", fmt(stat(pair("example", first)), 2)),
+           ("start-up, 274 instances (first packet)", fmt(stat(pair("replay/generated/none", first)), 2))]
+    for n in limits:
+        out.append((f"limits {n:,}: `sgdp check` wall / peak", f"{fmt(stat(pair(f'check/{n}', lambda x: x[0])), 2)} / "
+                     f"{fmt(stat(pair(f'check/{n}', lambda x: x[1])), 2)}"))
+        out.append((f"limits {n:,}: replay start-up / peak", f"{fmt(stat(pair(f'limits-replay/{n}', first)), 2)} / "
+                     f"{fmt(stat(pair(f'limits-replay/{n}', lambda r: r['peak_rss_mb'])), 2)}"))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="workload directory (default: a new one under the system temp dir)")
@@ -93,12 +186,14 @@ def main() -> int:
     ap.add_argument("--flows", type=int, default=100_000)
     ap.add_argument("--limits", type=int, action="append", default=None, help="limits topology sizes (default 6000 and 100000)")
     ap.add_argument("--formats", default="none,csv,parquet", help="verdict formats for the end-to-end runs")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="another checkout of sgdp (its compiled modules built in place) measured in the same run, "
+                         "each round of it right after this one's: before/after columns and their ratios")
     ap.add_argument("--json", help="also write every measurement as JSON here")
     args = ap.parse_args()
-    limits = args.limits or [6000, 100_000]
-    work = args.out or tempfile.mkdtemp(prefix="sgdp-bench-issue11-")
+    limits = [n for n in (args.limits or [6000, 100_000]) if n > 0]  # --limits 0: none
+    work = args.out or tempfile.mkdtemp(prefix="sgdp-bench-replay-")
     sys.path.insert(0, ROOT)
-    from sgdp.bench import run_replay_process
 
     topo = os.path.join(work, "topology.yaml")
     captures = {loc: os.path.join(work, f"capture-{loc}.pcap") for loc in ("generated", "uniform")}
@@ -110,65 +205,30 @@ def main() -> int:
             sh(SGDP + ["bench", "generate", "--out", work, "--packets", "0", "--limits", str(n)])
     exe, floor_kind = build_floor(work)
     formats = [f for f in args.formats.split(",") if f]
-    example_topo = os.path.join(ROOT, "examples", "figure1", "topology.yaml")
-    example_cap = os.path.join(ROOT, "pcaps", "figure1.pcap")
+    sides = [("new", side_env(ROOT))]
+    if args.baseline:
+        sides.append(("base", side_env(os.path.abspath(args.baseline))))
     m: dict[str, list] = {}
-
-    def add(key: str, value) -> None:
-        m.setdefault(key, []).append(value)
-
     for run in range(args.runs):
         print(f"run {run + 1}/{args.runs}", file=sys.stderr)
-        for loc, cap in captures.items():
-            fl = floor(exe, cap)
-            add(f"floor/{loc}", fl)
-            for fmt_ in (formats if loc == "generated" else ["none"]):
-                r = run_replay_process(topo, cap, os.path.join(work, f"out-{loc}-{fmt_}"), "fast", fmt_)
-                add(f"replay/{loc}/{fmt_}", r)
-                add(f"ratio/{loc}/{fmt_}", r["packet_phase_mpps"] / fl if r["packet_phase_mpps"] else float("nan"))
-        r = run_replay_process(example_topo, example_cap, os.path.join(work, "out-example"), "fast", "none")
-        add("example", r)
-        add("help", timed(SGDP + ["--help"])[0])
-        for n in limits:
-            path = os.path.join(work, f"limits-{n}.yaml")
-            add(f"check/{n}", timed(SGDP + ["check", path]))
-            add(f"limits-replay/{n}", run_replay_process(path, example_cap, os.path.join(work, f"out-limits-{n}"), "fast", "none"))
+        for side, env in (sides if run % 2 == 0 else sides[::-1]):  # who goes first alternates
+            measure(m, side, env, work, topo, captures, formats, limits, exe)
 
-    rows = []
-
-    def rec(key: str, field: str) -> list[float]:
-        return [x[field] if x[field] is not None else float("nan") for x in m[key]]
-
-    def ph(key: str, name: str) -> list[float]:
-        return [x["phases"].get(name, float("nan")) for x in m[key]]
-
-    rows.append(("`sgdp --help`, wall", fmt(stat(m["help"]), 3, " s")))
-    e = "example"
-    rows.append(("start-up, examples/figure1 (process start to first packet)", fmt(stat(ph(e, "first_packet")), 3, " s")))
-    k = "replay/generated/none"
-    rows.append(("start-up, 274 instances: parsed / validated / compiled / first packet",
-                 " / ".join(fmt(stat(ph(k, p)), 3, " s") for p in ("loaded", "validated", "compiled", "first_packet"))))
-    for loc in captures:
-        rows.append((f"read floor ({floor_kind}), {loc} locality", fmt(stat(m[f"floor/{loc}"]), 2, " Mpps")))
-        k = f"replay/{loc}/none"
-        rows.append((f"packet phase, {loc} locality (ratio to floor)",
-                     f"{fmt(stat(rec(k, 'packet_phase_mpps')), 2, ' Mpps')}, ratio {fmt(stat(m[f'ratio/{loc}/none']), 2)}"))
-    for fmt_ in formats:
-        k = f"replay/generated/{fmt_}"
-        rows.append((f"end to end `--verdicts {fmt_}`, wall incl. start-up", f"{fmt(stat(rec(k, 'mpps_wall')), 2, ' Mpps')}, "
-                     f"{fmt(stat(rec(k, 'wall_s')), 2, ' s')}"))
-        rows.append((f"peak memory `--verdicts {fmt_}`", fmt(stat(rec(k, "peak_rss_mb")), 0, " MB")))
-    rows.append(("peak memory, uniform locality, `none`", fmt(stat(rec("replay/uniform/none", "peak_rss_mb")), 0, " MB")))
-    for n in limits:
-        rows.append((f"limits topology, {n:,} instances: `sgdp check` wall, peak",
-                     f"{fmt(stat([w for w, _ in m[f'check/{n}']]), 2, ' s')}, {fmt(stat([p for _, p in m[f'check/{n}']]), 0, ' MB')}"))
-        k = f"limits-replay/{n}"
-        rows.append((f"limits topology, {n:,} instances: replay start-up (first packet), peak",
-                     f"{fmt(stat(ph(k, 'first_packet')), 2, ' s')}, {fmt(stat(rec(k, 'peak_rss_mb')), 0, ' MB')}"))
     print(f"\n{args.runs} runs, median (min–max); {args.packets:,} packets, {args.flows:,} flows\n")
-    print("| figure | value |\n|---|---|")
-    for a, b in rows:
-        print(f"| {a} | {b} |")
+    rows = rows_of(m, "new", captures, formats, limits, floor_kind)
+    if args.baseline:
+        before = dict(rows_of(m, "base", captures, formats, limits, floor_kind))
+        print("| figure | this checkout | baseline |\n|---|---|---|")
+        for a, b in rows:
+            print(f"| {a} | {b} | {before[a]} |")
+        print("\nThis checkout / baseline, run by run (median (min–max) of the ratios):\n")
+        print("| figure | ratio |\n|---|---|")
+        for a, b in ratios(m, limits):
+            print(f"| {a} | {b} |")
+    else:
+        print("| figure | value |\n|---|---|")
+        for a, b in rows:
+            print(f"| {a} | {b} |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(m, fh, indent=1)

@@ -17,6 +17,7 @@ import numpy as np
 from sgdp.capture import Packet, PacketBatch, decode_rows
 from sgdp.engine import ReferenceEngine, Trace, make_engine, resolve_engine
 from sgdp.errors import SgdpError, UsageError
+from sgdp.startup import gc_paused
 from sgdp.pipeline import VERDICT_COLUMNS, DiffResult, Summary, VerdictWriter
 from sgdp.pipeline import diff as _diff
 from sgdp.pipeline import replay as _replay
@@ -33,9 +34,10 @@ def load_topology(source: str | os.PathLike[str] | Mapping[str, Any] | Topology)
     """A validated topology from a YAML/JSON file, or from a dict shaped like the file."""
     if isinstance(source, Topology):
         return source
-    if isinstance(source, Mapping):
-        return topology_from_data(dict(source), "<topology>")
-    return _load_topology(source)
+    with gc_paused():  # many long-lived objects, no garbage worth a collection
+        if isinstance(source, Mapping):
+            return topology_from_data(dict(source), "<topology>")
+        return _load_topology(source)
 
 
 class Findings(list):
@@ -50,7 +52,9 @@ class Findings(list):
 
 def check(topology: str | os.PathLike[str] | Mapping[str, Any] | Topology) -> Findings:
     """The findings of ``sgdp check``: rules that do not take effect, shadowed rules, limits, risks."""
-    return Findings(_check(load_topology(topology)))
+    topo = load_topology(topology)
+    with gc_paused():
+        return Findings(_check(topo))
 
 
 def make_packet(spec: Mapping[str, Any], time: float = 0.0) -> Packet:

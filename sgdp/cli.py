@@ -8,12 +8,10 @@ one line ``sgdp: error: …`` on stderr.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import signal
 import sys
-import xml.etree.ElementTree as ET
 from typing import Any, Sequence
 
 import sgdp
@@ -299,6 +297,8 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def write_junit(path: str, cases: list[tuple[str, str, str, str]], engine: str) -> None:
+    import xml.etree.ElementTree as ET  # only here: every command starts faster without it
+
     suite = ET.Element("testsuite", name="sgdp", tests=str(len(cases)),
                        failures=str(sum(c[2] == "fail" for c in cases)), errors=str(sum(c[2] == "error" for c in cases)))
     for file, name, status, text in cases:
@@ -479,6 +479,8 @@ class _Table:
 
 def cmd_decode(args: argparse.Namespace) -> int:
     out = sys.stdout
+    import csv
+
     writer = csv.writer(out, lineterminator="\n") if args.csv else None
     table = None if args.csv else _Table(out)
     if writer is not None:

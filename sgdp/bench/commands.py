@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from sgdp._atomic import partial_file
 from sgdp.errors import InputError, UsageError
 
 FAST_REPEATS = 5
@@ -183,7 +184,8 @@ PHASE_NAMES = ("loaded", "validated", "compiled", "first_packet", "packets_done"
 
 
 def run_replay_process(topology: str, capture: str, out_dir: str, engine: str = "fast",
-                       verdicts: str = "csv") -> dict[str, Any]:
+                       verdicts: str = "csv", env: dict[str, str] | None = None,
+                       cwd: str | None = None) -> dict[str, Any]:
     """``sgdp replay`` in its own process, timed from just before the process starts to its exit.
 
     Returns ``wall_s`` (start to exit), ``phases`` (seconds from process start to the end of each
@@ -191,7 +193,8 @@ def run_replay_process(topology: str, capture: str, out_dir: str, engine: str = 
     ``first_packet`` = first batch read and entering the engine — the start-up —, ``packets_done``,
     ``exit``), ``packets``, ``packet_phase_mpps`` (packets over the time from the first packet to
     the last one written), ``mpps_wall`` (packets over the whole wall time) and ``peak_rss_mb`` (the
-    child's own high-water mark, VmHWM)."""
+    child's own high-water mark, VmHWM). ``env`` and ``cwd``: the child's environment and working
+    directory (a benchmark runs another checkout by its ``PYTHONPATH``)."""
     import ast
     import json
     import subprocess
@@ -200,7 +203,7 @@ def run_replay_process(topology: str, capture: str, out_dir: str, engine: str = 
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", _CHILD, "replay", topology, capture, "-o", out_dir,
                            "--engine", engine, "--verdicts", verdicts, "--no-progress", "--json"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise UsageError(f"bench: sgdp replay exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
@@ -375,7 +378,7 @@ def _write_yaml(path: str, data: dict) -> None:
     def flow(value: Any) -> str:
         return yaml.dump(value, Dumper=dumper, default_flow_style=True, width=1 << 30, sort_keys=False).strip()
 
-    with open(path, "w", encoding="utf-8") as fh:
+    with partial_file(path, "w", encoding="utf-8") as fh:
         for key, value in data.items():
             if not isinstance(value, list):
                 fh.write(f"{key}: {flow(value)}\n")

@@ -97,6 +97,7 @@ cdef enum:
     E_TSRESOL = 17         # a: if_tsresol value
     E_NOMEM = 18
     E_BLOCK_SHORT = 19     # a: block type, b: block total length
+    E_TS_RANGE = 20        # a: the packet's seconds before if_tsoffset (uint64 bits), b: if_tsoffset
 
 cdef enum:
     MAXCAP = 262144          # largest captured length of one packet (libpcap/wiretap limit)
@@ -131,6 +132,7 @@ ERRORS = {
     "block_too_big": E_BLOCK_TOO_BIG, "block_trailer": E_BLOCK_TRAILER, "option": E_OPTION,
     "iface": E_IFACE, "pkt_data": E_PKT_DATA, "too_many_ifaces": E_TOO_MANY_IFACES,
     "trailing": E_TRAILING, "tsresol": E_TSRESOL, "nomem": E_NOMEM, "block_short": E_BLOCK_SHORT,
+    "ts_range": E_TS_RANGE,
 }
 LIMITS = {"max_caplen": MAXCAP, "max_block": MAXBLOCK, "max_interfaces": MAX_IFACES}
 
@@ -812,8 +814,17 @@ cdef inline void iface_scale(Iface* f) noexcept nogil:
             f.nsmul *= 10
 
 
-cdef inline void iface_time(Iface* f, uint64_t units, int64_t* sec, uint32_t* nsec) noexcept nogil:
-    cdef uint64_t s, rem
+# The last second of the time range sgdp keeps: 2**64 - 1 nanoseconds after 1970-01-01 (2554-07-21
+# 23:34:33.709551615 UTC), the most an unsigned 64-bit count of nanoseconds holds.
+cdef uint64_t MAX_SEC = 18446744073ULL
+cdef uint32_t MAX_NSEC_AT_MAX_SEC = 709551615U
+
+
+cdef inline int iface_time(Iface* f, uint64_t units, int64_t* sec, uint32_t* nsec, uint64_t* raw) noexcept nogil:
+    """The time of ``units`` on interface ``f``, in *sec / *nsec; 0, or -1 when it (with
+    if_tsoffset) falls before 1970 or after MAX_SEC (*raw: the seconds before the offset). Every
+    sum below is checked against the range before it is made, so none wraps."""
+    cdef uint64_t s, rem, back
     if f.binary:
         if f.exp == 0:
             s = units
@@ -831,7 +842,20 @@ cdef inline void iface_time(Iface* f, uint64_t units, int64_t* sec, uint32_t* ns
             nsec[0] = <uint32_t>(rem // f.nsdiv)
         else:
             nsec[0] = <uint32_t>(rem * f.nsmul)
-    sec[0] = <int64_t>s + f.tsoffset
+    raw[0] = s
+    if f.tsoffset >= 0:
+        if s > MAX_SEC or <uint64_t>f.tsoffset > MAX_SEC - s:
+            return -1
+        s += <uint64_t>f.tsoffset
+    else:
+        back = <uint64_t>(-(f.tsoffset + 1)) + 1     # |tsoffset|, also for INT64_MIN
+        if s < back or s - back > MAX_SEC:
+            return -1
+        s -= back
+    if s == MAX_SEC and nsec[0] > MAX_NSEC_AT_MAX_SEC:
+        return -1
+    sec[0] = <int64_t>s                              # s <= MAX_SEC < 2**63
+    return 0
 
 
 # ------------------------------------------------------------------------------- Python classes
@@ -1105,6 +1129,7 @@ cdef class Parser:
         cdef uint64_t units
         cdef int64_t sec
         cdef uint32_t nsec
+        cdef uint64_t raw = 0
         cdef bint big
         cdef const uint8_t* blk
         cdef Iface* f
@@ -1206,7 +1231,10 @@ cdef class Parser:
                             return self._fail(E_CUT_IMPLAUSIBLE, base + p + 20, incl, limit)
                         orig = rd32(blk + 24, big)
                         units = (<uint64_t>rd32(blk + 12, big) << 32) | rd32(blk + 16, big)
-                        iface_time(f, units, &sec, &nsec)
+                        if iface_time(f, units, &sec, &nsec, &raw) != 0:
+                            pos[0] = p
+                            n[0] = cnt
+                            return self._fail(E_TS_RANGE, base + p + 12, <int64_t>raw, f.tsoffset)
                         self.last_sec = sec
                         self.last_nsec = nsec
                         present = <uint32_t>(avail - 28)
@@ -1292,7 +1320,10 @@ cdef class Parser:
                 f = &self.ifaces[iface]              # iface < n_interfaces <= cap_ifaces
                 orig = rd32(blk + 24, big)
                 units = (<uint64_t>rd32(blk + 12, big) << 32) | rd32(blk + 16, big)
-                iface_time(f, units, &sec, &nsec)
+                if iface_time(f, units, &sec, &nsec, &raw) != 0:
+                    pos[0] = p
+                    n[0] = cnt
+                    return self._fail(E_TS_RANGE, base + p + 12, <int64_t>raw, f.tsoffset)
                 self.last_sec = sec
                 self.last_nsec = nsec
                 record(c, cnt, blk + 28, base + p + 28, incl, orig, sec, nsec, f.link, 0)

@@ -35,6 +35,7 @@ from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any, Iterable, Sequence
 
+from sgdp._atomic import partial_file
 from sgdp.errors import InputError, UsageError
 from sgdp.capture.packet import MALFORMED, NO_MAC, NON_IP, OK, Packet, PacketBatch, parse_tcp_flags
 
@@ -297,7 +298,7 @@ def write_pcap(path: str, frames_with_times: Iterable[tuple], linktype: int | No
             linktype = 1
     units = 1_000_000_000 if nanosecond else 1_000_000
     magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
-    with open(path, "wb") as fh:
+    with partial_file(path, "wb") as fh:  # PATH.partial, renamed once every frame is written
         fh.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
         for k, item in enumerate(items):
             if len(item) not in (2, 3):
@@ -312,7 +313,10 @@ def write_pcap(path: str, frames_with_times: Iterable[tuple], linktype: int | No
             if wirelen < len(frame):
                 raise InputError(f"write_pcap: frame {k}: wirelen {wirelen} is shorter than its {len(frame)} bytes")
             sec, frac = _split_time(t, units)
-            fh.write(struct.pack("<IIII", sec & 0xFFFFFFFF, frac, len(frame), wirelen) + frame)
+            if not 0 <= sec <= 0xFFFFFFFF:  # a pcap record's seconds are 32 bits: never wrap them
+                raise InputError(f"write_pcap: frame {k}: time {t} is outside what a pcap holds "
+                                 "(1970-01-01 .. 2106-02-07 06:28:15 UTC)")
+            fh.write(struct.pack("<IIII", sec, frac, len(frame), wirelen) + frame)
     return len(items)
 
 

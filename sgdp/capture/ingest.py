@@ -134,8 +134,19 @@ _ERROR_TEXTS: dict[str, Callable[[int, int], str]] = {
     "trailing": lambda a, b: f"file ends with {a} stray byte(s) after the last block",
     "tsresol": lambda a, b: f"unsupported pcapng if_tsresol value 0x{a:02x}",
     "block_short": lambda a, b: f"pcapng block of type 0x{a:08x} is too short ({b} bytes)",
+    "ts_range": lambda a, b: _ts_range_text(a & 0xFFFFFFFFFFFFFFFF, b),
     "nomem": lambda a, b: "out of memory",
 }
+
+
+# The times sgdp keeps: what an unsigned 64-bit count of nanoseconds since 1970 holds.
+TIME_RANGE_TEXT = "1970-01-01 .. 2554-07-21 (what 64 bits of nanoseconds since 1970 hold)"
+
+
+def _ts_range_text(seconds: int, offset: int) -> str:
+    value = seconds + offset
+    how = f"{seconds} s + if_tsoffset {offset} s = {value} s" if offset else f"{value} s"
+    return f"packet timestamp {how} since 1970 is outside {TIME_RANGE_TEXT}"
 
 
 def _error_text(code: int, a: int, b: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from sgdp._atomic import partial_file
 from sgdp.capture.packet import ACK, FIN, PACKET_COLUMNS, SYN, PacketBatch
 
 N_INSTANCES = 200
@@ -190,7 +191,7 @@ def write_pcap(path: str, batch: PacketBatch) -> None:
     c = batch.columns
     n = len(batch)
     chunk = 1 << 20
-    with open(path, "wb") as fh:
+    with partial_file(path, "wb") as fh:  # PATH.partial, renamed once whole
         fh.write(np.array([0xA1B2C3D4], "<u4").tobytes() + np.array([2, 4], "<u2").tobytes()
                  + np.array([0, 0, 262144, 1], "<u4").tobytes())
         for s in range(0, n, chunk):

@@ -142,3 +142,18 @@ cdef struct AddrSlot:
     int32_t start
     int32_t count
     uint8_t l3
+
+# One slot of a plan's endpoint-pair cache (used 0: empty): the sender and receiver that
+# reference._choose gives for the addresses (l3, sh:sl) -> (dh:dl) and the sender's MAC (-1: none).
+# They depend on these and the plan alone, so a slot is simply overwritten by the next pair that
+# hashes to it. 64 bytes.
+cdef struct PairSlot:
+    uint64_t sh
+    uint64_t sl
+    uint64_t dh
+    uint64_t dl
+    int64_t mac
+    Endpoint s
+    Endpoint r
+    uint8_t l3
+    uint8_t used

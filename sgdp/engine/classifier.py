@@ -38,14 +38,15 @@ class FastClassifier:
 
     engine = "fast"
 
-    def __init__(self, table: RuleTable, space: TupleSpace | None = None):
+    def __init__(self, table: RuleTable, space: TupleSpace | None = None, lengths: tuple[np.ndarray, ...] | None = None):
+        """``lengths``: the table's prefix lengths when known already (see ``build_tuple_space``)."""
         from sgdp._fastmatch import TupleClassifier
 
         if not isinstance(table, RuleTable):
             raise TypeError(f"FastClassifier takes a RuleTable, not {type(table).__name__}")
         start = time.perf_counter()
         self.table = table
-        self.space = space if space is not None else build_tuple_space(table)
+        self.space = space if space is not None else build_tuple_space(table, lengths=lengths)
         self._compiled = TupleClassifier(table, self.space)
         self.build_s = time.perf_counter() - start
 

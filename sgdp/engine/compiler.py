@@ -202,6 +202,16 @@ class RuleTable:
             cols["proto_mask"].append(mask)
         return cls(**{name: np.array(cols[name], dtype=dtype) for name, dtype in RULE_COLUMNS.items()})
 
+    def take(self, rows: np.ndarray) -> "RuleTable":
+        """The table of these rows of this one, in the order given (a row may repeat): one
+        fancy-indexing pass per column, no re-validation (every row of a valid table is valid)."""
+        out = object.__new__(RuleTable)
+        for name in RULE_COLUMNS:
+            col = getattr(self, name)[rows]
+            col.flags.writeable = False
+            object.__setattr__(out, name, col)
+        return out
+
     def rule(self, i: int) -> Rule:
         """Row ``i`` as a :class:`Rule`."""
 
@@ -376,6 +386,16 @@ def _mask128(length: int) -> tuple[int, int]:
     return m >> 64, m & MASK64
 
 
+_MASKS128 = np.array([_mask128(k) for k in range(129)], np.uint64)  # length -> (hi, lo)
+_PORT_MASKS = np.array([(0xFFFF << (16 - k)) & 0xFFFF for k in range(17)], np.uint16)  # length -> mask
+
+
+def _masks128(lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (hi, lo) 128-bit masks of prefix lengths 0..128, as two uint64 columns."""
+    m = _MASKS128[np.asarray(lengths, np.int64)]
+    return np.ascontiguousarray(m[:, 0]), np.ascontiguousarray(m[:, 1])
+
+
 #: Defaults of build_tuple_space, chosen by measurement on the ClassBench sets (benchmarks/README.md).
 ADDRESS_STEP = 16
 BUCKET_LIMIT = 16
@@ -392,8 +412,20 @@ def default_filter_bits(n_rules: int) -> int:
     return max(0, min(FILTER_BITS_MAX, 2 * int(n_rules).bit_length() - 12))
 
 
+def prefix_lengths(table: RuleTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each rule's own lengths (int64 columns): the common-prefix lengths of its source and
+    destination ranges on the 128-bit address and of its source and destination port ranges. A
+    table taken from another (:meth:`RuleTable.take`) has the lengths of the same rows."""
+    t = table
+    return (_common_prefix(t.src_min_hi, t.src_min_lo, t.src_max_hi, t.src_max_lo).astype(np.int64),
+            _common_prefix(t.dst_min_hi, t.dst_min_lo, t.dst_max_hi, t.dst_max_lo).astype(np.int64),
+            (16 - _bit_length((t.sport_min ^ t.sport_max).astype(np.uint64))).astype(np.int64),
+            (16 - _bit_length((t.dport_min ^ t.dport_max).astype(np.uint64))).astype(np.int64))
+
+
 def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket_limit: int = BUCKET_LIMIT,
-                      compiled: bool = True, filter_bits: int | None = None) -> TupleSpace:
+                      compiled: bool = True, filter_bits: int | None = None,
+                      lengths: tuple[np.ndarray, ...] | None = None) -> TupleSpace:
     """Partition the rules into tuples (TupleMerge-style, greedy in priority order).
 
     Each rule, best first, joins the first existing tuple whose lengths are all at most the rule's
@@ -409,6 +441,8 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
     as the classifier that uses this needs its own extension anyway). ``compiled=False`` runs the
     Python loop instead: the reference that tests compare the compiled loop with.
     ``filter_bits`` overrides :func:`default_filter_bits` for the tuple filter (addresses and ports).
+    ``lengths``: the table's :func:`prefix_lengths` when the caller has them already (a table taken
+    from a store whose lengths were computed once).
     """
     if not isinstance(table, RuleTable):
         raise TypeError("build_tuple_space(table: RuleTable)")
@@ -418,10 +452,11 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
     if not 0 <= bits <= FILTER_BITS_MAX:
         raise ValueError(f"filter bits must be within 0..{FILTER_BITS_MAX}, not {bits}")
     t = table
-    ls_a = _common_prefix(t.src_min_hi, t.src_min_lo, t.src_max_hi, t.src_max_lo).astype(np.int64)
-    ld_a = _common_prefix(t.dst_min_hi, t.dst_min_lo, t.dst_max_hi, t.dst_max_lo).astype(np.int64)
-    lsp_a = (16 - _bit_length((t.sport_min ^ t.sport_max).astype(np.uint64))).astype(np.int64)
-    ldp_a = (16 - _bit_length((t.dport_min ^ t.dport_max).astype(np.uint64))).astype(np.int64)
+    if lengths is None:
+        lengths = prefix_lengths(t)
+    elif len(lengths) != 4 or any(len(x) != len(t) or x.dtype != np.int64 for x in lengths):
+        raise ValueError("build_tuple_space: lengths must be the table's prefix_lengths (four int64 columns)")
+    ls_a, ld_a, lsp_a, ldp_a = lengths
     if compiled:
         from sgdp.engine._tuplespace import place
 
@@ -486,13 +521,12 @@ def _place_python(t: RuleTable, ls_a, ld_a, lsp_a, ldp_a, address_step: int, buc
 
 def _finish_tuple_space(t: RuleTable, rule_tuple: np.ndarray, lengths: np.ndarray, filter_bits: int) -> TupleSpace:
     n = len(t)
-    masks = [_mask128(int(x)) for x in lengths[:, 0]], [_mask128(int(x)) for x in lengths[:, 1]]
-    sport_mask = np.array([(0xFFFF << (16 - x)) & 0xFFFF for x in lengths[:, 2].tolist()], np.uint16)
-    dport_mask = np.array([(0xFFFF << (16 - x)) & 0xFFFF for x in lengths[:, 3].tolist()], np.uint16)
+    src_hi, src_lo = _masks128(lengths[:, 0])
+    dst_hi, dst_lo = _masks128(lengths[:, 1])
     space_masks = {
-        "src_mask_hi": np.array([m[0] for m in masks[0]], np.uint64), "src_mask_lo": np.array([m[1] for m in masks[0]], np.uint64),
-        "dst_mask_hi": np.array([m[0] for m in masks[1]], np.uint64), "dst_mask_lo": np.array([m[1] for m in masks[1]], np.uint64),
-        "sport_mask": sport_mask, "dport_mask": dport_mask, "proto_mask": lengths[:, 4].astype(np.uint8),
+        "src_mask_hi": src_hi, "src_mask_lo": src_lo, "dst_mask_hi": dst_hi, "dst_mask_lo": dst_lo,
+        "sport_mask": _PORT_MASKS[lengths[:, 2]], "dport_mask": _PORT_MASKS[lengths[:, 3]],
+        "proto_mask": lengths[:, 4].astype(np.uint8),
     }
     # Bucket order: by tuple, then masked key, then index (lexsort: last key is the primary one).
     rt = rule_tuple

@@ -26,7 +26,7 @@ import numpy as np
 from sgdp.engine import _dataplane
 from sgdp.topology import Net
 from sgdp.engine.classifier import FastClassifier
-from sgdp.engine.compiler import RULE_COLUMNS, Rule as Box, RuleTable
+from sgdp.engine.compiler import Rule as Box, RuleTable, prefix_lengths
 from sgdp.errors import SgdpError
 from sgdp.topology import ICMP, ICMPV6, Rule, Topology
 from sgdp.capture import Names, PacketBatch, VerdictBatch
@@ -38,8 +38,6 @@ TOP = {4: (1 << 32) - 1, 6: (1 << 128) - 1}
 MASK64 = (1 << 64) - 1
 FULL = (0, 65535)
 NO_L4 = 256  # the "port" of a header without ports or ICMP type (non-first fragments)
-
-_RULE_COLUMN_NAMES = tuple(RULE_COLUMNS)
 
 K_EXTERNAL, K_SERVICE, K_VPC, K_PRIVATE, K_NIC, K_LB = range(6)
 H_NONE, H_FIXED, H_EIP, H_VIP, H_FORWARDED = range(5)
@@ -64,11 +62,11 @@ class _Table:
 
     __slots__ = ("table", "row_rule", "row_allow", "classifier")
 
-    def __init__(self, boxes: list[Box] | RuleTable, row_rule, row_allow):
+    def __init__(self, boxes: list[Box] | RuleTable, row_rule, row_allow, lengths: tuple[np.ndarray, ...] | None = None):
         self.table = boxes if isinstance(boxes, RuleTable) else RuleTable.from_rules(boxes)
         self.row_rule = np.asarray(row_rule, np.int32)  # row -> global rule index (names.rules)
         self.row_allow = np.asarray(row_allow, np.uint8)
-        self.classifier = FastClassifier(self.table)
+        self.classifier = FastClassifier(self.table, lengths=lengths)
 
 
 class _RuleRows:
@@ -88,19 +86,23 @@ class _RuleRows:
         status = policy.group_status
         rules = [r for sg in engine.topo.security_groups.values() for r in sg.rules
                  if status[r.id] is None]  # the rules that take effect on some flavor kind
-        peer_lo: list[int] = []
-        peer_hi: list[int] = []
+        distinct: dict[int, int] = {}  # id of a peer list -> its first place among the distinct lists' peers
+        lists: list[list[tuple[int, int]]] = []  # the distinct peer lists (kept alive: their ids stay theirs)
+        n_distinct = 0
         l4s: list[tuple[int, int, int, int]] = []
-        # per rule: peers, port ranges, l3, protocol value, mask, genuine-only, rule index, allow
-        per = np.zeros((len(rules), 8), np.int64)
+        # per rule: peers, port ranges, l3, protocol value, mask, genuine-only, rule index, allow, first peer
+        per = np.zeros((len(rules), 9), np.int64)
         for j, rule in enumerate(rules):
             proto, l4 = _rule_l4(rule)
-            peers, members_only = policy.remote_ranges(rule)
-            peer_lo.extend(a for a, _ in peers)
-            peer_hi.extend(b for _, b in peers)
+            peers, members_only = policy.remote_ranges(rule)  # shared by the rules of one remote
+            at = distinct.get(id(peers))
+            if at is None:
+                at = distinct[id(peers)] = n_distinct
+                lists.append(peers)
+                n_distinct += len(peers)
             l4s.extend((sp[0], sp[1], dp[0], dp[1]) for sp, dp in l4)
             per[j] = (len(peers), len(l4), rule.ethertype, proto[0], proto[1], members_only,
-                      engine.rule_index[rule.id], rule.action == "allow")
+                      engine.rule_index[rule.id], rule.action == "allow", at)
         n_peer, n_l4 = per[:, 0], per[:, 1]
         count = n_peer * n_l4
         start = np.cumsum(count) - count
@@ -109,13 +111,12 @@ class _RuleRows:
         owner = np.repeat(np.arange(len(rules)), count)  # row -> its rule
         within = _within(count)  # row -> its place among its rule's rows (peer-major)
         k = n_l4[owner]
-        peer = (np.cumsum(n_peer) - n_peer)[owner] + within // k
+        peer = per[owner, 8] + within // k
         l4_row = (np.cumsum(n_l4) - n_l4)[owner] + within % k
-        lo_hi, lo_lo = _split(peer_lo)
-        hi_hi, hi_lo = _split(peer_hi)
+        lo_hi, lo_lo, hi_hi, hi_lo = _split_ranges(lists)
         ports = np.array(l4s, np.uint16).reshape(-1, 4)
         rows = len(owner)
-        self.columns = {
+        columns = {
             "l3": per[owner, 2].astype(np.uint8),
             "src_min_hi": lo_hi[peer], "src_min_lo": lo_lo[peer], "src_max_hi": hi_hi[peer], "src_max_lo": hi_lo[peer],
             "dst_min_hi": np.zeros(rows, np.uint64), "dst_min_lo": per[owner, 5].astype(np.uint64),
@@ -123,8 +124,11 @@ class _RuleRows:
             "sport_min": ports[l4_row, 0], "sport_max": ports[l4_row, 1],
             "dport_min": ports[l4_row, 2], "dport_max": ports[l4_row, 3],
             "proto_value": per[owner, 3].astype(np.uint8), "proto_mask": per[owner, 4].astype(np.uint8),
-            "row_rule": per[owner, 6].astype(np.int32), "row_allow": per[owner, 7].astype(np.uint8),
         }
+        self.store = RuleTable(**columns)  # validated once; each NIC table takes its rows from it
+        self.lengths = prefix_lengths(self.store)  # each row's prefix lengths, for every table's tuples
+        self.row_rule = per[owner, 6].astype(np.int32)
+        self.row_allow = per[owner, 7].astype(np.uint8)
 
     def segment(self, group: str, kind: str, direction: str, version: int) -> np.ndarray:
         """Store rows of one group's effective rules (per flavor kind, direction and version), in order."""
@@ -143,9 +147,8 @@ class _RuleRows:
     def table(self, nic, kind: str, direction: str) -> _Table:
         rows = np.concatenate([self.segment(g, kind, direction, version)
                                for version in (4, 6) for g in nic.security_groups] + [np.zeros(0, np.int64)])
-        c = self.columns
-        table = RuleTable(**{name: c[name][rows] for name in _RULE_COLUMN_NAMES})
-        return _Table(table, c["row_rule"][rows], c["row_allow"][rows])
+        return _Table(self.store.take(rows), self.row_rule[rows], self.row_allow[rows],
+                      lengths=tuple(x[rows] for x in self.lengths))
 
 
 def _within(count: np.ndarray) -> np.ndarray:
@@ -154,8 +157,19 @@ def _within(count: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
 
 
-def _split(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    return (np.array([v >> 64 for v in values], np.uint64), np.array([v & MASK64 for v in values], np.uint64))
+def _split_ranges(lists: list[list[tuple[int, int]]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ranges of the lists laid end to end as four uint64 columns: low end high and low halves,
+    high end high and low halves. A list of 64-bit values (IPv4) converts in one NumPy call."""
+    parts = []
+    for ranges in lists:
+        try:
+            both = np.array(ranges, np.uint64).reshape(-1, 2)
+            zero = np.zeros(len(both), np.uint64)
+            parts.append(np.stack([zero, both[:, 0], zero, both[:, 1]], axis=1))
+        except OverflowError:  # IPv6: 128-bit values, split in Python
+            parts.append(np.array([(a >> 64, a & MASK64, b >> 64, b & MASK64) for a, b in ranges], np.uint64).reshape(-1, 4))
+    cols = np.concatenate(parts + [np.zeros((0, 4), np.uint64)])
+    return tuple(np.ascontiguousarray(cols[:, i]) for i in range(4))  # type: ignore[return-value]
 
 
 def _rule_l4(rule: Rule) -> tuple[tuple[int, int], list[tuple[tuple[int, int], tuple[int, int]]]]:

@@ -13,7 +13,7 @@ __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "executors": ["make_executor", "EngineSpec", "ExecutorError", "LocalExecutor", "ProcessExecutor", "RayExecutor"],
     "shard": ["ShardKeys", "Router"],
     "writers": ["VerdictWriter", "Summary", "read_verdict_file", "FORMATS", "VERDICT_COLUMNS"],
-    "split": ["SplitWriter", "batch_records"],
+    "split": ["SplitWriter", "batch_records", "write_split_file"],
     "flows": ["FlowTable", "unique_rows"],
     "changes": ["diff", "DiffResult", "format_diff"],
     "timeline": ["Timeline", "load_timeline"],

@@ -23,7 +23,7 @@ import numpy as np
 
 from sgdp.errors import InputError, UsageError
 from sgdp.pipeline.flows import FlowTable
-from sgdp.pipeline.outputs import PARTIAL, cannot_write, remove_quietly, replace_into_place
+from sgdp.pipeline.outputs import cannot_write, remove_quietly
 from sgdp.capture import CaptureBatch, is_stream, read_batches
 
 REPLAY_FILE = "differences.pcap"
@@ -136,31 +136,24 @@ class ReplayFailures:
             self.close_spools()
 
     def _write(self, captures: list[str], batch_size: int) -> str | None:
-        from sgdp.pipeline.split import SplitWriter, batch_records
+        from sgdp.pipeline.split import batch_records, write_split_file
 
         if self.selection.empty:
             return None
         stop = self.selection.stop
-        out = SplitWriter(self.path + PARTIAL, self.path)
-        index = 0
-        try:
-            for batch in read_batches(captures, batch_size, keep_frames=True):
-                if index > stop:
-                    break
-                for record in batch_records(batch, self.selection.select(batch.columns, index)):
-                    out.add(*record)
-                    self.written += 1
-                index += len(batch)
-        except InputError:
-            pass  # the replay met the same error after these packets and reports it
-        except BaseException:
-            out.discard()
-            remove_quietly(self.path + PARTIAL)
-            raise
-        try:
-            out.close()
-        except BaseException:
-            remove_quietly(self.path + PARTIAL)
-            raise
-        replace_into_place(self.path + PARTIAL, self.path)
+
+        def records():
+            index = 0
+            try:
+                for batch in read_batches(captures, batch_size, keep_frames=True):
+                    if index > stop:
+                        break
+                    for record in batch_records(batch, self.selection.select(batch.columns, index)):
+                        yield record
+                        self.written += 1
+                    index += len(batch)
+            except InputError:
+                pass  # the replay met the same error after these packets and reports it
+
+        write_split_file(self.path, records())
         return self.path

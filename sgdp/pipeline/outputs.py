@@ -21,30 +21,13 @@ import json
 import os
 from typing import Any
 
+from sgdp._atomic import PARTIAL, cannot_write, remove_quietly, replace_into_place
 from sgdp.errors import OutputError, UsageError
+
+__all__ = ["OUTPUT_NAMES", "PARTIAL", "SUMMARY", "OutputDir", "cannot_write", "remove_quietly", "replace_into_place"]
 
 OUTPUT_NAMES = ("verdicts.csv", "verdicts.jsonl", "verdicts.parquet", "allowed.pcap", "denied.pcap")
 SUMMARY = "summary.json"
-PARTIAL = ".partial"
-
-
-def cannot_write(path: str, exc: OSError) -> OutputError:
-    """The one-line error for an output that could not be written."""
-    return OutputError(f"{path}: cannot write: {exc.strerror or exc}")
-
-
-def replace_into_place(partial: str, final: str) -> None:
-    try:
-        os.replace(partial, final)
-    except OSError as exc:
-        raise cannot_write(final, exc) from None
-
-
-def remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass
 
 
 class OutputDir:

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from sgdp.startup import gc_paused
 from sgdp.engine import resolve_engine
 from sgdp.errors import InputError, SgdpError, UsageError
 from sgdp.capture import CaptureBatch, check_captures, display_name, is_stream, read_batches
@@ -67,14 +68,15 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         raise UsageError("--save-failures needs --expect (it saves the packets that differ from the expected verdicts)")
     _mark("start")
     topology = os.fspath(topology)
-    data = read_structured_file(topology, "topology")
-    _mark("loaded")
-    topo = topology_from_data(data, topology)
-    _mark("validated")
-    check_captures(captures)
-    name = resolve_engine(engine_name)
-    expected = _expected_rows(expect) if expect else None
-    executor = make_executor([engine_spec(topology, topo, name, timeline)], workers, ray, batch_size, captures)
+    with gc_paused():  # start-up: many long-lived objects, no garbage worth a collection
+        data = read_structured_file(topology, "topology")
+        _mark("loaded")
+        topo = topology_from_data(data, topology)
+        _mark("validated")
+        check_captures(captures)
+        name = resolve_engine(engine_name)
+        expected = _expected_rows(expect) if expect else None
+        executor = make_executor([engine_spec(topology, topo, name, timeline)], workers, ray, batch_size, captures)
     engine = _Engine(executor)
     versions = engine if timeline else None
     name = executor.engine_names[0]

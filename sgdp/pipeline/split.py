@@ -9,19 +9,20 @@ from __future__ import annotations
 
 import os
 import struct
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from sgdp.capture import CaptureBatch
-from sgdp.pipeline.outputs import cannot_write
+from sgdp._atomic import PARTIAL, cannot_write, discard, replace_into_place
 
 
 class SplitWriter:
     """``allowed.pcap`` / ``denied.pcap``: the original frames of the replayed packets.
 
     Written as nanosecond pcap with the link type of the first frame. Captures of several link
-    types (a pcap has one) switch the file to pcapng at the first frame of another link type: what
+    types (a pcap has one) switch the file to pcapng at the first frame of another link type, and so
+    does a frame later than 2106-02-07 06:28:15 UTC (a pcap's seconds are 32 bits): what
     was written so far is converted once, streaming, and every frame after it is appended as an
     enhanced packet block of an interface per link type (docs/semantics.md). tshark reads both.
     Unmodelled and malformed packets go to neither file. Memory does not grow with the capture.
@@ -51,8 +52,8 @@ class SplitWriter:
     def _add(self, link: int, sec: int, nsec: int, wirelen: int, frame: bytes) -> None:
         if self.link is None:
             self.link = link
-        if link != self.link and self.ng_ifaces is None:
-            self._switch_to_pcapng()
+        if self.ng_ifaces is None and (link != self.link or sec > 0xFFFFFFFF):
+            self._switch_to_pcapng()   # another link type, or a time after 2106 (pcap has 32-bit seconds)
         self.count += 1
         if self.ng_ifaces is not None:
             self._write_epb(link, sec, nsec, wirelen, frame)
@@ -65,7 +66,7 @@ class SplitWriter:
         if self.fh.tell() == 0:
             self.fh.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, self.link or 1))
         for _, sec, nsec, wirelen, frame in self.records:
-            self.fh.write(struct.pack("<IIII", sec & 0xFFFFFFFF, nsec, len(frame), wirelen) + frame)
+            self.fh.write(struct.pack("<IIII", sec, nsec, len(frame), wirelen) + frame)  # sec < 2**32: see _add
         self.records.clear()
 
     def _switch_to_pcapng(self) -> None:
@@ -119,12 +120,37 @@ class SplitWriter:
                 pass
 
 
+Record = tuple[int, int, int, int, bytes]  # link type, seconds, nanoseconds, wire length, frame
+
+
+def write_split_file(path: str, records: Iterable[Record]) -> int:
+    """Write ``records`` (as :meth:`SplitWriter.add` takes them) to ``path`` through ``path.partial``,
+    renamed into place once every record is written and the file closed; any error or signal on the
+    way removes the partial file (and leaves an earlier ``path`` as it was). Returns the count."""
+    partial = path + PARTIAL
+    out = SplitWriter(partial, path)
+    try:
+        for record in records:
+            out.add(*record)
+    except BaseException:
+        out.discard()
+        discard(partial)
+        raise
+    try:
+        out.close()
+    except BaseException:
+        discard(partial)
+        raise
+    replace_into_place(partial, path)
+    return out.count
+
+
 def _ng_block(kind: int, body: bytes) -> bytes:
     length = 12 + len(body)
     return struct.pack("<II", kind, length) + body + struct.pack("<I", length)
 
 
-def batch_records(batch: CaptureBatch, rows: np.ndarray | list[int]) -> Iterator[tuple[int, int, int, int, bytes]]:
+def batch_records(batch: CaptureBatch, rows: np.ndarray | list[int]) -> Iterator[Record]:
     """The records ``(link type, seconds, nanoseconds, wire length, frame)`` of a batch's rows, for
     :meth:`SplitWriter.add`; the frames are the ones the batch carries (read with ``keep_frames``)."""
     if batch.frames is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from sgdp.errors import UsageError
+from sgdp._atomic import partial_file
 from sgdp.report.data import diff_data, replay_data
 from sgdp.report.render import diff_html, replay_html
 from sgdp.topology import Topology
@@ -35,9 +35,8 @@ def write_diff_report(result: Any, old: str, new: str, path: str) -> str:
 
 
 def _save(path: str, text: str) -> str:
-    try:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot write the report: {exc.strerror or exc}") from None
+    """Write the report as ``path.partial``, renamed to ``path`` once whole (an earlier report stays
+    until then)."""
+    with partial_file(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
     return path

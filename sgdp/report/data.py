@@ -45,6 +45,11 @@ class VerdictColumns:
         table = np.array(self.names[name] + [""], dtype=object)
         return table[self.codes[name]]
 
+    def name_at(self, name: str, row: int) -> str:
+        """One row's value of a name column."""
+        code = int(self.codes[name][row])
+        return self.names[name][code] if code >= 0 else ""
+
 
 def find_verdict_file(out_dir: str) -> str:
     """The ``verdicts.<fmt>`` a replay wrote into ``out_dir``."""
@@ -72,57 +77,154 @@ def read_verdict_columns(path: str) -> VerdictColumns:
 
 
 def _read_arrow(path: str) -> VerdictColumns:
+    """Read the verdict file in blocks (a few MB each) and keep only compact columns: the times and,
+    per name column, small integer codes into a table of names; no string per row is ever made, and
+    memory holds the columns, not the file."""
     import pyarrow as pa
 
+    acc = _Accumulator(path)
     try:
-        if path.endswith(".parquet"):
-            import pyarrow.parquet as pq
-
-            table = pq.read_table(path)
-        elif path.endswith(".jsonl"):
-            import pyarrow.json as pj
-
-            table = pj.read_json(path)
-        else:
-            import pyarrow.csv as pc
-
-            # names read straight into dictionaries: no string per row is ever made
-            types = {"index": pa.int64(), "ts": pa.float64(), **{k: pa.dictionary(pa.int32(), pa.string()) for k in NAME_COLUMNS}}
-            table = pc.read_csv(path, convert_options=pc.ConvertOptions(column_types=types, strings_can_be_null=False,
-                                                                        quoted_strings_can_be_null=False))
+        for batch in _arrow_batches(path):
+            if not acc.rows and batch.num_rows:
+                missing = [k for k in ("index", "ts", *NAME_COLUMNS) if k not in batch.schema.names]
+                if missing:
+                    raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+            if batch.num_rows:
+                acc.add(batch)
     except OSError as exc:
         raise InputError(f"{path}: cannot read verdict file: {exc.strerror or exc}") from None
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise InputError(f"{path}: not a verdict file: {str(exc).splitlines()[0]}") from None
-    missing = [k for k in ("index", "ts", *NAME_COLUMNS) if k not in table.column_names]
-    if missing and table.num_rows:
-        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
-    if not table.num_rows:
-        return _empty()
-    try:
-        index = _numbers(table.column("index").cast(pa.int64()), np.int64)
-        ts = _numbers(table.column("ts").cast(pa.float64()), np.float64)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
-        raise InputError(f"{path}: index or ts is not a number ({str(exc).splitlines()[0]})") from None
-    _check_index(path, index)
-    codes, names = {}, {}
-    for name in NAME_COLUMNS:
-        col = table.column(name)
-        if col.null_count:
-            col = col.fill_null("")
-        if not pa.types.is_string(col.type) and not pa.types.is_dictionary(col.type):
-            col = col.cast(pa.string())
-        if pa.types.is_dictionary(col.type):
-            col = col.unify_dictionaries() if hasattr(col, "unify_dictionaries") else col
-            enc = col.combine_chunks() if hasattr(col, "combine_chunks") else col
-        else:
-            arr = col.combine_chunks() if hasattr(col, "combine_chunks") else col
-            enc = arr.dictionary_encode()
-        table_names = enc.dictionary.to_pylist()
-        codes[name], names[name] = _recode(_numbers(enc.indices.cast(pa.int32()), np.int32), table_names)
-    col = VerdictColumns(ts, codes, names)
-    _check_names(path, col)
-    return col
+    return acc.finish()
+
+
+BLOCK_BYTES = 4 << 20  # bytes of a verdict file parsed at a time
+
+
+def _arrow_batches(path: str) -> Iterable[Any]:
+    """The record batches of a verdict file, streamed (csv and jsonl in blocks, parquet by row group)."""
+    import pyarrow as pa
+
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        yield from pq.ParquetFile(path).iter_batches(batch_size=1 << 18)
+    elif path.endswith(".jsonl"):
+        import pyarrow.json as pj
+
+        options = pj.ReadOptions(block_size=BLOCK_BYTES)
+        if hasattr(pj, "open_json"):
+            yield from pj.open_json(path, read_options=options)
+        else:  # pragma: no cover - pyarrow before 15
+            yield from pj.read_json(path, read_options=options).to_batches()
+    else:
+        yield from _csv_batches(path)
+
+
+def _csv_batches(path: str) -> Iterable[Any]:
+    """A verdict CSV parsed block by block: the file is cut into blocks of about BLOCK_BYTES at the
+    end of a record (a newline outside quotes), and each block is parsed on its own. (pyarrow's
+    streaming reader parses far ahead of what is consumed, holding a hundred MB of a big file.)"""
+    import pyarrow as pa
+    import pyarrow.csv as pc
+
+    # names read straight into dictionaries: no string per row is ever made
+    types = {"index": pa.int64(), "ts": pa.float64(), **{k: pa.dictionary(pa.int32(), pa.string()) for k in NAME_COLUMNS}}
+    convert = pc.ConvertOptions(column_types=types, strings_can_be_null=False, quoted_strings_can_be_null=False)
+    with open(path, "rb") as fh:
+        header = fh.readline()
+        if not header.strip():
+            raise pa.ArrowInvalid("Empty CSV file")
+        try:
+            columns = next(csv.reader([header.decode("utf-8")]))
+        except UnicodeDecodeError as exc:
+            raise pa.ArrowInvalid(f"the header is not UTF-8 (byte offset {exc.start})") from None
+        read = pc.ReadOptions(column_names=columns, use_threads=False)
+        carry = b""
+        while True:
+            data = fh.read(BLOCK_BYTES)
+            block = carry + data
+            cut = len(block) if not data else _record_end(block)
+            if cut:
+                yield from pc.read_csv(pa.py_buffer(block[:cut]), read_options=read, convert_options=convert).to_batches()
+            if not data:
+                return
+            carry = block[cut:]
+
+
+def _record_end(block: bytes) -> int:
+    """The length of the longest head of ``block`` (which starts at a record) that ends with a
+    newline outside quotes; 0 if there is none yet."""
+    cut = block.rfind(b"\n") + 1
+    while cut and block.count(b'"', 0, cut) % 2:  # that newline is inside a quoted value
+        cut = block.rfind(b"\n", 0, cut - 1) + 1
+    return cut
+
+
+class _Accumulator:
+    """Verdict rows, batch by batch, into compact columns: times, and per name column codes into a
+    table of the names met so far (each batch's own dictionary is mapped onto it)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.rows = 0
+        self.ts: list[np.ndarray] = []
+        self.codes: dict[str, list[np.ndarray]] = {k: [] for k in NAME_COLUMNS}
+        self.lookup: dict[str, dict[str, int]] = {k: {} for k in NAME_COLUMNS}
+
+    def add(self, batch: Any) -> None:
+        import pyarrow as pa
+
+        names = batch.schema.names
+        try:
+            index = _numbers(batch.column(names.index("index")).cast(pa.int64()), np.int64)
+            ts = _numbers(batch.column(names.index("ts")).cast(pa.float64()), np.float64)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError) as exc:
+            raise InputError(f"{self.path}: index or ts is not a number ({str(exc).splitlines()[0]})") from None
+        _check_index(self.path, index, self.rows)
+        self.ts.append(ts)
+        for name in NAME_COLUMNS:
+            col = batch.column(names.index(name))
+            if not pa.types.is_dictionary(col.type) or col.null_count:
+                if not pa.types.is_string(col.type):
+                    col = col.cast(pa.string())
+                col = col.fill_null("").dictionary_encode()
+            table = self.lookup[name]
+            remap = np.array([table.setdefault(v, len(table)) for v in col.dictionary.to_pylist()] or [0], np.int32)
+            codes = remap[_numbers(col.indices.cast(pa.int32()), np.int32)]
+            self.codes[name].append(codes.astype(_code_dtype(len(table))))
+        self.rows += len(ts)
+
+    def finish(self) -> VerdictColumns:
+        if not self.rows:
+            return _empty()
+        ts = _join(self.ts, np.float64)
+        codes, names = {}, {}
+        for name in NAME_COLUMNS:
+            chunks = self.codes.pop(name)
+            codes[name], names[name] = _recode(_join(chunks, _code_dtype(len(self.lookup[name]))),
+                                               list(self.lookup[name]))
+        col = VerdictColumns(ts, codes, names)
+        _check_names(self.path, col)
+        return col
+
+
+def _join(chunks: list[np.ndarray], dtype: type) -> np.ndarray:
+    """``np.concatenate(chunks)``, freeing each chunk once copied (the list is emptied): memory holds
+    the result and what is left of the chunks, never both whole."""
+    out = np.empty(sum(len(c) for c in chunks), dtype)
+    at = 0
+    chunks.reverse()
+    while chunks:
+        c = chunks.pop()
+        out[at:at + len(c)] = c
+        at += len(c)
+    return out
+
+
+def _code_dtype(n: int) -> type:
+    """The smallest signed integer type for codes 0..n-1 and -1."""
+    return np.int8 if n < 127 else np.int16 if n < 32767 else np.int32
 
 
 def _numbers(col: Any, dtype: type) -> np.ndarray:
@@ -180,24 +282,25 @@ def _read_plain(path: str) -> VerdictColumns:
 
 
 def _empty() -> VerdictColumns:
-    return VerdictColumns(np.zeros(0), {k: np.zeros(0, np.int32) for k in NAME_COLUMNS}, {k: [] for k in NAME_COLUMNS})
+    return VerdictColumns(np.zeros(0), {k: np.zeros(0, np.int8) for k in NAME_COLUMNS}, {k: [] for k in NAME_COLUMNS})
 
 
 def _recode(codes: np.ndarray, names: list[str]) -> tuple[np.ndarray, list[str]]:
     """Codes into ``names`` without the empty string, which becomes -1 (the last entry of
-    :meth:`VerdictColumns.column`'s table); for the fixed vocabularies, codes are their positions."""
+    :meth:`VerdictColumns.column`'s table), in the smallest integer type that holds them."""
     keep = [n for n in names if n != ""]
     order = sorted(keep)
     position = {n: i for i, n in enumerate(order)}
-    remap = np.array([position.get(n, -1) for n in names] or [-1], np.int32)
+    remap = np.array([position.get(n, -1) for n in names] or [-1], _code_dtype(len(order)))
     return remap[codes], order
 
 
-def _check_index(path: str, index: np.ndarray) -> None:
-    bad = np.flatnonzero(index != np.arange(len(index)))
+def _check_index(path: str, index: np.ndarray, start: int = 0) -> None:
+    """Rows are numbered 0, 1, 2, ...: ``index`` holds the numbers of rows ``start`` onwards."""
+    bad = np.flatnonzero(index != np.arange(start, start + len(index)))
     if len(bad):
-        raise InputError(f"{path}: row {int(bad[0])}: index {int(index[bad[0]])} (rows must be numbered 0, 1, 2, ... "
-                         "as sgdp replay writes them)")
+        raise InputError(f"{path}: row {start + int(bad[0])}: index {int(index[bad[0]])} (rows must be numbered 0, 1, "
+                         "2, ... as sgdp replay writes them)")
 
 
 def _check_names(path: str, col: VerdictColumns) -> None:
@@ -212,10 +315,18 @@ def _check_names(path: str, col: VerdictColumns) -> None:
 
 
 def _fixed(col: VerdictColumns, name: str, vocabulary: tuple[str, ...]) -> np.ndarray:
-    """Codes of a fixed-vocabulary column as positions in ``vocabulary`` (empty = its '' or -1)."""
+    """Codes of a fixed-vocabulary column as positions in ``vocabulary`` (empty = its '' or -1), int8."""
     table = np.array([vocabulary.index(n) for n in col.names[name]] + [vocabulary.index("") if "" in vocabulary else -1],
-                     np.int64)
+                     np.int8)
     return table[col.codes[name]]
+
+
+CHUNK_ROWS = 1 << 18  # rows aggregated at a time: bounds the temporary arrays of a long replay
+TRAFFIC_BATCH = 1 << 14  # packets of the captures read at a time for the talker and flow tables
+
+
+def _slices(n: int) -> Iterable[slice]:
+    return (slice(s, min(s + CHUNK_ROWS, n)) for s in range(0, n, CHUNK_ROWS))
 
 
 # ------------------------------------------------------------------------------------------ buckets
@@ -240,11 +351,14 @@ def time_series(ts: np.ndarray, codes: np.ndarray, n_codes: int, t0: float | Non
         t0 = math.floor(lo)
     if width is None:
         width = bucket_width(hi - t0)
-    b = np.floor((ts - t0) / width).astype(np.int64)
-    b = np.clip(b, 0, None)
-    nb = int(b.max()) + 1
-    counts = np.bincount(b * n_codes + codes, minlength=nb * n_codes).reshape(nb, n_codes)
-    return {"t0": t0, "width": width, "buckets": nb, "counts": counts.tolist()}
+    # floor((t - t0) / width) grows with t, so the last bucket is the one of the latest time
+    nb = max(int(np.floor((hi - t0) / width)), 0) + 1
+    counts = np.zeros(nb * n_codes, np.int64)
+    for part in _slices(len(ts)):
+        b = np.floor((ts[part] - t0) / width).astype(np.int64)
+        np.clip(b, 0, None, out=b)
+        counts += np.bincount(b * n_codes + codes[part], minlength=nb * n_codes)
+    return {"t0": t0, "width": width, "buckets": nb, "counts": counts.reshape(nb, n_codes).tolist()}
 
 
 # ------------------------------------------------------------------------------------------- replay
@@ -350,12 +464,15 @@ def build(cols: VerdictColumns, summary: dict[str, Any], topo: Topology | None, 
 
 def _instances(cols: VerdictColumns, verdict: np.ndarray) -> list[dict[str, Any]]:
     """Packets per (instance, direction) where the verdict was decided, by verdict."""
-    inst = cols.codes["instance"].astype(np.int64)
     ninst = len(cols.names["instance"]) + 1
-    inst = np.where(inst < 0, ninst - 1, inst)
     direction = _fixed(cols, "direction", DIRECTIONS)
     nv, nd = len(VERDICTS), len(DIRECTIONS)
-    counts = np.bincount((inst * nd + direction) * nv + verdict, minlength=ninst * nd * nv).reshape(ninst, nd, nv)
+    counts = np.zeros(ninst * nd * nv, np.int64)
+    for part in _slices(len(cols)):
+        inst = cols.codes["instance"][part].astype(np.int64)
+        inst[inst < 0] = ninst - 1
+        counts += np.bincount((inst * nd + direction[part]) * nv + verdict[part], minlength=ninst * nd * nv)
+    counts = counts.reshape(ninst, nd, nv)
     names = cols.names["instance"] + [""]
     rows = []
     for i, d in zip(*np.nonzero(counts.sum(axis=2))):
@@ -368,18 +485,23 @@ def _instances(cols: VerdictColumns, verdict: np.ndarray) -> list[dict[str, Any]
 
 def _decided(cols: VerdictColumns) -> dict[tuple[str, str], dict[str, int]]:
     """Packets decided by each (security group, rule): allowed and denied."""
-    g, r = cols.codes["security_group"].astype(np.int64), cols.codes["rule"].astype(np.int64)
-    rows = np.flatnonzero(r >= 0)
-    if len(rows) == 0:
-        return {}
-    verdict = _fixed(cols, "verdict", VERDICTS)[rows]
+    verdict = _fixed(cols, "verdict", VERDICTS)
     ng, nr = len(cols.names["security_group"]) + 1, len(cols.names["rule"])
-    gg = np.where(g[rows] < 0, ng - 1, g[rows])
-    key = (gg * nr + r[rows]) * 2 + (verdict == VERDICTS.index("deny"))
-    uniq, n = np.unique(key, return_counts=True)
+    totals: dict[int, int] = {}
+    for part in _slices(len(cols)):
+        r = cols.codes["rule"][part]
+        rows = np.flatnonzero(r >= 0)
+        if len(rows) == 0:
+            continue
+        gg = cols.codes["security_group"][part][rows].astype(np.int64)
+        gg[gg < 0] = ng - 1
+        key = (gg * nr + r[rows]) * 2 + (verdict[part][rows] == VERDICTS.index("deny"))
+        uniq, n = np.unique(key, return_counts=True)
+        for k, c in zip(uniq.tolist(), n.tolist()):
+            totals[k] = totals.get(k, 0) + c
     gnames = cols.names["security_group"] + [""]
     out: dict[tuple[str, str], dict[str, int]] = {}
-    for k, c in zip(uniq.tolist(), n.tolist()):
+    for k, c in sorted(totals.items()):
         pair, denied = divmod(k, 2)
         gi, ri = divmod(pair, nr)
         item = out.setdefault((gnames[gi], cols.names["rule"][ri]), {"allowed": 0, "denied": 0})
@@ -507,7 +629,7 @@ def traffic(cols: VerdictColumns, captures: list[str]) -> dict[str, Any]:
     flow_bytes = np.zeros(0, np.int64)
     first_deny = np.zeros(0, np.int64)  # row of the first denied packet, -1 if none
     done = 0
-    for batch in read_batches(captures):
+    for batch in read_batches(captures, TRAFFIC_BATCH):
         m = len(batch)
         if done + m > n:
             raise InputError(f"{batch.path}: the captures have more packets than the verdict file's {n} rows "
@@ -548,13 +670,11 @@ def traffic(cols: VerdictColumns, captures: list[str]) -> dict[str, Any]:
              np.argsort(-counts, kind="stable")[:TOP].tolist()]
     denied_ids = np.flatnonzero(flow_denied[:nf] > 0)
     denied_ids = denied_ids[np.argsort(-flow_denied[denied_ids], kind="stable")][:TOP]
-    gname, rname = cols.column("security_group"), cols.column("rule")
-    reason, inst, direction = cols.column("reason"), cols.column("instance"), cols.column("direction")
     denied_flows = []
     for f in denied_ids.tolist():
         r = int(first_deny[f])
-        by = {"reason": reason[r], "security_group": gname[r], "rule": rname[r], "instance": inst[r],
-              "direction": direction[r], "ts": float(cols.ts[r])}
+        by = {k: cols.name_at(k, r) for k in ("reason", "security_group", "rule", "instance", "direction")}
+        by["ts"] = float(cols.ts[r])
         denied_flows.append(_flow_row(table, f, int(flow_bytes[f]), int(flow_denied[f]), by))
     return {"talkers": out_talkers, "flows": flows, "denied_flows": denied_flows, "flow_count": nf,
             "source_count": source_count}

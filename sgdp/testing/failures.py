@@ -13,7 +13,7 @@ import re
 
 from sgdp.capture import LINKTYPE_ETHERNET, PacketBatch, packet_to_frame, read_batches, timestamp
 from sgdp.errors import InputError
-from sgdp.pipeline import FlowSelection, SplitWriter, batch_records, make_failures_dir
+from sgdp.pipeline import FlowSelection, batch_records, make_failures_dir, write_split_file
 from sgdp.testing.scenario import CaptureFailure, CaptureStep
 
 
@@ -74,18 +74,17 @@ def save_scenario_failures(result, directory: str, used: set[str] | None = None)
         selection.mark(columns, pos, bad_rows(columns, what))
         pos += len(columns["ts"])
     path = os.path.join(directory, _file_name(result.scenario.file, used) + ".pcap")
-    out = SplitWriter(path)
-    try:
+
+    def records():
         pos = 0
         stop = selection.stop
         for columns, frames, _ in _scenario_chunks(result.scenario):
             if pos > stop:
                 break
-            for record in frames(selection.select(columns, pos).tolist()):
-                out.add(*record)
+            yield from frames(selection.select(columns, pos).tolist())
             pos += len(columns["ts"])
-    finally:
-        out.close()
+
+    write_split_file(path, records())  # as PATH.partial, renamed when whole
     return path
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from sgdp.topology import format_ip, is_number, parse_ip, parse_mac
-from sgdp.errors import ConfigError, SgdpError, UsageError
+from sgdp.errors import ConfigError, SgdpError, UsageError, path_names
 from sgdp.topology import ICMP, ICMPV6, PORT_PROTOS, PROTO_NAMES, TCP, Topology, load_topology, proto_label, read_structured_file, topology_from_data
 from sgdp.capture import MALFORMED, NON_IP, TCP_FLAG_LETTERS, Packet, PacketBatch, Verdict, parse_tcp_flags
 from sgdp.engine import ReferenceEngine, Trace
@@ -163,6 +163,18 @@ class ScenarioResult:
 
 def load_scenario(path: str) -> Scenario:
     data = read_structured_file(path, "scenario")
+    try:
+        return _scenario_from_data(path, data)
+    except ConfigError as exc:
+        if exc.file != path or exc.names or not exc.path:
+            raise
+        names = path_names(data, exc.path)  # the step by its name, beside its index
+        if not names:
+            raise
+        raise ConfigError(exc.file, exc.path, exc.detail, names) from None
+
+
+def _scenario_from_data(path: str, data: Any) -> Scenario:
     err = lambda p, m: ConfigError(path, p, m)  # noqa: E731
     if not isinstance(data, dict):
         raise err("", f"a scenario is a mapping with `topology` and `steps`, got {type(data).__name__}")

@@ -39,10 +39,30 @@ ANY4 = Net(4, 0, (1 << 32) - 1)
 ANY6 = Net(6, 0, (1 << 128) - 1)
 
 
+def _dotted_quad(text: str) -> int | None:
+    """A plain dotted-quad IPv4 address (four decimal octets 0..255 without leading zeros) as an
+    integer, else None: the common case, read without :mod:`ipaddress` (which decides the rest)."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    value = 0
+    for part in parts:
+        if not (0 < len(part) <= 3 and part.isascii() and part.isdigit()) or (part[0] == "0" and len(part) > 1):
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = value << 8 | octet
+    return value
+
+
 def parse_ip(text: str) -> Addr:
     """Parse one IPv4 or IPv6 address; raises ValueError with the text quoted."""
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not an IP address")
+    quad = _dotted_quad(text.strip())
+    if quad is not None:
+        return 4, quad
     try:
         ip = ipaddress.ip_address(text.strip())
     except ValueError:
@@ -57,6 +77,12 @@ def parse_cidr(text: str) -> Net:
     """
     if not isinstance(text, str):
         raise ValueError(f"{text!r} is not an IP address or CIDR")
+    addr, slash, length = text.strip().partition("/")
+    quad = _dotted_quad(addr)
+    if quad is not None and (not slash or (0 < len(length) <= 2 and length.isascii() and length.isdigit()
+                                           and (length[0] != "0" or length == "0") and int(length) <= 32)):
+        host = (1 << (32 - int(length))) - 1 if slash else 0
+        return Net(4, quad & ~host, quad | host)
     try:
         net = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:

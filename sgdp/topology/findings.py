@@ -264,22 +264,27 @@ class _CutIndex:
         return [(owner, box) for _, owner, box in found]
 
 
+SUMMARY_OVER = 20  # a rule shadowed on more instances than this (but not all) is one summary finding
+
+
 def shadowed(topo: Topology, policy: Policy) -> list[Finding]:
-    """Shadowed rules, found per NIC walk. A rule shadowed on every NIC bound to its group is one
-    finding without an instance; otherwise one finding per instance where it is shadowed (naming the
+    """Shadowed rules, found per walk: NICs with the same groups (same order), the same flavor kind,
+    direction and IP version share one walk and one search. A rule shadowed on every NIC bound to
+    its group is one finding without an instance; a rule shadowed on more than ``SUMMARY_OVER`` of
+    the instances bound to its group but not on all is one summary finding without an instance (its
+    message gives the count); otherwise one finding per instance where it is shadowed (naming the
     NICs when the instance has others where the rule can still match). Groups bound to no NIC are
     checked on their own."""
-    found: dict[tuple[str, str], dict[int | None, Rule | None]] = {}
-    memo: dict[tuple, list[tuple[Rule, Rule | None]]] = {}  # NICs with the same walk share its answer
+    walks: dict[tuple, list[int]] = {}  # the walk's key -> its NICs, in NIC order
     for nic in topo.nics:
+        walks.setdefault((nic.security_groups, policy.nic_kind(nic)), []).append(nic.index)
+    found: dict[tuple[str, str], dict] = {}  # rule -> walk key (None: the group alone) -> covering rule
+    for (groups, kind), nics in walks.items():
         for direction in ("ingress", "egress"):
             for version in (4, 6):
-                key = (nic.security_groups, policy.nic_kind(nic), direction, version)  # all a walk depends on
-                result = memo.get(key)
-                if result is None:
-                    result = memo[key] = shadowed_in_walk(list(policy.effective(nic, direction, version)), policy)
-                for rule, by in result:
-                    found.setdefault((rule.security_group, rule.id), {})[nic.index] = by
+                rules = list(policy.effective(topo.nics[nics[0]], direction, version))
+                for rule, by in shadowed_in_walk(rules, policy):
+                    found.setdefault((rule.security_group, rule.id), {})[(groups, kind)] = by
     for name, sg in topo.security_groups.items():
         if topo.members.get(name):
             continue
@@ -291,19 +296,31 @@ def shadowed(topo: Topology, policy: Policy) -> list[Finding]:
                     found.setdefault((name, rule.id), {})[None] = by
     out = []
     order = {(r.security_group, r.id): k for k, r in enumerate(r for sg in topo.security_groups.values() for r in sg.rules)}
+    instances: dict[tuple, set[str]] = {}  # walk keys -> the instances of their NICs
+    bound_instances: dict[str, int] = {}  # group -> how many instances it is bound to
     for (group, rule_id), per in sorted(found.items(), key=lambda item: order[item[0]]):
         bound = topo.members.get(group, ())
-        if None in per or set(bound) <= set(per):
-            out.append(_shadow_finding(group, rule_id, None, "", next(iter(per.values()))))
+        first = min(per, key=lambda w: -1 if w is None else walks[w][0])  # the walk of the first NIC
+        if None in per or sum(len(walks[w]) for w in per) == len(bound):  # a NIC is in one walk
+            out.append(_shadow_finding(group, rule_id, None, "", per[first]))
             continue
-        by_instance: dict[str, list[int]] = {}
-        for k in bound:
-            by_instance.setdefault(topo.nics[k].instance, []).append(k)
-        for inst in dict.fromkeys(topo.nics[k].instance for k in sorted(per)):  # type: ignore[index]
-            mine = by_instance.get(inst, [])
-            hit = [k for k in mine if k in per]
+        keys = tuple(per)
+        hit_instances = instances.get(keys)
+        if hit_instances is None:
+            hit_instances = instances[keys] = {topo.nics[k].instance for w in keys for k in walks[w]}
+        if len(hit_instances) > SUMMARY_OVER:
+            total = bound_instances.get(group)
+            if total is None:
+                total = bound_instances[group] = len({topo.nics[k].instance for k in bound})
+            out.append(_shadow_finding(group, rule_id, None, f"{len(hit_instances):,} of the {total:,} instances bound to it",
+                                       per[first]))
+            continue
+        by_nic = {k: by for w, by in per.items() for k in walks[w]}
+        for inst in dict.fromkeys(topo.nics[k].instance for k in sorted(by_nic)):
+            mine = sorted(k for k in topo.instances[inst].nics if group in topo.nics[k].security_groups)
+            hit = [k for k in mine if k in by_nic]
             where = inst if len(hit) == len(mine) else ", ".join(topo.nics[k].label for k in hit)
-            out.append(_shadow_finding(group, rule_id, inst, where, per[hit[0]]))
+            out.append(_shadow_finding(group, rule_id, inst, where, by_nic[hit[0]]))
     return out
 
 

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from sgdp.topology.addr import ANY4, ANY6, Addr, Net, format_ip, is_number, parse_cidr, parse_ip, parse_ip_set_entry, parse_mac
-from sgdp.errors import ConfigError
+from sgdp.errors import ConfigError, path_names
 
 PROTO_NAMES = {"tcp": 6, "udp": 17, "icmp": 1, "icmpv6": 58, "gre": 47}
 PROTO_LABELS = {v: k for k, v in PROTO_NAMES.items()}
@@ -331,11 +331,13 @@ class _Loader:
 
     def __init__(self, file: str):
         self.file = file
+        self.data: Any = None
 
     # -- small helpers that know the file name --------------------------------------------------
 
     def err(self, path: str, message: str) -> ConfigError:
-        return ConfigError(self.file, path, message)
+        """The error at ``path``, naming the objects on the path by their names."""
+        return ConfigError(self.file, path, message, path_names(self.data, path))
 
     def obj(self, value: Any, path: str, allowed: set[str], required: tuple[str, ...] = ()) -> dict:
         if not isinstance(value, dict):
@@ -418,6 +420,7 @@ class _Loader:
     # -- the file ----------------------------------------------------------------------------
 
     def load(self, data: Any) -> Topology:
+        self.data = data
         if data is None:
             raise self.err("", "the topology file is empty")
         top = self.obj(data, "", self.TOP_KEYS)
@@ -749,6 +752,7 @@ class _Loader:
         nics: list[Nic] = []
         self.instance_ids: dict[str, str] = {}
         self.nic_paths: dict[int, str] = {}
+        self.sg_lists: dict[tuple[str, ...], tuple[str, ...]] = {}  # a NIC's security_groups as written -> resolved
         for i, raw in enumerate(data):
             p = f"instances[{i}]"
             self.obj(raw, p, KEYS["instance"] | self.NIC_KEYS, ("name",))
@@ -790,9 +794,14 @@ class _Loader:
             refs = self.lst(raw["security_groups"], f"{p}.security_groups")
             if not refs:
                 raise self.err(f"{p}.security_groups", "a NIC has at least one security group (omit the key for `default`)")
-            sgs = tuple(self.ref(groups, self.sg_ids, r, f"{p}.security_groups[{k}]", "security group") for k, r in enumerate(refs))
-            if len(set(sgs)) != len(sgs):
-                raise self.err(f"{p}.security_groups", f"{_show(refs)} names a group twice")
+            key = tuple(refs) if set(map(type, refs)) == {str} else None  # NICs share their lists of groups
+            sgs = self.sg_lists.get(key) if key is not None else None
+            if sgs is None:
+                sgs = tuple(self.ref(groups, self.sg_ids, r, f"{p}.security_groups[{k}]", "security group") for k, r in enumerate(refs))
+                if len(set(sgs)) != len(sgs):
+                    raise self.err(f"{p}.security_groups", f"{_show(refs)} names a group twice")
+                if key is not None:
+                    self.sg_lists[key] = sgs  # only a list that resolved without error
         eip = None
         if raw.get("eip") is not None:
             v, eip = self.parse(parse_ip, raw["eip"], f"{p}.eip")

@@ -15,6 +15,12 @@ traceback, a hang or gigabytes of RAM. This layer sits under every structured fi
 The YAML loader is libyaml's (``CSafeLoader``) when PyYAML was built with it, else the pure-Python
 ``SafeLoader``; either way the scanner and parser are PyYAML's and the composition (events to nodes)
 is PyYAML's Python composer with the checks above, so both loaders give the same errors.
+
+With libyaml, a fast path reads the files people write first (:func:`_plain_yaml`: libyaml's events
+straight to Python data, no node tree, each distinct plain scalar resolved once): three to six
+times faster on a topology. Anything unusual in the file (anchors, aliases, tags, merge keys, a key
+twice, deep nesting, long numbers, any error) sends it to the bounded loader above, which reads it
+again and gives its own answer or error.
 """
 
 from __future__ import annotations
@@ -65,15 +71,20 @@ def read_bounded(path: str, what: str, max_bytes: int | None = None) -> bytes:
 
 def parse_structured(path: str, what: str, data: bytes) -> Any:
     """YAML or JSON (by the file's extension) to Python data, with the bounds of this module."""
+    text = _text(path, data, "utf-8")
+    if path.endswith(".json"):
+        return _load_json(path, text)
+    return _load_yaml(path, text)
+
+
+def _text(path: str, data: bytes, encoding: str) -> str:
     try:
-        text = data.decode("utf-8")
+        text = data.decode(encoding)
     except UnicodeDecodeError as exc:
         raise ConfigError(path, "", f"not a text file (byte offset {exc.start} is not UTF-8)") from None
     if "\0" in text:
         raise ConfigError(path, "", f"not a text file (byte offset {data.index(0)} is a NUL byte)")
-    if path.endswith(".json"):
-        return _load_json(path, text)
-    return _load_yaml(path, text)
+    return text
 
 
 # -------------------------------------------------------------------------------------------- JSON
@@ -260,8 +271,11 @@ def _load_yaml(path: str, text: str) -> Any:
     import yaml
 
     cls = yaml_loader()
-    if not issubclass(cls, getattr(yaml, "CSafeLoader", ())):
-        _prescan_flow_depth(path, text)
+    if issubclass(cls, getattr(yaml, "CSafeLoader", ())):
+        data = _plain_yaml(cls, text)
+        if data is not _UNUSUAL:
+            return data
+    _prescan_flow_depth(path, text)  # the pure-Python scanner is quadratic in it; libyaml's stops at 1,000 with its own words
     loader = cls(text)
     try:
         return loader.get_single_data()
@@ -272,6 +286,9 @@ def _load_yaml(path: str, text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if "maximum nesting depth" in problem:  # libyaml's own limit (PyYAML 6.0.3 on), met while scanning
+            at = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
+            raise ConfigError(path, "", f"{at}nesting deeper than {MAX_DEPTH} levels") from None
         raise ConfigError(path, "", f"invalid YAML{where}: {_short(problem, quote=False)}") from None
     except RecursionError:  # pragma: no cover - MAX_DEPTH stops nesting long before this
         raise ConfigError(path, "", f"nesting deeper than {MAX_DEPTH} levels") from None
@@ -279,9 +296,97 @@ def _load_yaml(path: str, text: str) -> Any:
         loader.dispose()
 
 
+_UNUSUAL = object()  # what _plain_yaml returns for a file it leaves to the bounded loader
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_PLAIN_SCALARS = frozenset({_INT, "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:float"})
+
+
+def _plain_yaml(cls, text: str) -> Any:
+    """The fast path for the files people write: libyaml's events straight to Python data, with no
+    node tree and no per-node Python composer. It takes one document of mappings, sequences and
+    scalars (strings, integers, booleans, nulls, floats) without anchors, aliases, explicit tags or
+    merge keys, nested at most MAX_DEPTH deep, with no key twice in a mapping; for anything else —
+    and for any error — it returns ``_UNUSUAL`` and the bounded loader reads the file again, so every
+    message (and every bound) is the bounded loader's own. Scalars are resolved by the loader's own
+    resolver and built by its own constructors (a plain decimal integer by ``int``)."""
+    import yaml
+    from yaml.events import (DocumentEndEvent, DocumentStartEvent, MappingEndEvent, MappingStartEvent, ScalarEvent,
+                             SequenceEndEvent, SequenceStartEvent, StreamEndEvent, StreamStartEvent)
+    from yaml.nodes import ScalarNode
+
+    loader = cls(text)
+    try:
+        get = loader.get_event
+        resolve = loader.resolve
+        constructors = loader.yaml_constructors
+        if not isinstance(get(), StreamStartEvent) or not isinstance(get(), DocumentStartEvent):
+            return _UNUSUAL
+        plain: dict[str, Any] = {}  # plain scalar text -> its value
+        stack: list[Any] = []  # open collections; a mapping's pending key follows it on the stack
+        keys: list[Any] = []   # per open collection: _UNUSUAL for a sequence, else the pending key or None
+        result: Any = _UNUSUAL
+        while True:
+            event = get()
+            kind = type(event)
+            if kind is ScalarEvent:
+                if event.anchor is not None or event.tag is not None:
+                    return _UNUSUAL
+                value = event.value
+                if not event.style:  # plain: resolved by its text alone, once per distinct text
+                    text_ = value
+                    value = plain.get(text_, _UNUSUAL)
+                    if value is _UNUSUAL:
+                        tag = resolve(ScalarNode, text_, event.implicit)
+                        if tag == _STR:
+                            value = text_
+                        elif tag == _INT and text_.isdigit() and (text_[0] != "0" or text_ == "0") \
+                                and len(text_) <= MAX_NUMBER_DIGITS:
+                            value = int(text_)
+                        elif tag in _PLAIN_SCALARS:
+                            value = constructors[tag](loader, ScalarNode(tag, text_, event.start_mark, event.end_mark))
+                        else:  # a merge key, a timestamp, binary...
+                            return _UNUSUAL
+                        plain[text_] = value
+            elif kind is MappingStartEvent or kind is SequenceStartEvent:
+                if event.anchor is not None or event.tag is not None or len(stack) >= MAX_DEPTH:
+                    return _UNUSUAL
+                stack.append({} if kind is MappingStartEvent else [])
+                keys.append(None if kind is MappingStartEvent else _UNUSUAL)
+                continue
+            elif kind is MappingEndEvent or kind is SequenceEndEvent:
+                value = stack.pop()
+                keys.pop()
+            elif kind is DocumentEndEvent:
+                if stack or not isinstance(get(), StreamEndEvent):
+                    return _UNUSUAL  # a second document: the bounded loader says so
+                return result
+            else:  # an alias, or anything unexpected
+                return _UNUSUAL
+            if not stack:
+                result = value
+                continue
+            top = stack[-1]
+            key = keys[-1]
+            if key is _UNUSUAL:
+                top.append(value)
+            elif key is None:
+                if isinstance(value, (dict, list)) or value is None or value in top:
+                    return _UNUSUAL  # a collection or null as a key, or a key twice
+                keys[-1] = (value,)
+            else:
+                top[key[0]] = value
+                keys[-1] = None
+    except (yaml.YAMLError, _Bound, ValueError, TypeError, OverflowError):
+        return _UNUSUAL
+    finally:
+        loader.dispose()
+
+
 def _prescan_flow_depth(path: str, text: str) -> None:
-    """For the pure-Python scanner, which looks ahead over every unclosed ``[``/``{`` (quadratic in
-    their number): refuse flow nesting deeper than MAX_DEPTH before scanning. Brackets in strings and
+    """Before the bounded loader scans: the pure-Python scanner looks ahead over every unclosed
+    ``[``/``{`` (quadratic in their number), and libyaml's scanner refuses more than 1,000 with a
+    message of its own: refuse flow nesting deeper than MAX_DEPTH before scanning, in our words. Brackets in strings and
     comments count too; only a file with more than MAX_DEPTH of them unclosed is refused."""
     import re
 
@@ -298,6 +403,13 @@ def _short(value: Any, quote: bool = True, limit: int = 60) -> str:
     """A value as a message shows it: repr'd (control characters escaped), cut with an ellipsis."""
     text = repr(value) if quote else str(value).encode("unicode_escape").decode("ascii")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def read_json_file(path: str, what: str, max_bytes: int | None = None) -> Any:
+    """Parse a JSON file (whatever its name) within the bounds of this module: size, nesting depth,
+    number length, duplicate keys. A UTF-8 byte order mark is allowed (saved API responses have one
+    when a Windows tool wrote them)."""
+    return _load_json(path, _text(path, read_bounded(path, what, max_bytes), "utf-8-sig"))
 
 
 def read_structured_file(path: str, what: str, max_bytes: int | None = None) -> Any:

@@ -110,3 +110,24 @@ def test_one_capture_path_is_a_capture_list(tmp_path: Path):
     assert run.summary["packets"] == 17
     page = sgdp.write_report(tmp_path / "out", tmp_path / "r.html", captures=str(PCAP))
     assert "198.51.100.7" in Path(page).read_text()  # the talker table: the capture was read
+
+
+def test_gc_paused_restores_the_collector_as_it_was():
+    """Start-up pauses the cyclic collector and leaves it as it found it (also on an error)."""
+    import gc
+
+    from sgdp.startup import gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError):
+        with gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("boom")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -141,6 +141,18 @@ def test_write_pcap_timestamps(tmp_path, nanosecond):
     assert batch.ts_nsec.tolist() == [22_000_000, 0, 0]
 
 
+def test_write_pcap_refuses_times_a_pcap_cannot_hold(tmp_path):
+    """A pcap record has 32-bit seconds: 2106-02-07 06:28:15 is the last time; later or before 1970
+    is an error, never a wrapped time."""
+    seg = craft.tcp_segment("10.0.0.1", "10.0.0.2", 1, 2)
+    path = tmp_path / "t.pcap"
+    craft.write_pcap(str(path), [(0xFFFFFFFF, seg)])
+    assert next(iter(read_batches(str(path)))).ts_sec.tolist() == [0xFFFFFFFF]
+    for t in (0x100000000, -1, 0xFFFFFFFF + 0.9999999999):
+        with pytest.raises(InputError, match=r"frame 0: time .* is outside what a pcap holds \(1970-01-01 .. 2106-02-07"):
+            craft.write_pcap(str(path), [(t, seg)], nanosecond=True)
+
+
 def test_write_pcap_cut_frames_and_link_types(tmp_path):
     frame = craft.ether(craft.tcp_segment("10.0.0.1", "10.0.0.2", 1, 2))
     raw = bytes(frame)

@@ -796,6 +796,63 @@ def test_pcapng_structure_errors_name_the_offset(tmp_path):
     assert "pcapng block of type 0x00000001 is too short (16 bytes)" in error_of(tmp_path, shb() + short_idb, "c.pcapng")
 
 
+# -------------------------------------------- timestamps: 1970-01-01 .. 2554-07-21 (u64 nanoseconds)
+
+MAX_NS = (1 << 64) - 1          # 2554-07-21 23:34:33.709551615 UTC
+MAX_SEC = MAX_NS // 10**9
+
+
+def ts_of(tmp_path, head: bytes, units: int) -> tuple[int, int]:
+    rows = read(tmp_path, head + epb(eth(ipv4(tcp())), units=units), name="c.pcapng")
+    assert len(rows) == 1
+    return rows[0]["ts_sec"], rows[0]["ts_nsec"]
+
+
+def test_pcapng_times_at_the_ends_of_the_range_are_kept(tmp_path):
+    """The first and the last nanosecond of the range read as they are, with or without an offset."""
+    ns = shb() + idb(tsresol=9)
+    assert ts_of(tmp_path, ns, 0) == (0, 0)
+    assert ts_of(tmp_path, ns, MAX_NS) == (MAX_SEC, MAX_NS % 10**9)
+    assert ts_of(tmp_path, shb() + idb(tsresol=0, tsoffset=-5), 5) == (0, 0)
+    assert ts_of(tmp_path, shb() + idb(tsresol=0, tsoffset=MAX_SEC - 7), 7) == (MAX_SEC, 0)
+    assert ts_of(tmp_path, shb() + idb(tsresol=0, tsoffset=-(1 << 63)), 1 << 63) == (0, 0)
+
+
+@pytest.mark.parametrize("tsresol, tsoffset, units, value", [
+    (0, -1, 0, "0 s + if_tsoffset -1 s = -1 s"),                                 # before 1970
+    (0, -(1 << 63), 5, f"5 s + if_tsoffset {-(1 << 63)} s = {5 - (1 << 63)} s"),  # INT64_MIN: no wrap
+    (0, (1 << 63) - 1, 1, f"1 s + if_tsoffset {(1 << 63) - 1} s = {1 << 63} s"),    # would wrap int64
+    (0, 1, MAX_SEC, f"{MAX_SEC} s + if_tsoffset 1 s = {MAX_SEC + 1} s"),         # one second too late
+    (0, None, MAX_SEC + 1, f"{MAX_SEC + 1} s"),                                  # 1-second units, no offset
+    (0, None, (1 << 64) - 1, f"{(1 << 64) - 1} s"),                               # would be negative as int64
+    (0x80, 10, (1 << 64) - 1, f"{(1 << 64) - 1} s + if_tsoffset 10 s = {(1 << 64) + 9} s"),
+])
+def test_pcapng_time_outside_the_range_is_an_error(tmp_path, tsresol, tsoffset, units, value):
+    """A time (with if_tsoffset) before 1970 or after 2554-07-21 stops the reader with one error
+    naming the byte offset of the packet's timestamp and the value, never a wrapped or negative
+    time; the packets before it are read."""
+    head = shb() + idb(tsresol=tsresol, tsoffset=tsoffset)
+    first = max(0, -(tsoffset or 0))            # a packet at 1970-01-01 before the bad one, if any can be
+    good = epb(eth(ipv4(tcp())), units=first) if first + (tsoffset or 0) <= MAX_SEC - 10 else b""
+    path = write(tmp_path, head + good + epb(eth(ipv4(tcp())), units=units), "c.pcapng")
+    got, error = [], None
+    try:
+        for b in read_batches([path]):
+            got.extend(b.ts_sec.tolist())
+    except InputError as exc:
+        error = str(exc)
+    assert error == (f"{path}: byte offset {len(head) + len(good) + 12}: packet timestamp {value} since 1970 "
+                     "is outside 1970-01-01 .. 2554-07-21 (what 64 bits of nanoseconds since 1970 hold)")
+    assert got == ([first + (tsoffset or 0)] if good else [])
+
+
+def test_pcapng_time_range_nanoseconds_past_the_last_second(tmp_path):
+    """At the last second, nanoseconds past 709551615 are out of range too (millisecond units)."""
+    head = shb() + idb(tsresol=3)
+    assert ts_of(tmp_path, head, MAX_SEC * 1000 + 709) == (MAX_SEC, 709_000_000)
+    assert "is outside 1970-01-01 .. 2554-07-21" in error_of(tmp_path, head + epb(eth(ipv4(tcp())), units=MAX_SEC * 1000 + 710), "c.pcapng")
+
+
 def test_error_after_packets_in_a_later_batch(tmp_path):
     head = shb() + idb()
     data = head + b"".join(epb(eth(ipv4(tcp(sport=i)))) for i in range(5)) + epb(eth(ipv4(tcp())), iface=9)

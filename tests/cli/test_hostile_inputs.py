@@ -558,27 +558,27 @@ def test_save_failures_from_standard_input(setup):
 MESSAGE_CASES = {
     # only ASCII digits are numbers
     "arabic_indic_port": (TOPO.replace('multiport: "22"', 'multiport: "٢٢"'),
-                          ["rules[0].multiport: '٢٢' is not a port list", "ASCII digits"]),
+                          ["rules[0].multiport (security group G, rule ssh): '٢٢' is not a port list", "ASCII digits"]),
     "arabic_indic_priority": (TOPO.replace('multiport: "22"', 'multiport: "22", priority: "٣"'),
-                              ["rules[0].priority: expected an integer 1..100, got '٣'"]),
+                              ["rules[0].priority (security group G, rule ssh): expected an integer 1..100, got '٣'"]),
     # a 5,000-digit port: no int-conversion text, and the value is cut
     "huge_port_number": (TOPO.replace('multiport: "22"', "multiport: " + "9" * 5000),
                          ["line 9 column ", "a number of 5,000 characters (at most 40 digits)"]),
     "huge_port_string": (TOPO.replace('multiport: "22"', 'multiport: "' + "9" * 5000 + '"'),
-                         ["rules[0].multiport: '9999", "… is not a port list"]),
+                         ["rules[0].multiport (security group G, rule ssh): '9999", "… is not a port list"]),
     "ten_thousand_segments": (TOPO.replace('multiport: "22"', 'multiport: "' + ",".join(map(str, range(1, 10001))) + '"'),
-                              ["rules[0].multiport: '1,2,3,", "… has 10000 segments (at most 20)"]),
+                              ["rules[0].multiport (security group G, rule ssh): '1,2,3,", "… has 10000 segments (at most 20)"]),
     # control characters escaped: a newline in a key cannot split the line
     "newline_in_key": (TOPO.replace("  - name: G\n", '  - name: G\n    "bad\\nkey": 1\n'),
                        ["unknown key 'bad\\nkey'"]),
     # addresses and listeners as a user writes them
     "duplicate_eip": (TOPO.replace("ip: 10.0.0.10,", "ip: 10.0.0.10, eip: 203.0.113.5,")
                       .replace("ip: 10.0.0.11,", "ip: 10.0.0.11, eip: 203.0.113.5,"),
-                      ["instances[1].eip: duplicate EIP '203.0.113.5' (first at instances[0].eip)"]),
+                      ["instances[1].eip (instance E2): duplicate EIP '203.0.113.5' (first at instances[0].eip)"]),
     "duplicate_listener": (TOPO + "load_balancers:\n  - name: L\n    vip: 10.0.0.100\n    subnet: S\n    listeners:\n"
                            "      - {protocol: tcp, port: 80, backends: [{instance: E1, port: 80}]}\n"
                            "      - {protocol: tcp, port: 80, backends: [{instance: E1, port: 80}]}\n",
-                           ["listeners[1].port: duplicate listener (TCP or UDP) port 'tcp 80'"]),
+                           ["listeners[1].port (load balancer L): duplicate listener (TCP or UDP) port 'tcp 80'"]),
     "protocol_hint_has_any": (TOPO.replace("protocol: tcp", "protocol: tcpx"),
                               ["expected tcp, udp, icmp, icmpv6, gre, any, a number"]),
 }

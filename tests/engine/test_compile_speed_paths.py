@@ -62,6 +62,37 @@ def test_engine_tables_equal_row_by_row_tables():
             got = engine.sg_tables[k]
             for name in RULE_COLUMNS:
                 assert np.array_equal(getattr(got.table, name), getattr(want, name)), name
+            space = build_tuple_space(want)  # lengths computed from the table itself, not taken from the store
+            for name in ("rule_order", "rule_tuple", "src_len", "dst_len", "sport_len", "dport_len", "src_mask_hi",
+                         "src_mask_lo", "dst_mask_hi", "dst_mask_lo", "sport_mask", "dport_mask", "proto_mask"):
+                assert np.array_equal(getattr(got.classifier.space, name), getattr(space, name)), name
             assert got.row_rule.tolist() == [engine.rule_index[r.id] for _, r in rows]
             assert got.row_allow.tolist() == [int(r.action == "allow") for _, r in rows]
     assert len(seen) > 5
+
+
+def test_take_is_the_rows_of_the_table():
+    """RuleTable.take: the given rows in the given order (repeats allowed), read-only, equal to the
+    table built from those rules."""
+    from sgdp.engine.compiler import RULE_COLUMNS, Rule
+
+    rules = [Rule(4, (k, k + 9), (0, 1), (0, 65535), (k, k + 1), (6, 0xFF)) for k in range(10)]
+    rules.append(Rule(6, (1 << 100, (1 << 101) - 1), (1, 1)))
+    table = RuleTable.from_rules(rules)
+    rows = np.array([10, 3, 3, 0], np.int64)
+    got = table.take(rows)
+    want = RuleTable.from_rules([rules[k] for k in rows])
+    for name in RULE_COLUMNS:
+        col = getattr(got, name)
+        assert np.array_equal(col, getattr(want, name)) and col.dtype == RULE_COLUMNS[name], name
+        assert not col.flags.writeable
+    assert len(table.take(np.zeros(0, np.int64))) == 0
+
+
+def test_build_tuple_space_rejects_lengths_of_another_table():
+    from sgdp.engine.compiler import Rule, prefix_lengths
+
+    table = RuleTable.from_rules([Rule(4, (0, 255), (0, 1))] * 3)
+    other = prefix_lengths(RuleTable.from_rules([Rule(4, (0, 255), (0, 1))] * 2))
+    with pytest.raises(ValueError, match="prefix_lengths"):
+        build_tuple_space(table, lengths=other)

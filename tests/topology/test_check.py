@@ -259,6 +259,39 @@ def test_check_shadowed_near_miss_cover_not_effective_on_flavor(tmp_path, capsys
     assert [(x["security_group"], x["rule"]) for x in normal] == [("G", "office-ssh")]
 
 
+def _shadowed_on(n_covered, n_open=1):
+    """Group G's ssh rule is shadowed on the ``n_covered`` instances that bind First before G, and
+    can match on the ``n_open`` instances bound to G alone."""
+    groups = [{"name": "G", "rules": [r("ssh", protocol="tcp", multiport="22")]},
+              {"name": "First", "rules": [r("all-tcp", protocol="tcp")]}]
+    instances = [inst(f"C{k:02d}", ["First", "G"], ip=f"192.168.0.{10 + k}") for k in range(n_covered)]
+    instances += [inst(f"O{k:02d}", ["G"], ip=f"192.168.0.{100 + k}") for k in range(n_open)]
+    return topo(groups, instances)
+
+
+def test_check_shadowed_on_many_but_not_all_instances_is_one_summary(tmp_path, capsys):
+    """A rule shadowed on more than 20 of the instances bound to its group, but not on all, is one
+    finding with no instance; its message gives the count."""
+    items = of_kind(findings(tmp_path, capsys, _shadowed_on(21)), "shadowed")
+    assert [(x["security_group"], x["rule"], x["instance"]) for x in items] == [("G", "ssh", None)]
+    assert "on 21 of the 22 instances bound to it" in items[0]["message"]
+    assert "all-tcp of First" in items[0]["message"]
+
+
+def test_check_shadowed_on_twenty_instances_is_one_finding_each(tmp_path, capsys):
+    """Near miss: on 20 instances, one finding per instance, in instance order."""
+    items = of_kind(findings(tmp_path, capsys, _shadowed_on(20)), "shadowed")
+    assert [x["instance"] for x in items] == [f"C{k:02d}" for k in range(20)]
+    assert all(x["rule"] == "ssh" and f"never match on {x['instance']}:" in x["message"] for x in items)
+
+
+def test_check_shadowed_on_every_instance_is_one_finding(tmp_path, capsys):
+    """Near miss: shadowed on all the instances of its group, the finding has no instance and no count."""
+    items = of_kind(findings(tmp_path, capsys, _shadowed_on(25, n_open=0)), "shadowed")
+    assert [(x["rule"], x["instance"]) for x in items] == [("ssh", None)]
+    assert " of the " not in items[0]["message"]
+
+
 # ------------------------------------------------------------------------------ too_many_groups
 
 

@@ -389,26 +389,30 @@ def test_malformed_json_is_a_clean_error_naming_file_and_position(tmp_path, caps
     assert "Traceback" not in stderr and not (tmp_path / "t.yaml").exists()
 
 
-@pytest.mark.parametrize("mutate, path", [
+@pytest.mark.parametrize("mutate, path, names", [
     (lambda d: d["security_groups"][0]["security_group_rules"][3].update(direction="sideways"),
-     "security_groups[0].security_group_rules[3].direction"),
+     "security_groups[0].security_group_rules[3].direction", "security group sg-web, rule 9a0b7d4e-"),
     (lambda d: d["security_groups"][1]["security_group_rules"][1].update(multiport="80-70"),
-     "security_groups[1].security_group_rules[1].multiport"),
+     "security_groups[1].security_group_rules[1].multiport", "security group sg-app, rule 2c9d8e7f-"),
     (lambda d: d["security_groups"][2]["security_group_rules"][0].update(remote_ip_prefix="10.0.0.0/33"),
-     "security_groups[2].security_group_rules[0].remote_ip_prefix"),
+     "security_groups[2].security_group_rules[0].remote_ip_prefix", "security group sg-db, rule 8f7e6d5c-"),
     (lambda d: d["security_groups"][0]["security_group_rules"][0].update(priority="high"),
-     "security_groups[0].security_group_rules[0].priority"),
+     "security_groups[0].security_group_rules[0].priority", "security group sg-web, rule f11a3824-"),
     (lambda d: d["security_groups"][0].update(security_group_rules={"id": "x"}),
-     "security_groups[0].security_group_rules"),
-    (lambda d: d.update(security_groups="none"), "security_groups"),
+     "security_groups[0].security_group_rules", "security group sg-web)"),
+    (lambda d: d.update(security_groups="none"), "security_groups", None),
 ])
-def test_malformed_security_group_file_names_the_json_path(tmp_path, mutate, path):
+def test_malformed_security_group_file_names_the_json_path(tmp_path, mutate, path, names):
+    """The JSON path, then the objects on it by name (groups by name, rules by id), then the problem."""
     data = load_sample("security_groups.json")
     mutate(data)
     bad = write(tmp_path, "sg.json", data)
     with pytest.raises(InputError) as exc:
         huawei.import_huawei([bad])
-    assert str(exc.value).startswith(f"{bad}: {path}: "), str(exc.value)
+    if names is None:
+        assert str(exc.value).startswith(f"{bad}: {path}: "), str(exc.value)
+    else:
+        assert str(exc.value).startswith(f"{bad}: {path} ({names}"), str(exc.value)
 
 
 def test_malformed_server_address_names_the_json_path(tmp_path):
@@ -417,7 +421,7 @@ def test_malformed_server_address_names_the_json_path(tmp_path):
     bad = write(tmp_path, "servers.json", servers)
     with pytest.raises(InputError) as exc:
         huawei.import_huawei(samples("vpcs.json", "subnets.json") + [bad])
-    assert str(exc.value).startswith(f'{bad}: servers[1].addresses["{VPC}"][1].addr: ')
+    assert str(exc.value).startswith(f'{bad}: servers[1].addresses["{VPC}"][1].addr (server ecs-app-01): ')
 
 
 def test_top_level_must_be_an_object(tmp_path):
@@ -433,7 +437,7 @@ def test_invalid_result_is_traced_back_to_the_source(tmp_path):
     bad = write(tmp_path, "servers.json", servers)
     with pytest.raises(InputError) as exc:
         huawei.import_huawei(samples("vpcs.json", "subnets.json", "address_groups.json", "security_groups.json") + [bad])
-    assert str(exc.value).startswith(f"{bad}: servers[2]: ") and "192.168.3.20" in str(exc.value)
+    assert str(exc.value).startswith(f"{bad}: servers[2] (server ecs-db-01): ") and "192.168.3.20" in str(exc.value)
 
 
 def test_unwritable_output_is_an_error(tmp_path, capsys):
@@ -463,4 +467,48 @@ def test_non_string_subnet_gateway_is_a_clean_error(tmp_path, capsys):
     bad = write(tmp_path, "subnets.json", subnets)
     rc, _, stderr = run_cli(["import", "huawei", *samples("vpcs.json"), bad, "-o", str(tmp_path / "t.yaml")], capsys)
     assert rc == 2 and "Traceback" not in stderr
-    assert stderr.count("\n") == 1 and stderr.startswith(f"sgdp: error: {bad}: subnets[0].gateway_ip: expected a string")
+    assert stderr.count("\n") == 1 and stderr.startswith(f"sgdp: error: {bad}: subnets[0].gateway_ip (subnet subnet-web): expected a string")
+
+
+# ------------------------------------------------------------------ bounded reading, like a topology
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('{"security_groups": [], "security_groups": []}', "duplicate key 'security_groups' (first at line 1)"),
+    ('{"vpcs": ' + "[" * 5000 + "]" * 5000 + "}", "nesting deeper than 100 levels"),
+    ('{"count": ' + "9" * 5000 + "}", "a number of 5,000 digits"),
+    ("\ufeff{\"request_id\": \"r\"}", None),  # a byte order mark is allowed
+])
+def test_json_is_read_by_the_bounded_reader(tmp_path, capsys, text, needle):
+    """The importer reads each response through the topology's bounded reader: duplicate keys
+    (which json.loads would keep silently, the last one winning), nesting and number length
+    give one `sgdp: error:` line naming the file, exit 2."""
+    bad = tmp_path / "r.json"
+    bad.write_text(text, encoding="utf-8")
+    rc, _, stderr = run_cli(["import", "huawei", str(bad), "-o", str(tmp_path / "t.yaml")], capsys)
+    if needle is None:
+        assert rc == 0 and "Traceback" not in stderr, stderr
+        return
+    assert rc == 2 and stderr.count("\n") == 1, stderr
+    assert stderr.startswith(f"sgdp: error: {bad}: ") and needle in stderr, stderr
+    assert not (tmp_path / "t.yaml").exists()
+
+
+def test_json_size_is_bounded(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SGDP_MAX_INPUT_BYTES", "1000")
+    bad = write(tmp_path, "big.json", {"security_groups": [{"id": f"g{i}", "name": f"g{i}"} for i in range(100)]})
+    rc, _, stderr = run_cli(["import", "huawei", str(bad), "-o", str(tmp_path / "t.yaml")], capsys)
+    assert rc == 2 and stderr.count("\n") == 1
+    assert stderr.startswith(f"sgdp: error: {bad}: JSON file is larger than 1,000 bytes"), stderr
+
+
+def test_report_lines_name_the_object(tmp_path):
+    """What the importer reports names the object on the path (here a rule it leaves out, by its
+    group's name and its id)."""
+    groups = load_sample("security_groups.json")
+    rules = groups["security_groups"][0]["security_group_rules"]
+    rules.append(dict(rules[4], id="icmp-mp", multiport="8"))
+    files = [write(tmp_path, "security_groups.json", groups)] + samples("address_groups.json")
+    _, lines = huawei.import_huawei(files)
+    found = [l for l in lines if "rule left out" in l]
+    assert found and f"security_group_rules[{len(rules) - 1}].multiport (security group sg-web, rule icmp-mp): " in found[0], lines

@@ -86,6 +86,7 @@ def assert_one_error(err: str, file, paths=(), values=()) -> str:
         hits = [m for p in paths for m in [_path_re(p).search(line)] if m]
         assert hits, f"none of the field paths {paths} is named: {line}"
         rest = line[hits[0].end():]
+        rest = re.sub(r"^ \([^)]*\)", "", rest)  # the names beside the path are not the value
     if values:
         assert any(v in rest for v in values), f"none of the offending values {values} is named after the path: {line}"
     return line
@@ -408,6 +409,85 @@ def test_s1_rules_alias_error_path_uses_alias(tmp_path, capsys):
     d["security_groups"][0]["rules"] = d["security_groups"][0].pop("security_group_rules")
     _set(d, 1, multiport="443,443")
     check_invalid(tmp_path, capsys, d, "security_groups[0].rules[1].multiport", "443,443")
+
+
+# ---------------------------------------------------- S1: messages name the objects on the path
+
+
+NAMED = [
+    ("rule_by_id", _m(lambda d: _set(d, 1, multiport="22,,80")),
+     "security_groups[0].security_group_rules[1].multiport", "security group Sg-A, rule A02"),
+    ("rules_alias", _m(lambda d: (d["security_groups"][1].update(rules=d["security_groups"][1].pop("security_group_rules")),
+                                  _set(d, 0, g=1, direction="sideways"))),
+     "security_groups[1].rules[0].direction", "security group Sg-B, rule B01"),
+    ("rule_without_id_names_its_group", _m(lambda d: (rule(d, 1).pop("id"), _set(d, 1, priority=0))),
+     "security_groups[0].security_group_rules[1].priority", "security group Sg-A)"),
+    ("instance", _m(lambda d: d["instances"][1].update(ip="10.0.0.5")), "instances[1].ip", "instance ECS-B01"),
+    ("instance_nic", _m(lambda d: d["instances"][0].update(
+        nics=[{"subnet": "Subnet-A", "ip": "192.168.0.10"}, {"subnet": "Subnet-B", "ip": "192.168.9.9"}],
+        **{k: None for k in ("subnet", "ip", "security_groups")})),
+     "instances[0].nics[1].ip", "instance ECS-A01"),
+    ("subnet_in_vpc", _m(lambda d: d["vpcs"][1]["subnets"][0].update(cidr="10.1.0.0/33")),
+     "vpcs[1].subnets[0].cidr", "VPC VPC-Y, subnet Subnet-Y"),
+    ("address_group", _m(lambda d: d["address_groups"][0]["ip_set"].append("300.1.1.1")),
+     "address_groups[0].ip_set[3]", "address group ipGroup-A"),
+    ("load_balancer_listener", _m(lambda d: d.update(load_balancers=[lb()]) or
+                                  d["load_balancers"][0]["listeners"][0].update(name="web", port=0)),
+     "load_balancers[0].listeners[0].port", "load balancer elb-1, listener web"),
+    ("network_acl_rule", _m(lambda d: d.update(network_acls=[{"name": "acl-1", "inbound_rules": [
+        {"id": "in-1", "action": "maybe"}]}])),
+     "network_acls[0].inbound_rules[0].action", "network ACL acl-1, rule in-1"),
+    ("quoted_name", _m(lambda d: (d["security_groups"][1].update(name="web tier"),
+                                  d["instances"][0].update(security_groups=["Sg-A", "web tier"]),
+                                  d["instances"][1].update(security_groups=["web tier"]),
+                                  _set(d, 0, g=1, protocol="tcpp"))),
+     "security_groups[1].security_group_rules[0].protocol", "security group 'web tier', rule B01"),
+]
+
+
+@pytest.mark.parametrize("make,path,names", [pytest.param(m, p, n, id=i) for i, m, p, n in NAMED])
+def test_s1_error_names_objects_beside_the_index_path(tmp_path, capsys, make, path, names):
+    """The index path stays (it locates the field whatever the names) and the objects on it follow
+    by name (groups, instances, VPCs... by `name`, rules by `id`): `PATH (security group Sg-A, rule
+    A02): ...`."""
+    line = check_invalid(tmp_path, capsys, make(), path)
+    assert f": {path} (" in line, line
+    assert names in line[line.index(path):], line
+
+
+def test_s1_error_names_are_left_out_when_there_are_none(tmp_path, capsys):
+    """A top-level field or an object without a name: the path alone, no empty parentheses."""
+    d = base()
+    d["version"] = 2
+    line = check_invalid(tmp_path, capsys, d, "version", "2")
+    assert ": version: " in line and "(" not in line.split(": version: ")[0]
+
+
+def test_path_names_helper():
+    from sgdp.errors import path_names
+
+    d = base()
+    assert path_names(d, "security_groups[0].security_group_rules[1].multiport") == "security group Sg-A, rule A02"
+    assert path_names(d, "instances[0].security_groups[1]") == "instance ECS-A01"  # a reference is not a name
+    assert path_names(d, "security_groups[7].name") == ""  # not in the data: nothing guessed
+    assert path_names(None, "vpcs[0]") == ""
+    assert path_names({"vpcs": [{"name": "x" * 100}]}, "vpcs[0].cidr") == "VPC '" + "x" * 59 + "…'"
+
+
+def test_scenario_error_names_the_step(tmp_path):
+    from sgdp.errors import ConfigError
+    from sgdp.testing.scenario import load_scenario
+
+    (tmp_path / "topology.yaml").write_text(yaml.safe_dump(base()))
+    path = tmp_path / "s.sgdp.yaml"
+    path.write_text(yaml.safe_dump({"topology": "topology.yaml", "steps": [
+        {"name": "ssh-ok", "packet": {"src": "172.16.0.1", "dst": "192.168.0.10", "dport": 22}, "expect": "allow"},
+        {"name": "bad-dst", "packet": {"src": "172.16.0.1", "dst": "192.168.0.999", "dport": 22}, "expect": "allow"},
+    ]}))
+    with pytest.raises(ConfigError) as info:
+        load_scenario(str(path))
+    assert "steps[1].packet.dst (step bad-dst): " in str(info.value), str(info.value)
+    assert info.value.path == "steps[1].packet.dst"
 
 
 def test_s1_invalid_json_topology(tmp_path, capsys):

@@ -65,7 +65,7 @@ import os
 import sys
 from typing import Iterable
 
-from sgdp.errors import InputError
+from sgdp._atomic import partial_file
 from sgdp.topology.huawei.importer import _Importer
 
 
@@ -99,8 +99,5 @@ def write_topology(topo: dict, output: str, sources: Iterable[str] = ()) -> None
     if output == "-":
         sys.stdout.write(text)
         return
-    try:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise InputError(f"-o {output}: cannot write: {exc.strerror}") from None
+    with partial_file(output, "w", encoding="utf-8") as fh:  # OUTPUT.partial, renamed once whole
+        fh.write(text)

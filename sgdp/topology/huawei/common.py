@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sgdp.errors import InputError
+from sgdp.errors import InputError, path_names
 from sgdp.topology.addr import Net, is_number, parse_cidr, parse_ip
 
 
@@ -93,13 +93,22 @@ def _show(value: Any) -> str:
 
 
 class _Doc:
-    """One input file: typed access that raises InputError naming the file and the JSON path."""
+    """One input file: typed access that raises InputError naming the file, the JSON path and the
+    objects on it by name (``data``: the file's JSON, once read)."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, data: Any = None):
         self.file = file
+        self.data = data
+
+    def where(self, path: str) -> str:
+        """``FILE: PATH (names): `` or ``FILE: ``, as every line about this file starts."""
+        if not path:
+            return f"{self.file}: "
+        names = path_names(self.data, path)
+        return f"{self.file}: {path} ({names}): " if names else f"{self.file}: {path}: "
 
     def err(self, path: str, message: str) -> InputError:
-        return InputError(f"{self.file}: {path}: {message}" if path else f"{self.file}: {message}")
+        return InputError(self.where(path) + message)
 
     def mapping(self, value: Any, path: str) -> dict:
         if not isinstance(value, dict):
@@ -191,11 +200,16 @@ class _Reporter:
         self.notes = 0
         self.unknown_fields: dict[tuple[str, str, str], list] = {}
         self.origins: dict[str, _Src] = {}
+        self.docs: dict[str, _Doc] = {}  # by file name, once read
+
+    def doc(self, file: str) -> _Doc:
+        """The input file ``file`` (with its data, when it has been read)."""
+        return self.docs.get(file) or _Doc(file)
 
     def _line(self, src: _Src | None, message: str) -> str:
         if src is None:
             return message
-        return f"{src.file}: {src.path}: {message}" if src.path else f"{src.file}: {message}"
+        return self.doc(src.file).where(src.path) + message
 
     def report(self, src: _Src | None, message: str) -> None:
         """Something that could not be mapped exactly (left out or approximated)."""
@@ -255,21 +269,12 @@ def _in(cidr: str, ip: str) -> bool:
 
 
 def _read_json(path: str) -> Any:
+    """A saved API response, read by the same bounded reader as a topology (size, nesting depth,
+    duplicate keys); a problem is an InputError naming the file."""
     from sgdp.errors import ConfigError
-    from sgdp.topology.structured import read_bounded
+    from sgdp.topology.structured import read_json_file
 
     try:
-        data = read_bounded(path, "JSON")
+        return read_json_file(path, "JSON")
     except ConfigError as exc:
         raise InputError(str(exc)) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not a JSON text file (byte offset {exc.start} is not UTF-8)") from None
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: invalid JSON at line {exc.lineno} column {exc.colno} (character {exc.pos}): "
-                         f"{exc.msg}") from None

@@ -323,7 +323,7 @@ class _Groups(_Reporter):
                     self.ags[rule.remote_ag] = _Obj(rule.remote_ag, None, {
                         "ip_version": version, "ip_set": [],
                         "description": "placeholder: this address group was not exported"},
-                        _Doc(rule.src.file), rule.src.path, placeholder=True)
+                        self.doc(rule.src.file), rule.src.path, placeholder=True)
                     self.report(rule.src.at(_key(rule.src.path, "remote_address_group_id")),
                                 f"address group {rule.remote_ag} is not exported: an empty placeholder group "
                                 "stands for it, so this rule matches no address")
@@ -331,7 +331,7 @@ class _Groups(_Reporter):
                     ag = self.ags[rule.remote_ag]
                     want = 6 if rule.fields["ethertype"] == "IPv6" else 4
                     if ag.raw["ip_version"] != want:
-                        raise _Doc(rule.src.file).err(
+                        raise self.doc(rule.src.file).err(
                             _key(rule.src.path, "remote_address_group_id"),
                             f"address group {ag.name or ag.id!r} is IPv{ag.raw['ip_version']} but the rule's "
                             f"ethertype is IPv{want}")

@@ -23,9 +23,9 @@ class _Importer(_Groups, _Network, _Servers):
     # -- reading ------------------------------------------------------------------------------
 
     def read_file(self, path: str) -> None:
-        doc = _Doc(path)
         self.files.append(path)
         data = _read_json(path)
+        doc = self.docs[path] = _Doc(path, data)
         if not isinstance(data, dict):
             raise doc.err("", f"expected a JSON object (one saved API response), got {_jtype(data)}")
         handlers = {
@@ -136,7 +136,7 @@ class _Importer(_Groups, _Network, _Servers):
                     best = key
             if best:
                 src = self.origins[best]
-                raise InputError(f"{src.file}: {src.path}: {exc.detail} (imported as {exc.path})") from None
+                raise self.doc(src.file).err(src.path, f"{exc.detail} (imported as {exc.path})") from None
             raise InputError(f"the imported topology is not valid: {exc.path}: {exc.detail}") from None
 
     def summary(self) -> str:
