@@ -361,3 +361,21 @@ def test_process_into_refuses_rows_outside_the_batch():
     engine.process_into(batch.columns, out, rows)
     want = make_engine(topo, "fast").process(PacketBatch({k: batch.columns[k][rows] for k in batch.columns}))
     assert out["verdict"][rows].tolist() == want.verdict.tolist() and not out["verdict"][1::2].any()
+
+
+def test_without_fork_each_worker_builds_its_engine(tmp_path, monkeypatch):
+    """Where fork is not available the workers start by forkserver and build their own engines
+    from the specs; the answers are the same."""
+    import multiprocessing
+
+    from sgdp.capture import read_batches
+
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["forkserver", "spawn"])
+    topology, pcap, _ = _generated_capture(tmp_path, packets=3000)
+    topo = topology_from_data(json.loads(Path(topology).read_text()), topology)
+    batches = list(read_batches([pcap], 700))
+    want, want_state = _columns(LocalExecutor([EngineSpec(topo, "fast")]), batches)
+    with make_executor([EngineSpec(topo, "fast")], 2, batch_size=1000) as ex:
+        assert all(p._popen.__class__.__module__.endswith("popen_forkserver") for p in ex.procs)
+        got, state = _columns(ex, batches)
+    assert got == want and state == want_state
