@@ -284,3 +284,22 @@ def test_top_talkers_sum_batches_and_break_ties_by_address():
     assert [(r["src"], r["packets"], r["bytes"], r["denied"], r["allowed"]) for r in rows] == [
         ("10.0.0.2", 3, 90, 3, 0), ("10.0.0.1", 2, 100, 1, 1), ("10.0.0.3", 2, 200, 0, 2)]
     assert _top_talkers([]) == ([], 0)
+
+
+def test_a_summary_shadowed_finding_shows_its_count():
+    """A summary finding of check (no instance, shadowed on many of its group's instances) shows
+    as one badge with its count; a finding without one stays plain "shadowed"."""
+    from sgdp.report.data import rule_tables
+    from sgdp.topology import load_topology
+
+    topo = load_topology(TOPO)
+    group = next(iter(topo.security_groups.values()))
+    first, second = group.rules[0], group.rules[1]
+    message = f"rule {first.id} of {group.name} can never match on 1,234 of the 1,300 instances bound to it: ..."
+    findings = [{"kind": "shadowed", "security_group": group.name, "rule": first.id, "instance": None, "why": None,
+                 "message": message},
+                {"kind": "shadowed", "security_group": group.name, "rule": second.id, "instance": None, "why": None,
+                 "message": "can never match: ..."}]
+    rows = {r["rule"]: r for r in rule_tables([], topo, check_findings=findings)[0]["rules"]}
+    assert rows[first.id]["findings"] == ["shadowed on 1,234 of the 1,300 instances"]
+    assert rows[second.id]["findings"] == ["shadowed"]
