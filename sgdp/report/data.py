@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -565,6 +566,10 @@ def load_findings(path: str) -> list[dict[str, Any]]:
     return items
 
 
+#: a summary ``shadowed`` finding (no instance, on many of its group's instances) gives its count here
+_SUMMARY_COUNT = re.compile(r"can never match on ([\d,]+ of the [\d,]+ instances) bound to it")
+
+
 def rule_tables(rule_hits: Iterable[dict], topo: Topology | None,
                 decided: dict[tuple[str, str], dict[str, int]] | None = None,
                 check_findings: list | None = None) -> list[dict[str, Any]]:
@@ -589,7 +594,11 @@ def rule_tables(rule_hits: Iterable[dict], topo: Topology | None,
             f = f if isinstance(f, dict) else f.as_dict()
             kind, group, rule, why, instance = (f.get(k) for k in ("kind", "security_group", "rule", "why", "instance"))
             if kind in ("shadowed", "not_effective") and group and rule:
-                text = ("shadowed" + (f" on {instance}" if instance else "")) if kind == "shadowed" else f"not effective ({why}"
+                if kind == "shadowed":
+                    count = _SUMMARY_COUNT.search(str(f.get("message") or "")) if not instance else None
+                    text = "shadowed" + (f" on {instance}" if instance else f" on {count.group(1)}" if count else "")
+                else:
+                    text = f"not effective ({why}"
                 if kind == "not_effective":
                     text += f" on {instance})" if instance else ")"
                 lst = findings.setdefault((group, rule), [])

@@ -354,3 +354,22 @@ def test_plain_reader_in_chunks_is_the_arrow_reader(long_replay: Path, monkeypat
     assert plain.ts.tolist() == whole.ts.tolist() and plain.names == whole.names
     for k in report_data.NAME_COLUMNS:
         assert plain.codes[k].tolist() == whole.codes[k].tolist(), k
+
+
+def test_a_summary_shadowed_finding_shows_its_count():
+    """A summary finding of check (no instance, shadowed on many of its group's instances) shows
+    as one badge with its count; a finding without one stays plain "shadowed"."""
+    from sgdp.report.data import rule_tables
+    from sgdp.topology import load_topology
+
+    topo = load_topology(TOPO)
+    group = next(iter(topo.security_groups.values()))
+    first, second = group.rules[0], group.rules[1]
+    message = f"rule {first.id} of {group.name} can never match on 1,234 of the 1,300 instances bound to it: ..."
+    findings = [{"kind": "shadowed", "security_group": group.name, "rule": first.id, "instance": None, "why": None,
+                 "message": message},
+                {"kind": "shadowed", "security_group": group.name, "rule": second.id, "instance": None, "why": None,
+                 "message": "can never match: ..."}]
+    rows = {r["rule"]: r for r in rule_tables([], topo, check_findings=findings)[0]["rules"]}
+    assert rows[first.id]["findings"] == ["shadowed on 1,234 of the 1,300 instances"]
+    assert rows[second.id]["findings"] == ["shadowed"]
