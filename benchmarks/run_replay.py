@@ -78,19 +78,23 @@ def timed(cmd: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, float("nan")
 
 
-def baseline_replay(checkout: str, topology: str, capture: str, out_dir: str, fmt: str) -> dict:
-    """``run_replay_process`` with the other checkout's sgdp first on the child's path."""
+def replay_in(checkout: str, topology: str, capture: str, out_dir: str, fmt: str) -> dict:
+    """``run_replay_process`` with the sgdp of ``checkout``: the child (``python -c``) imports from
+    its working directory first, so it runs there, with the checkout also first on its
+    ``PYTHONPATH`` (paths are absolute)."""
     from sgdp.bench import run_replay_process
 
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.path.abspath(checkout) + (os.pathsep + saved if saved else "")
+    saved_path, saved_cwd = os.environ.get("PYTHONPATH"), os.getcwd()
+    os.environ["PYTHONPATH"] = os.path.abspath(checkout) + (os.pathsep + saved_path if saved_path else "")
+    os.chdir(checkout)
     try:
         return run_replay_process(topology, capture, out_dir, "fast", fmt)
     finally:
-        if saved is None:
+        os.chdir(saved_cwd)
+        if saved_path is None:
             del os.environ["PYTHONPATH"]
         else:
-            os.environ["PYTHONPATH"] = saved
+            os.environ["PYTHONPATH"] = saved_path
 
 
 def stat(values: list[float]) -> dict:
@@ -120,7 +124,7 @@ def main() -> int:
     limits = [n for n in (args.limits or [6000, 100_000]) if n > 0]
     if args.baseline and not os.path.isfile(os.path.join(args.baseline, "sgdp", "__init__.py")):
         raise SystemExit(f"run_replay.py: --baseline {args.baseline}: not an sgdp checkout (no sgdp/__init__.py)")
-    work = args.out or tempfile.mkdtemp(prefix="sgdp-bench-issue11-")
+    work = os.path.abspath(args.out or tempfile.mkdtemp(prefix="sgdp-bench-replay-"))
     sys.path.insert(0, ROOT)
     from sgdp.bench import run_replay_process
 
@@ -147,11 +151,11 @@ def main() -> int:
             fl = floor(exe, cap)
             add(f"floor/{loc}", fl)
             for fmt_ in (formats if loc == "generated" else ["none"]):
-                r = run_replay_process(topo, cap, os.path.join(work, f"out-{loc}-{fmt_}"), "fast", fmt_)
+                r = replay_in(ROOT, topo, cap, os.path.join(work, f"out-{loc}-{fmt_}"), fmt_)
                 add(f"replay/{loc}/{fmt_}", r)
                 add(f"ratio/{loc}/{fmt_}", r["packet_phase_mpps"] / fl if r["packet_phase_mpps"] else float("nan"))
                 if args.baseline:
-                    b = baseline_replay(args.baseline, topo, cap, os.path.join(work, f"out-base-{loc}-{fmt_}"), fmt_)
+                    b = replay_in(args.baseline, topo, cap, os.path.join(work, f"out-base-{loc}-{fmt_}"), fmt_)
                     add(f"base/{loc}/{fmt_}", b)
         r = run_replay_process(example_topo, example_cap, os.path.join(work, "out-example"), "fast", "none")
         add("example", r)
