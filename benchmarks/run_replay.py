@@ -192,7 +192,9 @@ def main() -> int:
     ap.add_argument("--json", help="also write every measurement as JSON here")
     args = ap.parse_args()
     limits = [n for n in (args.limits or [6000, 100_000]) if n > 0]  # --limits 0: none
-    work = args.out or tempfile.mkdtemp(prefix="sgdp-bench-replay-")
+    if args.baseline and not os.path.isfile(os.path.join(args.baseline, "sgdp", "__init__.py")):
+        raise SystemExit(f"run_replay.py: --baseline {args.baseline}: not an sgdp checkout (no sgdp/__init__.py)")
+    work = os.path.abspath(args.out or tempfile.mkdtemp(prefix="sgdp-bench-replay-"))
     sys.path.insert(0, ROOT)
 
     topo = os.path.join(work, "topology.yaml")
