@@ -673,3 +673,31 @@ def test_explain_says_why(tmp_path, src, dst, proto, expected):
     assert run.code == 0, run.err
     for text in expected:
         assert text in run.out, (text, run.out)
+
+
+def test_nul_and_control_characters_in_a_name_are_escaped_on_one_line(tmp_path):
+    """A name with a NUL, a newline and an escape character (written as YAML escapes) is echoed
+    escaped: the message stays one line and names the field and the value as Python writes it."""
+    path = tmp_path / "topo.yaml"
+    path.write_text(TOPO.replace("security_groups: [G]}\n  - {name: E2",
+                                 'security_groups: ["G\\0x\\n\\e"]}\n  - {name: E2'))
+    line = assert_one_error(sgdp("check", str(path)), "topo.yaml", "instances[0]")
+    assert "'G\\x00x\\n\\x1b'" in line, line
+    assert "\0" not in line and "\x1b" not in line
+
+
+@pytest.mark.parametrize("command", ["replay", "decode"])
+def test_an_unreadable_capture_in_process(setup, monkeypatch, capsys, command):
+    """A capture the user may not read (root reads everything, so the check is made to refuse):
+    one line naming the file, the same in every command, and no output directory started."""
+    from sgdp import cli
+    from sgdp.capture import ingest
+
+    real_access = os.access
+    monkeypatch.setattr(ingest.os, "access", lambda p, mode: False if str(p).endswith("c.pcap") else real_access(p, mode))
+    monkeypatch.chdir(setup)
+    args = ["replay", "topo.yaml", "c.pcap", "-o", "out"] if command == "replay" else ["decode", "c.pcap"]
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and err == "sgdp: error: c.pcap: permission denied\n", err
+    assert not (setup / "out").exists()

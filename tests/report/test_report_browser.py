@@ -61,6 +61,14 @@ def browser():
     drv.quit()
 
 
+def _shot(tmp_path: Path, name: str) -> Path:
+    """Where a screenshot goes: the folder SGDP_TEST_ARTIFACTS names (CI keeps it as the run's
+    artifacts), else the test's temporary folder."""
+    folder = Path(os.environ.get("SGDP_TEST_ARTIFACTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
 def _open(drv, path: Path, shot: Path) -> None:
     drv.get_log("browser")  # drop what earlier pages logged
     drv.get(path.as_uri())
@@ -82,7 +90,7 @@ def test_replay_report_renders_offline(browser, tmp_path: Path):
     out = tmp_path / "out"
     sgdp.replay(TOPO, [PCAP], str(out))
     page = Path(sgdp.write_report(out, tmp_path / "report.html"))
-    _open(browser, page, tmp_path / "report.png")
+    _open(browser, page, _shot(tmp_path, "report.png"))
     with open(EXPECTED, newline="") as fh:
         rows = list(csv.DictReader(fh))
     # time charts: one bar segment per non-empty (50 ms bucket, verdict) and (bucket, reason)
@@ -104,6 +112,6 @@ def test_diff_report_renders_offline(browser, tmp_path: Path):
     new = tmp_path / "new.yaml"
     new.write_text(yaml.safe_dump(topo))
     page = Path(sgdp.diff(TOPO, new, [PCAP]).report(tmp_path / "diff.html"))
-    _open(browser, page, tmp_path / "diff.png")
+    _open(browser, page, _shot(tmp_path, "diff.png"))
     assert _marks(browser, "chart-changes") == 1  # the one echo request, allow -> deny
     assert "icmp 198.51.100.7 -> 192.168.0.10 id 7" in browser.find_element("css selector", "#changed table").text
