@@ -241,14 +241,21 @@ class _CutIndex:
         self.buckets: dict[tuple[int, int], list[tuple[int, int, Box]]] = {}  # (proto|-1, x|-1) -> (seq, owner, box)
 
     def add(self, owner: int, boxes: list[Box]) -> None:
+        seq = self.count
+        buckets = self.buckets
         for box in boxes:
             key = (box[0] if box[0] == box[1] else -1, box[2] if box[2] == box[3] else -1)
-            self.buckets.setdefault(key, []).append((self.count, owner, box))
-            self.count += 1
+            items = buckets.get(key)
+            if items is None:
+                items = buckets[key] = []
+            items.append((seq, owner, box))
+            seq += 1
+        self.count = seq
 
     def meeting(self, boxes: list[Box]) -> list[tuple[int, Box]]:
         """(owner, box) of every earlier box that meets the hull of ``boxes``, in walk order."""
-        h = [min(b[d] for b in boxes) if d % 2 == 0 else max(b[d] for b in boxes) for d in range(8)]
+        cols = tuple(zip(*boxes))  # the hull, column by column (min of the lows, max of the highs)
+        h = [min(cols[d]) if d % 2 == 0 else max(cols[d]) for d in range(8)]
         found = []
         for (p, x), items in self.buckets.items():
             if p >= 0 and not h[0] <= p <= h[1]:
