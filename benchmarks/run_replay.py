@@ -92,7 +92,11 @@ def fmt(s: dict, digits: int = 2, unit: str = "") -> str:
 
 
 def side_env(root: str) -> dict[str, str]:
-    """The environment of the children of one side: its checkout first on the path."""
+    """The environment of the children of one side: its checkout first on the path, and its
+    bytecode cache written beforehand, as ``pip install`` does (where the environment sets
+    PYTHONDONTWRITEBYTECODE, every start would otherwise compile sgdp's sources again: 0.1 s)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(root, "sgdp")], check=True,
+                   stdout=subprocess.DEVNULL)
     env = dict(os.environ)
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env

@@ -182,6 +182,10 @@ def main() -> None:
         w, topology, capture, out = args.ceiling_child
         ceiling_child(int(w), topology, capture, out)
         return
+    # the bytecode cache written first, as `pip install` does, so that no run compiles sgdp's sources
+    # (where the environment sets PYTHONDONTWRITEBYTECODE, every process would)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))), "sgdp")], check=True, stdout=subprocess.DEVNULL)
     work = args.out or tempfile.mkdtemp(prefix="sgdp-scaleout-")
     topology, capture = os.path.join(work, "topology.yaml"), os.path.join(work, "capture-generated.pcap")
     if not (os.path.exists(topology) and os.path.exists(capture)):
