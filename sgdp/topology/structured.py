@@ -286,9 +286,6 @@ def _load_yaml(path: str, text: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        if "maximum nesting depth" in problem:  # libyaml's own limit (PyYAML 6.0.3 on), met while scanning
-            at = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
-            raise ConfigError(path, "", f"{at}nesting deeper than {MAX_DEPTH} levels") from None
         raise ConfigError(path, "", f"invalid YAML{where}: {_short(problem, quote=False)}") from None
     except RecursionError:  # pragma: no cover - MAX_DEPTH stops nesting long before this
         raise ConfigError(path, "", f"nesting deeper than {MAX_DEPTH} levels") from None
