@@ -74,6 +74,12 @@ def partial_file(path: str, mode: str = "w", **open_args: Any) -> Iterator[IO[An
     except BaseException:
         discard(partial)
         raise
+    move_into_place(partial, path)
+
+
+def move_into_place(partial: str, path: str) -> None:
+    """Rename a whole ``partial`` file to ``path``; when the rename fails (an OutputError naming
+    ``path``), the partial file is removed."""
     try:
         replace_into_place(partial, path)
     except OutputError:

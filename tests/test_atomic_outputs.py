@@ -54,9 +54,23 @@ def test_partial_file_write_error_names_the_final_path(tmp_path):
 
 
 def test_partial_file_writes_a_fifo_or_device_directly(tmp_path):
+    import stat
+    import threading
+
     with partial_file(os.devnull) as fh:
         fh.write("x")
     assert os.path.exists(os.devnull) and not os.path.exists(os.devnull + ".partial")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)  # still the device, not a file renamed over it
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    with partial_file(str(fifo), "wb") as fh:
+        fh.write(b"through the pipe")
+    reader.join(5)
+    assert got == [b"through the pipe"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and names(tmp_path) == ["f"]
 
 
 # ------------------------------------------------------------------------------- the writers

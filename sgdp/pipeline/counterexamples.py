@@ -148,12 +148,10 @@ class ReplayFailures:
                 for batch in read_batches(captures, batch_size, keep_frames=True):
                     if index > stop:
                         break
-                    for record in batch_records(batch, self.selection.select(batch.columns, index)):
-                        yield record
-                        self.written += 1
+                    yield from batch_records(batch, self.selection.select(batch.columns, index))
                     index += len(batch)
             except InputError:
                 pass  # the replay met the same error after these packets and reports it
 
-        write_split_file(self.path, records())
+        self.written = write_split_file(self.path, records())
         return self.path

@@ -15,7 +15,7 @@ import numpy as np
 
 from sgdp.capture import TIME_RANGE_TEXT, CaptureBatch, in_time_range
 from sgdp.errors import OutputError
-from sgdp._atomic import PARTIAL, cannot_write, discard, replace_into_place
+from sgdp._atomic import PARTIAL, cannot_write, discard, move_into_place
 
 
 class SplitWriter:
@@ -51,12 +51,15 @@ class SplitWriter:
             raise cannot_write(self.label, exc) from None
 
     def _add(self, link: int, sec: int, nsec: int, wirelen: int, frame: bytes) -> None:
-        if not in_time_range(sec, nsec):  # the reader and the scenario loader keep to the range
-            raise OutputError(f"{self.label}: cannot write a frame at {sec} s + {nsec} ns: outside {TIME_RANGE_TEXT}")
         if self.link is None:
             self.link = link
-        if self.ng_ifaces is None and (link != self.link or sec > 0xFFFFFFFF):
-            self._switch_to_pcapng()   # another link type, or a time after 2106 (pcap has 32-bit seconds)
+        if not 0 <= sec <= 0xFFFFFFFF:  # rare: a time after 2106 (or before 1970, refused)
+            if not in_time_range(sec, nsec):  # the reader and the scenario loader keep to the range
+                raise OutputError(f"{self.label}: cannot write a frame at {sec} s + {nsec} ns: outside {TIME_RANGE_TEXT}")
+            if self.ng_ifaces is None:
+                self._switch_to_pcapng()   # a time after 2106: pcap has 32-bit seconds
+        if self.ng_ifaces is None and link != self.link:
+            self._switch_to_pcapng()   # another link type
         self.count += 1
         if self.ng_ifaces is not None:
             self._write_epb(link, sec, nsec, wirelen, frame)
@@ -144,7 +147,7 @@ def write_split_file(path: str, records: Iterable[Record]) -> int:
     except BaseException:
         discard(partial)
         raise
-    replace_into_place(partial, path)
+    move_into_place(partial, path)
     return out.count
 
 
