@@ -31,6 +31,7 @@ import numpy as np
 
 from sgdp.capture import PACKET_COLUMNS, PacketBatch, VerdictBatch, is_stream
 from sgdp.errors import SgdpError, UsageError
+from sgdp._atomic import discard
 from sgdp.topology import Topology
 from sgdp.pipeline.shard import Router, ShardKeys
 
@@ -775,7 +776,4 @@ def discard_outputs(paths: Iterable[str | None]) -> None:
     """Remove the outputs of a run that did not finish, so none is taken for a complete one."""
     for path in paths:
         if path:
-            try:
-                os.remove(path)
-            except OSError:
-                pass
+            discard(path)

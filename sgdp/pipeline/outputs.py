@@ -21,7 +21,7 @@ import json
 import os
 from typing import Any
 
-from sgdp._atomic import PARTIAL, cannot_write, remove_quietly, replace_into_place
+from sgdp._atomic import PARTIAL, cannot_write, discard, partial_file, remove_quietly, replace_into_place
 from sgdp.errors import OutputError, UsageError
 
 __all__ = ["OUTPUT_NAMES", "PARTIAL", "SUMMARY", "OutputDir", "cannot_write", "remove_quietly", "replace_into_place"]
@@ -76,27 +76,14 @@ class OutputDir:
         """A run cut short: remove the partial files and the earlier run's outputs; then, if it can
         be written, a summary.json that says the run did not complete."""
         for path in list(self.partials.values()) + [self.final(n) for n in OUTPUT_NAMES]:
-            try:
-                remove_quietly(path)
-            except OSError:
-                pass
+            discard(path)
         if summary is not None:
             try:
                 self.write_summary(summary)
             except OutputError:
-                remove_quietly(self.final(SUMMARY) + PARTIAL)
+                pass  # the disk refuses even that: partial_file removed its partial file
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        final = self.final(SUMMARY)
-        partial = final + PARTIAL
-        try:
-            with open(partial, "w", encoding="utf-8") as fh:
-                json.dump(summary, fh, indent=2)
-                fh.write("\n")
-        except OSError as exc:
-            try:
-                remove_quietly(partial)
-            except OSError:
-                pass
-            raise cannot_write(final, exc) from None
-        replace_into_place(partial, final)
+        with partial_file(self.final(SUMMARY), "w", encoding="utf-8") as fh:
+            json.dump(summary, fh, indent=2)
+            fh.write("\n")
