@@ -36,6 +36,7 @@ import numpy as np
 cimport numpy as cnp
 
 from sgdp._fastmatch cimport TupleClassifier, TupleView, tuple_lookup
+from sgdp._sorted cimport sorted_find
 
 cnp.import_array()
 
@@ -348,18 +349,11 @@ cdef inline uint64_t eip_private(Plan p, uint64_t lo) noexcept nogil:
 
 
 cdef int mac_lookup(Plan p, int64_t mac) noexcept nogil:
-    cdef Py_ssize_t lo_i = 0, hi_i = p.mac_key.shape[0], mid
+    cdef Py_ssize_t j
     if mac < 0:
         return -1
-    while lo_i < hi_i:
-        mid = (lo_i + hi_i) >> 1
-        if p.mac_key[mid] < mac:
-            lo_i = mid + 1
-        else:
-            hi_i = mid
-    if lo_i < p.mac_key.shape[0] and p.mac_key[lo_i] == mac:
-        return p.mac_nic[lo_i]
-    return -1
+    j = sorted_find(p.mac_key, mac)
+    return p.mac_nic[j] if j >= 0 else -1
 
 
 cdef inline bint peered(Plan p, int32_t a, int32_t b) noexcept nogil:
@@ -999,7 +993,7 @@ cdef class Dataplane:
         cdef int32_t[::1] v_group = out["group"]
         cdef int32_t[::1] v_rule = out["rule"]
 
-        cdef Py_ssize_t n = ts.shape[0], i, j, k
+        cdef Py_ssize_t n = ts.shape[0], i, j, k, ahead
         cdef Row row
         cdef const int64_t[::1] pick
         cdef bint picked = rows is not None
@@ -1029,9 +1023,9 @@ cdef class Dataplane:
                 for k in range(m):
                     i = pick[k] if picked else k
                     if k + AHEAD < m:
-                        j = pick[k + AHEAD] if picked else k + AHEAD
-                        self.prefetch_rows(p, l3[j], proto[j], src_hi[j], src_lo[j], dst_hi[j], dst_lo[j],
-                                           sport[j], dport[j], icmp_id[j])
+                        ahead = pick[k + AHEAD] if picked else k + AHEAD
+                        self.prefetch_rows(p, l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
+                                           dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE

@@ -5,6 +5,8 @@ in one compiled pass: what :mod:`sgdp.pipeline.shard` computes with NumPy (its `
 
 from libc.stdint cimport int16_t, int64_t, uint8_t, uint16_t, uint64_t
 
+from sgdp._sorted cimport sorted_find
+
 cdef uint64_t M1 = 0xBF58476D1CE4E5B9ULL
 cdef uint64_t M2 = 0x94D049BB133111EBULL
 cdef uint64_t GOLDEN = 0x9E3779B97F4A7C15ULL
@@ -49,7 +51,7 @@ cdef class Owners:
 
     cdef inline uint64_t find(self, uint64_t v) noexcept nogil:
         cdef uint64_t slot
-        cdef Py_ssize_t lo, hi, mid
+        cdef Py_ssize_t j
         if self.empty:
             return v
         slot = (v * M2) >> self.shift
@@ -57,17 +59,8 @@ cdef class Owners:
             return self.owner[slot] if self.key[slot] == v else v
         if self.state[slot] == 0:
             return v
-        lo = 0
-        hi = self.over_key.shape[0]
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if self.over_key[mid] < v:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < self.over_key.shape[0] and self.over_key[lo] == v:
-            return self.over_owner[lo]
-        return v
+        j = sorted_find(self.over_key, v)
+        return self.over_owner[j] if j >= 0 else v
 
 
 def route(Owners owners, bint load_balancers, uint64_t lb_token, uint64_t lb_key, int shards, dict c,

@@ -20,6 +20,7 @@ dies (killed, out of memory), a Ray actor that dies, a cluster that cannot be re
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import signal
@@ -197,12 +198,12 @@ class _Sharded(Executor):
             yield done, self._collect(done, token)
 
 
-def _scatter(out: list[VerdictBatch], rows: np.ndarray, parts: list[Any]) -> None:
-    """Each engine's verdict columns of a shard (``parts``: VerdictBatches or dicts of columns) into
-    its rows ``rows`` of ``out``."""
+def _scatter(out: list[VerdictBatch], rows: np.ndarray, parts: list[dict[str, np.ndarray]]) -> None:
+    """Each engine's verdict columns of a shard (``parts``: dicts of columns) into its rows
+    ``rows`` of ``out``."""
     for target, part in zip(out, parts):
         for name in VERDICT_DTYPES:
-            getattr(target, name)[rows] = part[name] if isinstance(part, dict) else getattr(part, name)
+            getattr(target, name)[rows] = part[name]
 
 
 class InlineExecutor(_Sharded):
@@ -276,6 +277,11 @@ def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec],
     start method they are None and the worker builds its own from ``specs``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle: it stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the coordinator's handler (how it stops us)
+    # Forked while the coordinator's start-up had the cyclic GC paused: what was inherited stays out
+    # of every collection (freeze: no page of the shared engines is touched by one), new objects
+    # are collected as usual.
+    gc.freeze()
+    gc.enable()
     try:
         if engines is None:
             engines = [s.build() for s in specs]
@@ -346,8 +352,6 @@ class ProcessExecutor(_Sharded):
         if ctx.get_start_method() == "forkserver":
             ctx.set_forkserver_preload(["sgdp.pipeline.executors"])
         engines = [s.build() for s in self.specs] if forks else None
-        if engines is not None:
-            self.engine_names = [_engine_name(e) for e in engines]
         self.max_rows = batch_size
         self.read_ahead = True
         self.free = list(range(IN_FLIGHT))  # the slots not in flight
