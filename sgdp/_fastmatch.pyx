@@ -54,6 +54,7 @@ cdef extern from *:
     #define SGDP_DEEP_BYTES (1 << 20)
     """
     int sgdp_ctz64(unsigned long long x) noexcept nogil  # x != 0
+    int __builtin_clzll(unsigned long long x) noexcept nogil  # x != 0
     void prefetch "__builtin_prefetch"(const void* p) noexcept nogil
     const int BATCH "SGDP_BATCH"  # headers looked up together by classify
     uint64_t mum "sgdp_mum"(uint64_t a, uint64_t b) noexcept nogil  # 128-bit product, halves XORed
@@ -1027,12 +1028,22 @@ def default_bits(Py_ssize_t n_rules) -> int:
     return max(0, min(MAX_FILTER_BITS, 2 * length - 12))
 
 
-def build_many(store, lengths, const int64_t[::1] rows, const int64_t[::1] offsets, int address_step,
-               int bucket_limit):
+cdef inline int64_t common_prefix(uint64_t a, uint64_t b, int bits) noexcept nogil:
+    """The length of the common prefix of a and b as ``bits``-bit numbers (a and b < 2**bits)."""
+    cdef uint64_t x = a ^ b
+    return bits if x == 0 else bits - (64 - __builtin_clzll(x))
+
+
+cdef inline int64_t common_prefix128(uint64_t a_hi, uint64_t a_lo, uint64_t b_hi, uint64_t b_lo) noexcept nogil:
+    if a_hi != b_hi:
+        return common_prefix(a_hi, b_hi, 64)
+    return 64 + common_prefix(a_lo, b_lo, 64)
+
+
+def build_many(store, const int64_t[::1] rows, const int64_t[::1] offsets, int address_step, int bucket_limit):
     """The classifiers of many tables whose rules are rows of one store, in one compiled pass.
 
-    ``store``: a ``sgdp.engine.compiler.RuleTable``; ``lengths``: its rows' prefix lengths
-    (``sgdp.engine.compiler.prefix_lengths``, four int64 columns); table k's rules are the store rows
+    ``store``: a ``sgdp.engine.compiler.RuleTable``; table k's rules are the store rows
     ``rows[offsets[k]:offsets[k + 1]]`` in priority order. Each classifier answers exactly as
     ``TupleClassifier(table, build_tuple_space(table))`` for that table: the same placement (same
     tuples, each rule in the same tuple) and the default filter bits; only the order of the buckets
@@ -1048,13 +1059,12 @@ def build_many(store, lengths, const int64_t[::1] rows, const int64_t[::1] offse
     cdef const uint16_t[::1] spmi = store.sport_min, spma = store.sport_max
     cdef const uint16_t[::1] dpmi = store.dport_min, dpma = store.dport_max
     cdef const uint8_t[::1] pv = store.proto_value, pm = store.proto_mask
-    cdef const int64_t[::1] ls = lengths[0], ld = lengths[1], lsp = lengths[2], ldp = lengths[3]
     cdef Py_ssize_t size = l3.shape[0], n_tables = offsets.shape[0] - 1, k, i, n, m = 1, row, nt, t, pos
     for c in (store.src_min_hi, store.src_min_lo, store.src_max_hi, store.src_max_lo, store.dst_min_hi,
               store.dst_min_lo, store.dst_max_hi, store.dst_max_lo, store.sport_min, store.sport_max,
-              store.dport_min, store.dport_max, store.proto_value, store.proto_mask) + tuple(lengths):
+              store.dport_min, store.dport_max, store.proto_value, store.proto_mask):
         if len(c) != size:
-            raise ValueError("build_many: store and lengths columns of different lengths")
+            raise ValueError("build_many: store columns of different lengths")
     if n_tables < 0 or offsets[0] != 0 or offsets[n_tables] != rows.shape[0]:
         raise ValueError("build_many: offsets must run from 0 to len(rows)")
     if address_step < 1 or bucket_limit < 1:
@@ -1104,7 +1114,11 @@ def build_many(store, lengths, const int64_t[::1] rows, const int64_t[::1] offse
                 r.dst_min_hi, r.dst_min_lo, r.dst_max_hi, r.dst_max_lo = dmih[row], dmil[row], dmah[row], dmal[row]
                 r.sport_min, r.sport_max, r.dport_min, r.dport_max = spmi[row], spma[row], dpmi[row], dpma[row]
                 r.proto_value, r.proto_mask, r.l3, r.index = pv[row], pm[row], l3[row], <int32_t>i
-                lens[4 * i], lens[4 * i + 1], lens[4 * i + 2], lens[4 * i + 3] = ls[row], ld[row], lsp[row], ldp[row]
+                # the rule's own lengths (sgdp.engine.compiler.prefix_lengths)
+                lens[4 * i] = common_prefix128(r.src_min_hi, r.src_min_lo, r.src_max_hi, r.src_max_lo)
+                lens[4 * i + 1] = common_prefix128(r.dst_min_hi, r.dst_min_lo, r.dst_max_hi, r.dst_max_lo)
+                lens[4 * i + 2] = common_prefix(r.sport_min, r.sport_max, 16)
+                lens[4 * i + 3] = common_prefix(r.dport_min, r.dport_max, 16)
             nt = place_rules(placed, &lens[0], n, address_step, bucket_limit, rule_tuple, rule_bucket, bucket_tuple,
                              &tl[0], &n_buckets, entries, <uint32_t>(k + 1))
             # buckets by tuple (stable: in the order they were met), then rules by bucket (stable:

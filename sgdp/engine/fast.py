@@ -26,7 +26,7 @@ import numpy as np
 from sgdp.engine import _dataplane
 from sgdp.topology import Net
 from sgdp.engine.classifier import FastClassifier
-from sgdp.engine.compiler import Rule as Box, RuleTable, prefix_lengths
+from sgdp.engine.compiler import Rule as Box, RuleTable
 from sgdp.errors import SgdpError
 from sgdp.topology import ICMP, ICMPV6, Rule, Topology
 from sgdp.capture import Names, PacketBatch, VerdictBatch
@@ -62,11 +62,11 @@ class _Table:
 
     __slots__ = ("table", "row_rule", "row_allow", "classifier")
 
-    def __init__(self, boxes: list[Box] | RuleTable, row_rule, row_allow, lengths: tuple[np.ndarray, ...] | None = None):
+    def __init__(self, boxes: list[Box] | RuleTable, row_rule, row_allow):
         self.table = boxes if isinstance(boxes, RuleTable) else RuleTable.from_rules(boxes)
         self.row_rule = np.asarray(row_rule, np.int32)  # row -> global rule index (names.rules)
         self.row_allow = np.asarray(row_allow, np.uint8)
-        self.classifier = FastClassifier(self.table, lengths=lengths)
+        self.classifier = FastClassifier(self.table)
 
     @property
     def compiled(self):
@@ -161,7 +161,6 @@ class _RuleRows:
             "proto_value": per[owner, 3].astype(np.uint8), "proto_mask": per[owner, 4].astype(np.uint8),
         }
         self.store = RuleTable(**columns)  # validated once; each NIC table takes its rows from it
-        self.lengths = prefix_lengths(self.store)  # each row's prefix lengths, for every table's tuples
         self.row_rule = per[owner, 6].astype(np.int32)
         self.row_allow = per[owner, 7].astype(np.uint8)
 
@@ -195,7 +194,7 @@ class _RuleRows:
         sizes = np.array([len(rows) for rows in parts], np.int64)
         offsets = np.concatenate([np.zeros(1, np.int64), np.cumsum(sizes)])
         rows = np.concatenate(parts + [np.zeros(0, np.int64)])
-        compiled = dict(zip(keys, build_many(self.store, self.lengths, rows, offsets, ADDRESS_STEP, BUCKET_LIMIT)))
+        compiled = dict(zip(keys, build_many(self.store, rows, offsets, ADDRESS_STEP, BUCKET_LIMIT)))
         self.compiled_bytes = sum(int(c.nbytes) for c in compiled.values())
         empty = None
         for t in tables:
@@ -208,8 +207,8 @@ class _RuleRows:
                 at += n
             if not used:  # no rule at all: an empty table
                 if empty is None:
-                    empty = build_many(self.store, self.lengths, np.zeros(0, np.int64), np.zeros(2, np.int64),
-                                       ADDRESS_STEP, BUCKET_LIMIT)[0]
+                    empty = build_many(self.store, np.zeros(0, np.int64), np.zeros(2, np.int64), ADDRESS_STEP,
+                                       BUCKET_LIMIT)[0]
                 t.compiled = empty
             elif len(used) == 1 and starts[0] == 0:
                 t.compiled = used[0]

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sgdp.engine.classifier import FastClassifier
-from sgdp.engine.compiler import Headers, RuleTable, build_tuple_space, default_filter_bits, first_match_reference, prefix_lengths
+from sgdp.engine.compiler import Headers, RuleTable, build_tuple_space, default_filter_bits, first_match_reference
 
 from tests.engine.test_fastmatch import headers_for, rules
 
@@ -62,7 +62,7 @@ def test_build_many_equals_one_classifier_per_table(data):
     offsets = np.cumsum([0] + [len(t) for t in takes]).astype(np.int64)
     rows = np.concatenate(takes + [np.zeros(0, np.int64)])
     limit = data.draw(st.sampled_from([16, 1, 2]))
-    built = build_many(store, prefix_lengths(store), rows, offsets, 16, limit)
+    built = build_many(store, rows, offsets, 16, limit)
     assert len(built) == n_tables
     for take, compiled in zip(takes, built):
         table = store.take(take)
@@ -77,11 +77,10 @@ def test_build_many_rejects_bad_offsets_and_rows():
     from sgdp.engine.compiler import Rule
 
     store = RuleTable.from_rules([Rule(4, (1, 1), (2, 2))])
-    lengths = prefix_lengths(store)
     with pytest.raises(ValueError, match="offsets"):
-        build_many(store, lengths, np.zeros(2, np.int64), np.array([0, 1], np.int64), 16, 16)
+        build_many(store, np.zeros(2, np.int64), np.array([0, 1], np.int64), 16, 16)
     with pytest.raises(ValueError, match="row 5"):
-        build_many(store, lengths, np.array([5], np.int64), np.array([0, 1], np.int64), 16, 16)
+        build_many(store, np.array([5], np.int64), np.array([0, 1], np.int64), 16, 16)
     with pytest.raises(ValueError, match="never built"):
         from sgdp._fastmatch import TupleClassifier
 
@@ -187,7 +186,7 @@ def test_chained_parts_answer_as_one_table(data):
     cuts = sorted(set(data.draw(st.lists(st.integers(1, len(rule_list)), max_size=5))) | {0, len(rule_list)})
     parts = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
     offsets = np.array([0] + [b for _, b in parts], np.int64)
-    built = build_many(table, prefix_lengths(table), np.arange(len(rule_list), dtype=np.int64), offsets, 16, 16)
+    built = build_many(table, np.arange(len(rule_list), dtype=np.int64), offsets, 16, 16)
     chained = chain(built, np.array([a for a, _ in parts], np.int64))
     assert chained.n_rules == len(rule_list)
     same_answers(chained, FastClassifier(table), table, Headers.from_tuples(data.draw(headers_for(rule_list))))
@@ -198,7 +197,7 @@ def test_chain_rejects_overlapping_offsets_and_chains():
     from sgdp.engine.compiler import Rule
 
     table = RuleTable.from_rules([Rule(4, (1, 1), (2, 2)), Rule(4, (3, 3), (4, 4))])
-    a, b = build_many(table, prefix_lengths(table), np.arange(2, dtype=np.int64), np.array([0, 1, 2], np.int64), 16, 16)
+    a, b = build_many(table, np.arange(2, dtype=np.int64), np.array([0, 1, 2], np.int64), 16, 16)
     with pytest.raises(ValueError, match="room"):
         chain([a, b], np.array([0, 0], np.int64))
     with pytest.raises(ValueError, match="one offset per part"):
