@@ -143,8 +143,9 @@ def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule
     index = _CutIndex()
     for k, rule in enumerate(rules):
         boxes = rule_boxes(rule, policy)
+        run = address_run(rule, policy)
         if boxes:
-            cuts = index.meeting(boxes)
+            cuts = index.meeting(boxes, run)
             near = _AddressIndex([c for _, c in cuts])
             if all(_covered(box, near.near(box)) for box in boxes):
                 by_rule: dict[int, list[Box]] = {}
@@ -152,7 +153,7 @@ def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule
                     by_rule.setdefault(owner, []).append(cut)
                 alone = next((rules[e] for e, mine in by_rule.items() if _covers_alone(boxes, mine)), None)
                 out.append((rule, alone))
-        index.add(k, boxes, address_run(rule, policy))
+        index.add(k, boxes, run)
     return out
 
 
@@ -268,10 +269,13 @@ class _CutIndex:
             seq += len(chunk)
         self.count = seq
 
-    def meeting(self, boxes: list[Box]) -> list[tuple[int, Box]]:
-        """(owner, box) of every earlier box that meets the hull of ``boxes``, in walk order."""
-        cols = tuple(zip(*boxes))  # the hull, column by column (min of the lows, max of the highs)
+    def meeting(self, boxes: list[Box], run: int) -> list[tuple[int, Box]]:
+        """(owner, box) of every earlier box that meets the hull of ``boxes`` (a rule's boxes, in runs
+        of ``run`` as :meth:`add` takes them), in walk order."""
+        heads = boxes[::max(run, 1)]  # the runs' boxes share their addresses: the first and last run box span them
+        cols = tuple(zip(*heads))  # the hull, column by column (min of the lows, max of the highs)
         h = [min(cols[d]) if d % 2 == 0 else max(cols[d]) for d in range(8)]
+        h[4], h[5] = boxes[0][4], boxes[max(run, 1) - 1][5]
         found = []
         for (p, x), items in self.buckets.items():
             if p >= 0 and not h[0] <= p <= h[1]:
