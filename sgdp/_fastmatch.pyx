@@ -516,6 +516,61 @@ cdef int make_filter(TupleClassifier self, const FullRule* full, const int32_t[:
     return 0
 
 
+cdef struct Columns:  # a RuleTable's columns as pointers (valid while the table is alive)
+    const uint8_t* l3
+    const uint64_t* smih
+    const uint64_t* smil
+    const uint64_t* smah
+    const uint64_t* smal
+    const uint64_t* dmih
+    const uint64_t* dmil
+    const uint64_t* dmah
+    const uint64_t* dmal
+    const uint16_t* spmi
+    const uint16_t* spma
+    const uint16_t* dpmi
+    const uint16_t* dpma
+    const uint8_t* pv
+    const uint8_t* pm
+    Py_ssize_t n
+
+
+cdef const uint64_t* u64(const uint64_t[::1] c) except? NULL:
+    return &c[0] if c.shape[0] else NULL
+
+
+cdef const uint16_t* u16(const uint16_t[::1] c) except? NULL:
+    return &c[0] if c.shape[0] else NULL
+
+
+cdef const uint8_t* u8(const uint8_t[::1] c) except? NULL:
+    return &c[0] if c.shape[0] else NULL
+
+
+cdef int columns_of(table, Columns* c, str who) except -1:
+    """``c``: the columns of a RuleTable (dtypes checked by the buffer conversion), all of one length."""
+    c.n = len(table.l3)
+    for col in (table.src_min_hi, table.src_min_lo, table.src_max_hi, table.src_max_lo, table.dst_min_hi,
+                table.dst_min_lo, table.dst_max_hi, table.dst_max_lo, table.sport_min, table.sport_max,
+                table.dport_min, table.dport_max, table.proto_value, table.proto_mask):
+        if len(col) != c.n:
+            raise ValueError(f"{who}: rule table columns of different lengths")
+    c.l3 = u8(table.l3)
+    c.smih, c.smil, c.smah, c.smal = u64(table.src_min_hi), u64(table.src_min_lo), u64(table.src_max_hi), u64(table.src_max_lo)
+    c.dmih, c.dmil, c.dmah, c.dmal = u64(table.dst_min_hi), u64(table.dst_min_lo), u64(table.dst_max_hi), u64(table.dst_max_lo)
+    c.spmi, c.spma, c.dpmi, c.dpma = u16(table.sport_min), u16(table.sport_max), u16(table.dport_min), u16(table.dport_max)
+    c.pv, c.pm = u8(table.proto_value), u8(table.proto_mask)
+    return 0
+
+
+cdef inline void gather(const Columns* c, Py_ssize_t row, FullRule* r, int32_t index) noexcept nogil:
+    """Rule ``row`` of the columns into ``r`` (0 <= row < c.n), as rule ``index``."""
+    r.src_min_hi, r.src_min_lo, r.src_max_hi, r.src_max_lo = c.smih[row], c.smil[row], c.smah[row], c.smal[row]
+    r.dst_min_hi, r.dst_min_lo, r.dst_max_hi, r.dst_max_lo = c.dmih[row], c.dmil[row], c.dmah[row], c.dmal[row]
+    r.sport_min, r.sport_max, r.dport_min, r.dport_max = c.spmi[row], c.spma[row], c.dpmi[row], c.dpma[row]
+    r.proto_value, r.proto_mask, r.l3, r.index = c.pv[row], c.pm[row], c.l3[row], index
+
+
 cdef class TupleClassifier:
     """First-match classifier over a RuleTable, searched through the tuples of a TupleSpace.
 
@@ -537,30 +592,18 @@ cdef class TupleClassifier:
         self.n_rules = self.n_tuples = self.n_slots = self.n_classes = self.n_bits = 0
         if table is None and space is None:
             return  # build_many fills it (_build); never handed out unbuilt
-        cdef const uint8_t[::1] l3 = table.l3
-        cdef const uint64_t[::1] smih = table.src_min_hi, smil = table.src_min_lo
-        cdef const uint64_t[::1] smah = table.src_max_hi, smal = table.src_max_lo
-        cdef const uint64_t[::1] dmih = table.dst_min_hi, dmil = table.dst_min_lo
-        cdef const uint64_t[::1] dmah = table.dst_max_hi, dmal = table.dst_max_lo
-        cdef const uint16_t[::1] spmi = table.sport_min, spma = table.sport_max
-        cdef const uint16_t[::1] dpmi = table.dport_min, dpma = table.dport_max
-        cdef const uint8_t[::1] pv = table.proto_value, pm = table.proto_mask
+        cdef Columns cols
+        columns_of(table, &cols, "TupleClassifier")
         cdef const int32_t[::1] order = space.rule_order, rule_tuple = space.rule_tuple
         cdef const uint64_t[::1] tsh = space.src_mask_hi, tsl = space.src_mask_lo
         cdef const uint64_t[::1] tdh = space.dst_mask_hi, tdl = space.dst_mask_lo
         cdef const uint16_t[::1] tsp = space.sport_mask, tdp = space.dport_mask
         cdef const uint8_t[::1] tpr = space.proto_mask
         cdef int addr_bits = space.filter_addr_bits, port_bits = space.filter_port_bits
-        cdef Py_ssize_t n = l3.shape[0], nt = tsh.shape[0], i
+        cdef Py_ssize_t n = cols.n, nt = tsh.shape[0], i
         cdef int32_t row, t
-        cdef FullRule* r
         cdef Tuple* tp
 
-        for c in (table.src_min_hi, table.src_min_lo, table.src_max_hi, table.src_max_lo, table.dst_min_hi,
-                  table.dst_min_lo, table.dst_max_hi, table.dst_max_lo, table.sport_min, table.sport_max,
-                  table.dport_min, table.dport_max, table.proto_value, table.proto_mask):
-            if len(c) != n:
-                raise ValueError("TupleClassifier: rule table columns of different lengths")
         if order.shape[0] != n or rule_tuple.shape[0] != n:
             raise ValueError(f"TupleClassifier: the tuple space places {order.shape[0]} rules, the table has {n}")
         for c in (space.src_mask_lo, space.dst_mask_hi, space.dst_mask_lo, space.sport_mask, space.dport_mask, space.proto_mask):
@@ -601,11 +644,7 @@ cdef class TupleClassifier:
             if seen[row]:
                 raise ValueError(f"TupleClassifier: rule {row} is placed twice")
             seen[row] = 1
-            r = &full[i]
-            r.src_min_hi, r.src_min_lo, r.src_max_hi, r.src_max_lo = smih[row], smil[row], smah[row], smal[row]
-            r.dst_min_hi, r.dst_min_lo, r.dst_max_hi, r.dst_max_lo = dmih[row], dmil[row], dmah[row], dmal[row]
-            r.sport_min, r.sport_max, r.dport_min, r.dport_max = spmi[row], spma[row], dpmi[row], dpma[row]
-            r.proto_value, r.proto_mask, r.l3, r.index = pv[row], pm[row], l3[row], row
+            gather(&cols, row, &full[i], row)
         self._build(full, n, rule_tuple, addr_bits, port_bits)
 
     cdef int _alloc_tuples(self, Py_ssize_t nt) except -1:
@@ -1051,20 +1090,9 @@ def build_many(store, const int64_t[::1] rows, const int64_t[::1] offsets, int a
     tuple). No RuleTable or TupleSpace is made per table: the rows are gathered straight from the
     store's columns, and the bucket order comes from two counting sorts (buckets by tuple, rules by
     bucket) instead of a sort by key."""
-    cdef const uint8_t[::1] l3 = store.l3
-    cdef const uint64_t[::1] smih = store.src_min_hi, smil = store.src_min_lo
-    cdef const uint64_t[::1] smah = store.src_max_hi, smal = store.src_max_lo
-    cdef const uint64_t[::1] dmih = store.dst_min_hi, dmil = store.dst_min_lo
-    cdef const uint64_t[::1] dmah = store.dst_max_hi, dmal = store.dst_max_lo
-    cdef const uint16_t[::1] spmi = store.sport_min, spma = store.sport_max
-    cdef const uint16_t[::1] dpmi = store.dport_min, dpma = store.dport_max
-    cdef const uint8_t[::1] pv = store.proto_value, pm = store.proto_mask
-    cdef Py_ssize_t size = l3.shape[0], n_tables = offsets.shape[0] - 1, k, i, n, m = 1, row, nt, t, pos
-    for c in (store.src_min_hi, store.src_min_lo, store.src_max_hi, store.src_max_lo, store.dst_min_hi,
-              store.dst_min_lo, store.dst_max_hi, store.dst_max_lo, store.sport_min, store.sport_max,
-              store.dport_min, store.dport_max, store.proto_value, store.proto_mask):
-        if len(c) != size:
-            raise ValueError("build_many: store columns of different lengths")
+    cdef Columns cols
+    columns_of(store, &cols, "build_many")
+    cdef Py_ssize_t size = cols.n, n_tables = offsets.shape[0] - 1, k, i, n, m = 1, row, nt, t, pos
     if n_tables < 0 or offsets[0] != 0 or offsets[n_tables] != rows.shape[0]:
         raise ValueError("build_many: offsets must run from 0 to len(rows)")
     if address_step < 1 or bucket_limit < 1:
@@ -1108,12 +1136,8 @@ def build_many(store, const int64_t[::1] rows, const int64_t[::1] offsets, int a
         n = offsets[k + 1] - offsets[k]
         with nogil:
             for i in range(n):
-                row = rows[offsets[k] + i]
                 r = &placed[i]
-                r.src_min_hi, r.src_min_lo, r.src_max_hi, r.src_max_lo = smih[row], smil[row], smah[row], smal[row]
-                r.dst_min_hi, r.dst_min_lo, r.dst_max_hi, r.dst_max_lo = dmih[row], dmil[row], dmah[row], dmal[row]
-                r.sport_min, r.sport_max, r.dport_min, r.dport_max = spmi[row], spma[row], dpmi[row], dpma[row]
-                r.proto_value, r.proto_mask, r.l3, r.index = pv[row], pm[row], l3[row], <int32_t>i
+                gather(&cols, rows[offsets[k] + i], r, <int32_t>i)
                 # the rule's own lengths (sgdp.engine.compiler.prefix_lengths)
                 lens[4 * i] = common_prefix128(r.src_min_hi, r.src_min_lo, r.src_max_hi, r.src_max_lo)
                 lens[4 * i + 1] = common_prefix128(r.dst_min_hi, r.dst_min_lo, r.dst_max_hi, r.dst_max_lo)
