@@ -87,6 +87,7 @@ cdef struct TupleView:
     # first part's answer (plus that part's offset) in order; its own fields above are unused.
     const TupleView* parts       # n_parts views, or NULL for a plain table
     const int32_t* part_offset   # each part's first row in the chained table
+    const uint8_t* part_l3       # each part's IP version when all its rules have it (a header of the other is skipped), else 0
     int64_t n_parts
 
 # A rule with both address halves (RuleTable columns of one row; index: its row): what the build
@@ -130,6 +131,7 @@ cdef class TupleClassifier:
     cdef TupleView view      # what tuple_lookup reads; points into the arrays above
     cdef TupleView* part_views   # owned: a chained table's parts' views (copies), else NULL
     cdef int32_t* part_offsets   # owned: their first rows
+    cdef uint8_t* part_l3s       # owned: their IP versions (0: mixed)
     cdef object part_refs        # the part classifiers, kept alive while their views are used
     cdef int _alloc_tuples(self, Py_ssize_t nt) except -1
     cdef int _build(self, const FullRule* full, Py_ssize_t n, const int32_t[::1] rule_tuple, int addr_bits,

@@ -311,6 +311,8 @@ cdef int32_t tuple_lookup(const TupleView* v, uint8_t l3, uint64_t src_hi, uint6
     if v.n_parts == 0:
         return plain_lookup(v, l3, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto)
     for p in range(v.n_parts):  # the first part with a match holds the table's first match
+        if v.part_l3[p] != 0 and v.part_l3[p] != l3:
+            continue  # a part of the other IP version's rules
         row = plain_lookup(&v.parts[p], l3, src_hi, src_lo, dst_hi, dst_lo, sport, dport, proto)
         if row >= 0:
             return row + v.part_offset[p]
@@ -589,6 +591,7 @@ cdef class TupleClassifier:
         self.bits = NULL
         self.part_views = NULL
         self.part_offsets = NULL
+        self.part_l3s = NULL
         self.n_rules = self.n_tuples = self.n_slots = self.n_classes = self.n_bits = 0
         if table is None and space is None:
             return  # build_many fills it (_build); never handed out unbuilt
@@ -769,6 +772,7 @@ cdef class TupleClassifier:
     def __dealloc__(self):
         PyMem_Free(self.part_views)
         PyMem_Free(self.part_offsets)
+        PyMem_Free(self.part_l3s)
         PyMem_Free(self.rules)
         PyMem_Free(self.rules_hi)
         PyMem_Free(self.tuples)
@@ -780,7 +784,7 @@ cdef class TupleClassifier:
     def nbytes(self) -> int:
         """Bytes of C memory this classifier owns (a chained table: its part views, not the parts)."""
         if self.part_views != NULL:
-            return self.view.n_parts * (sizeof(TupleView) + sizeof(int32_t))
+            return self.view.n_parts * (sizeof(TupleView) + sizeof(int32_t) + 1)
         return (self.n_rules * (sizeof(Rule) + (sizeof(RuleHi) if self.rules_hi != NULL else 0))
                 + self.n_tuples * sizeof(Tuple) + self.n_slots * sizeof(Slot)
                 + self.n_classes * sizeof(uint16_t) + self.n_bits * sizeof(uint64_t))
@@ -1202,12 +1206,19 @@ def chain(list parts, const int64_t[::1] offsets):
     c = TupleClassifier.__new__(TupleClassifier, None, None)
     c.part_views = <TupleView*>PyMem_Malloc(n * sizeof(TupleView))
     c.part_offsets = <int32_t*>PyMem_Malloc(n * sizeof(int32_t))
-    if c.part_views == NULL or c.part_offsets == NULL:
+    c.part_l3s = <uint8_t*>PyMem_Malloc(n)
+    if c.part_views == NULL or c.part_offsets == NULL or c.part_l3s == NULL:
         raise MemoryError()
+    cdef Py_ssize_t i
     for p in range(n):
         part = parts[p]
         c.part_views[p] = part.view
         c.part_offsets[p] = <int32_t>offsets[p]
+        c.part_l3s[p] = part.rules[0].l3 if part.n_rules else 0
+        for i in range(part.n_rules):
+            if part.rules[i].l3 != c.part_l3s[p]:
+                c.part_l3s[p] = 0
+    c.view.part_l3 = c.part_l3s
     c.part_refs = list(parts)
     c.n_rules = offsets[n - 1] + (<TupleClassifier>parts[n - 1]).n_rules
     c.view.parts = c.part_views
