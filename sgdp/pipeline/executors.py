@@ -574,21 +574,27 @@ class _ShardActor:
     def __init__(self, index: int, specs: list[EngineSpec]):
         self.index = index
         self.engines = [s.build() for s in specs]
+        self.out: list[dict[str, np.ndarray]] = []  # verdict columns of a whole batch, per engine: reused
 
     def engine_names(self) -> list[str]:
         return [_engine_name(e) for e in self.engines]
 
     def process(self, cols: dict[str, np.ndarray], start: int, stop: int) -> list[dict[str, np.ndarray]]:
-        """Verdict columns of rows ``start:stop`` of a batch sorted by shard (``cols``: the batch,
-        put into the object store once for every actor; on the coordinator's node, read in place)."""
-        mine = {k: v[start:stop] for k, v in cols.items()}
-        rows = np.arange(stop - start, dtype=np.int64)
-        out = []
-        for engine in self.engines:
-            res = {k: np.empty(stop - start, dt) for k, dt in VERDICT_DTYPES.items()}
-            process_into(engine, mine, res, rows)
-            out.append(res)
-        return out
+        """Verdict columns of this shard's rows of a batch, in capture order. ``cols``: the batch's
+        columns and its ``order`` (the rows grouped by shard; ours are ``order[start:stop]``), put
+        into the object store once for every actor and, on the coordinator's node, read in place:
+        the engine follows our rows where they lie, as a worker process does (nothing gathered)."""
+        n = len(cols["order"])
+        mine = cols["order"][start:stop]
+        packet = {k: cols[k] for k in PACKET_COLUMNS}
+        if not self.out or len(self.out[0]["verdict"]) < n:
+            self.out = [{k: np.empty(n, dt) for k, dt in VERDICT_DTYPES.items()} for _ in self.engines]
+        result = []
+        for engine, whole in zip(self.engines, self.out):
+            out = {k: v[:n] for k, v in whole.items()}
+            process_into(engine, packet, out, mine)
+            result.append({k: v[mine] for k, v in out.items()})  # our rows only: 15 bytes a packet back
+        return result
 
     def states(self) -> list[dict[str, Any]]:
         return [_state(e) for e in self.engines]
@@ -607,8 +613,12 @@ class RayExecutor(_Sharded):
         if not ray.is_initialized():
             try:
                 if address == "local":
+                    # Ray starts its workers at nice 15 so that they yield to the driver; on a machine
+                    # of a few cores the coordinator's reader and writer threads then keep the shards'
+                    # actors waiting whenever two of them run (the actors, not the coordinator, are
+                    # the bottleneck). The cluster we start here runs its workers at our priority.
                     ray.init(num_cpus=workers or None, include_dashboard=False, log_to_driver=False,
-                             configure_logging=False)
+                             configure_logging=False, _system_config={"worker_niceness": 0})
                 else:
                     _probe(address)
                     ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -621,6 +631,7 @@ class RayExecutor(_Sharded):
         if workers is None:
             workers = max(1, int(cpus))
         self._setup(specs, workers)
+        self.read_ahead = True  # the capture is decoded in a thread of its own, as for worker processes
         # one CPU per actor, or a share when more actors than CPUs are asked for (else they would wait forever)
         actor = ray.remote(num_cpus=min(1.0, cpus / workers), max_restarts=0)(_ShardActor)
         self.actors = [actor.options(name=None).remote(i, self.specs) for i in range(workers)]
@@ -649,9 +660,12 @@ class RayExecutor(_Sharded):
     def _submit(self, batch: PacketBatch) -> list[tuple[np.ndarray, Any]]:
         """Each shard's rows of the batch to its actor: (rows, the actor's future) per shard."""
         now, order, bounds = self._route(batch)
-        cols = {k: (now if k == "ts" else batch.columns[k])[order] for k in PACKET_COLUMNS}
+        # the columns as they are (the clock in place of the timestamps) and the rows grouped by
+        # shard: put copies them into the object store once, and nothing is gathered here
+        cols = {k: now if k == "ts" else batch.columns[k] for k in PACKET_COLUMNS}
+        cols["order"] = order
         try:
-            ref = self.ray.put(cols)  # once: every actor reads its range of the same object
+            ref = self.ray.put(cols)  # once: every actor reads its rows of the same object
         except Exception as exc:
             raise self._error(exc) from None
         parts = []
