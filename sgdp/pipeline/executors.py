@@ -30,7 +30,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from sgdp.capture import PACKET_COLUMNS, PacketBatch, VerdictBatch, is_stream
+from sgdp.capture import PACKET_COLUMNS, BlockPool, PacketBatch, VerdictBatch, block_size, is_stream
 from sgdp.errors import SgdpError, UsageError
 from sgdp._atomic import discard
 from sgdp.topology import Topology
@@ -39,6 +39,12 @@ from sgdp.pipeline.shard import Router, ShardKeys
 VERDICT_DTYPES = {"verdict": np.uint8, "reason": np.uint8, "instance": np.int32, "direction": np.uint8,
                   "group": np.int32, "rule": np.int32}
 IN_FLIGHT = 4  # batches in flight between the coordinator and the workers
+# Column blocks of the capture reader in the worker processes' shared memory: enough for every
+# batch alive at once (IN_FLIGHT, the two read ahead, the one being read, the one being routed, the
+# one the caller is writing: about ten), with room to spare (only the blocks used are ever touched,
+# the pool hands out the first free one); a batch read into memory of its own is copied into its
+# slot, as before.
+SHARED_BLOCKS = IN_FLIGHT + 8
 
 
 class ExecutorError(SgdpError):
@@ -107,6 +113,9 @@ class Executor:
     names: list[Any]  # the name tables of each engine (sgdp.capture.Names)
     engine_names: list[str]
     shards = 1
+    # where the capture reader should put the batches' columns (read_batches(..., blocks=...)):
+    # the worker processes' shared memory; None: the reader's own memory
+    blocks: BlockPool | None = None
 
     def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
         raise NotImplementedError
@@ -158,10 +167,12 @@ class _Sharded(Executor):
         self.names = [union_names(s.topologies) if s.timeline else names_for(s.topology) for s in self.specs]
         self.engine_names = [s.engine_name for s in self.specs]
 
-    def _route(self, batch: PacketBatch) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    def _route(self, batch: PacketBatch, now: np.ndarray | None = None,
+               order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """(the dataplane clock of every packet, the rows grouped by shard, the bounds of each
-        shard's rows in that order: shard k's rows are ``order[bounds[k]:bounds[k + 1]]``)."""
-        _, now, order, bounds = self.router.grouped(batch, self.clock)
+        shard's rows in that order: shard k's rows are ``order[bounds[k]:bounds[k + 1]]``); the
+        clock and the order written into ``now`` and ``order`` when given."""
+        _, now, order, bounds = self.router.grouped(batch, self.clock, now, order)
         if len(now):
             self.clock = float(now[-1])
         return now, order, bounds.tolist()
@@ -270,11 +281,37 @@ def process_into(engine: Any, cols: dict[str, np.ndarray], out: dict[str, np.nda
         out[name][rows] = getattr(vb, name)
 
 
+def _block_stride(rows: int) -> int:
+    """Bytes from one shared column block to the next: a multiple of 64, so that every block has
+    the same place in a cache line and ``new_columns`` lays every one out alike."""
+    return -(-block_size(rows) // 64) * 64
+
+
+def _shared_blocks(raw: Any, rows: int) -> list[np.ndarray]:
+    """The column blocks in the shared memory ``raw``: each an array of its own over a memoryview
+    (not a view of one array), so that the columns cut from a block refer to that block — the
+    reader's pool sees by its reference count when a block is free again (BlockPool)."""
+    stride = _block_stride(rows)
+    mem = memoryview(raw).cast("B")
+    return [np.frombuffer(mem[i * stride:(i + 1) * stride], np.uint8) for i in range(len(mem) // stride)]
+
+
+def _block_offsets(block: np.ndarray, rows: int) -> dict[str, int]:
+    """Where the reader puts each packet column in a shared block (the same in every block: see
+    _block_stride); the workers read them there."""
+    from sgdp.capture import new_columns
+
+    cols = new_columns(rows, block)
+    return {k: cols[k].ctypes.data - block.ctypes.data for k in PACKET_COLUMNS}
+
+
 def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec], conn: Any, in_raw: Any,
-                 out_raw: Any, rows: int) -> None:
+                 out_raw: Any, blocks_raw: Any, offsets: dict[str, int], rows: int) -> None:
     """A worker process: run its range of every batch slot the coordinator names. ``engines`` are
     the coordinator's, inherited through fork (built once, before the workers start); with another
-    start method they are None and the worker builds its own from ``specs``."""
+    start method they are None and the worker builds its own from ``specs``. A batch's packet
+    columns are in its slot, or (``block`` >= 0) where the capture reader decoded them, in shared
+    block ``block``; the slot then holds only the clock and the order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle: it stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the coordinator's handler (how it stops us)
     # Forked while the coordinator's start-up had the cyclic GC paused: what was inherited stays out
@@ -289,16 +326,24 @@ def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec],
         inp, in_size, out, out_size = _slot_layout(rows)
         in_buf = np.frombuffer(in_raw, np.uint8)
         out_buf = np.frombuffer(out_raw, np.uint8)
+        blocks = _shared_blocks(blocks_raw, rows)
+        block_cols: dict[int, dict[str, np.ndarray]] = {}  # views of each shared block, made once
         n_specs = len(engines)
         while True:
             msg = conn.recv()
             if msg[0] == "stop":
                 conn.send(("states", [_state(e) for e in engines]))
                 return
-            _, slot, n, bounds = msg
+            _, slot, n, bounds, block = msg
             start, stop = bounds[index], bounds[index + 1]
             if stop > start:
                 cols = _views(in_buf, slot * in_size, inp, rows, n)
+                if block >= 0:  # decoded into shared memory: the slot has the clock and the order
+                    if block not in block_cols:  # where the coordinator's reader put them
+                        block_cols[block] = {k: blocks[block][off:off + rows * PACKET_COLUMNS[k].itemsize].view(
+                            PACKET_COLUMNS[k]) for k, off in offsets.items()}
+                    shared = block_cols[block]
+                    cols = dict({k: shared[k][:n] for k in PACKET_COLUMNS}, ts=cols["ts"], order=cols["order"])
                 mine = cols.pop("order")[start:stop]  # our rows, in capture order
                 for e_i, engine in enumerate(engines):  # read and written where they lie: nothing gathered
                     process_into(engine, cols, _views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n), mine)
@@ -360,15 +405,25 @@ class ProcessExecutor(_Sharded):
         try:
             in_raw = ctx.RawArray("B", self.in_size * IN_FLIGHT)
             out_raw = ctx.RawArray("B", self.out_size * IN_FLIGHT * n_specs)
+            blocks_raw = ctx.RawArray("B", _block_stride(self.rows) * SHARED_BLOCKS)
         except (OSError, MemoryError) as exc:
             raise ExecutorError(f"--workers: cannot allocate the shared batch memory ({exc})") from None
         self.in_buf = np.frombuffer(in_raw, np.uint8)
         self.out_buf = np.frombuffer(out_raw, np.uint8)
+        # The capture reader decodes into these blocks (self.blocks, given to read_batches): the
+        # workers read the packet columns where they were decoded, and only the clock and the order
+        # are written into the slot. The pool holds the only references to the blocks.
+        shared = _shared_blocks(blocks_raw, self.rows)
+        self.block_index = {id(b): (i, b.ctypes.data) for i, b in enumerate(shared)}
+        self.block_offsets = _block_offsets(shared[0], self.rows)
+        self.blocks = BlockPool(self.rows, blocks=shared)
+        del shared
         try:
             for i in range(workers):
                 parent, child = ctx.Pipe()
                 p = ctx.Process(target=_worker_main, name=f"sgdp-worker-{i}",
-                                args=(i, engines, None if forks else self.specs, child, in_raw, out_raw, self.rows),
+                                args=(i, engines, None if forks else self.specs, child, in_raw, out_raw, blocks_raw,
+                                      self.block_offsets, self.rows),
                                 daemon=True)
                 p.start()
                 child.close()
@@ -427,14 +482,32 @@ class ProcessExecutor(_Sharded):
         and its rows grouped by shard; every worker runs its rows where they lie and writes their
         verdicts in place into the output slot."""
         slot = self.free.pop()
-        now, order, bounds = self._route(batch)
         cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, len(batch))
-        for name in PACKET_COLUMNS:
-            cols[name][:] = now if name == "ts" else batch.columns[name]  # ts: the dataplane clock
-        cols["order"][:] = order
+        # the clock (in place of the timestamps) and the order, computed straight into the slot
+        _, _, bounds = self._route(batch, cols["ts"], cols["order"])
+        block = self._shared_block(batch)
+        if block < 0:  # not read into shared memory (a batch of the API, a pool run dry): copied
+            for name in PACKET_COLUMNS:
+                if name != "ts":
+                    cols[name][:] = batch.columns[name]
         for i in range(self.shards):
-            self._send(i, ("run", slot, len(batch), bounds))
+            self._send(i, ("run", slot, len(batch), bounds, block))
         return slot
+
+    def _shared_block(self, batch: PacketBatch) -> int:
+        """The shared block holding every packet column of the batch where the workers look for it,
+        or -1. (The block stays in use while the batch is alive: the executor keeps the batch until
+        the workers have answered for it.)"""
+        base = batch.columns["l3"].base
+        found = self.block_index.get(id(base))
+        if found is None:
+            return -1
+        block, address = found
+        for name, offset in self.block_offsets.items():
+            col = batch.columns[name]
+            if col.base is not base or col.ctypes.data != address + offset:
+                return -1
+        return block
 
     def _collect(self, batch: PacketBatch, slot: int) -> list[VerdictBatch]:
         for i in range(self.shards):
@@ -479,6 +552,7 @@ class ProcessExecutor(_Sharded):
             c.close()
         self.procs, self.conns = [], []
         self.in_buf = self.out_buf = None  # the last references to the shared slots: freed with them
+        self.blocks = None
 
 
 def _slice(batch: Any, start: int, stop: int) -> Any:

@@ -379,3 +379,35 @@ def test_without_fork_each_worker_builds_its_engine(tmp_path, monkeypatch):
         assert all(p._popen.__class__.__module__.endswith("popen_forkserver") for p in ex.procs)
         got, state = _columns(ex, batches)
     assert got == want and state == want_state
+
+
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_batches_read_into_shared_memory_and_copied_ones_mix(tmp_path, monkeypatch, start):
+    """The reader decodes into the workers' shared blocks (``ex.blocks``) and the workers read the
+    packet columns there; when every shared block is taken (here: the caller holds every batch),
+    the reader falls back to memory of its own and those batches are copied into their slot. Both
+    give the single process's answers, with workers forked or started by a forkserver (which maps
+    the shared memory at another address)."""
+    import multiprocessing
+
+    from sgdp.capture import read_batches
+    from sgdp.pipeline import executors
+
+    if start == "forkserver":
+        monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["forkserver", "spawn"])
+    topology, pcap, _ = _generated_capture(tmp_path, packets=6000)
+    topo = topology_from_data(json.loads(Path(topology).read_text()), topology)
+    want, want_state = _columns(LocalExecutor([EngineSpec(topo, "fast")]), list(read_batches([pcap], 300)))
+    where = []
+    real = executors.ProcessExecutor._shared_block
+    monkeypatch.setattr(executors.ProcessExecutor, "_shared_block", lambda self, b: where.append(real(self, b)) or where[-1])
+    with make_executor([EngineSpec(topo, "fast")], 2, batch_size=300) as ex:
+        held = list(read_batches([pcap], 300, blocks=ex.blocks))  # 20 batches for SHARED_BLOCKS (12) blocks
+        got, state = _columns(ex, held)
+    assert got == want and state == want_state
+    assert sorted(set(where)) == [-1, *range(executors.SHARED_BLOCKS)], where
+    where.clear()
+    with make_executor([EngineSpec(topo, "fast")], 2, batch_size=300) as ex:
+        got, state = _columns(ex, read_batches([pcap], 300, blocks=ex.blocks))  # streamed: blocks reused
+    assert got == want and state == want_state
+    assert len(where) == 20 and -1 not in where, where
