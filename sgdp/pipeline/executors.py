@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import math
+import mmap
 import os
 import signal
 from collections import deque
@@ -405,7 +406,12 @@ class ProcessExecutor(_Sharded):
         try:
             in_raw = ctx.RawArray("B", self.in_size * IN_FLIGHT)
             out_raw = ctx.RawArray("B", self.out_size * IN_FLIGHT * n_specs)
-            blocks_raw = ctx.RawArray("B", _block_stride(self.rows) * SHARED_BLOCKS)
+            # anonymous shared memory when the workers are forked (inherited; not a file of
+            # /dev/shm, whose size containers often limit to 64 MB: these blocks are ~110 MB of
+            # address space, of which only the blocks in use are ever touched); else a RawArray,
+            # which the workers map by its file
+            size = _block_stride(self.rows) * SHARED_BLOCKS
+            blocks_raw = mmap.mmap(-1, size) if forks else ctx.RawArray("B", size)
         except (OSError, MemoryError) as exc:
             raise ExecutorError(f"--workers: cannot allocate the shared batch memory ({exc})") from None
         self.in_buf = np.frombuffer(in_raw, np.uint8)
