@@ -6,13 +6,15 @@ the same packets (``replay`` runs one, ``diff`` two), each built from an :class:
 
 * :class:`LocalExecutor` — today's single process: the engines here, one batch at a time.
 * :class:`ProcessExecutor` (``--workers N``) — N worker processes, each owning one shard of every
-  engine. The coordinator writes each batch's header columns *once* into a shared-memory slot
-  (with the shard of every packet and the dataplane clock, sgdp.pipeline.shard); every worker picks
-  its rows, runs them and writes its verdict columns into the shared output slot at those rows, so
-  the coordinator merges nothing. Several slots are in flight, so reading and writing overlap the
-  workers' work; pipes carry only slot numbers. No packet bytes move: headers only.
-* :class:`RayExecutor` (``--ray ADDRESS``) — one Ray actor per shard; each batch's rows of a shard
-  go to its actor as NumPy columns through the object store.
+  engine. The capture reader decodes each batch's header columns straight into the workers'
+  shared memory (:attr:`Executor.blocks`, given to ``read_batches``); the coordinator writes the
+  dataplane clock and the rows grouped by shard (sgdp.pipeline.shard) into a small shared slot;
+  every worker runs its rows where they lie and writes its verdict columns into the shared output
+  slot at those rows, so the coordinator neither copies nor merges. Several slots are in flight,
+  so reading and writing overlap the workers' work; pipes carry only slot and block numbers. No
+  packet bytes move: headers only.
+* :class:`RayExecutor` (``--ray ADDRESS``) — one Ray actor per shard; each batch goes into the
+  object store once, with its rows grouped by shard, and every actor runs its rows of it.
 
 Faults end the run with :class:`ExecutorError` (exit 2, one line naming the worker): a worker that
 dies (killed, out of memory), a Ray actor that dies, a cluster that cannot be reached.
@@ -484,9 +486,10 @@ class ProcessExecutor(_Sharded):
                                 "the replay is incomplete") from None
 
     def _submit(self, batch: PacketBatch) -> int:
-        """Write the batch's columns into a free slot (with the clock in place of the timestamps)
-        and its rows grouped by shard; every worker runs its rows where they lie and writes their
-        verdicts in place into the output slot."""
+        """Write the batch's clock (in place of the timestamps) and its rows grouped by shard into
+        a free slot, and its header columns too unless the reader decoded them into a shared
+        block; every worker runs its rows where they lie and writes their verdicts in place into
+        the output slot."""
         slot = self.free.pop()
         cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, len(batch))
         # the clock (in place of the timestamps) and the order, computed straight into the slot
