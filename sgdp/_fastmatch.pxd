@@ -83,6 +83,32 @@ cdef struct TupleView:
     uint32_t addr_shift2         # 32 - 2 x addr_bits: its second is (a >> addr_shift2) & chunk_mask
     uint64_t chunk_mask          # 2**addr_bits - 1
     uint32_t port_shift          # 16 - port_bits: a port's chunk is port >> port_shift
+    # A chained table (chain()): its rows are its parts' rows laid end to end, and its answer is the
+    # first part's answer (plus that part's offset) in order; its own fields above are unused.
+    const TupleView* parts       # n_parts views, or NULL for a plain table
+    const int32_t* part_offset   # each part's first row in the chained table
+    int64_t n_parts
+
+# A rule with both address halves (RuleTable columns of one row; index: its row): what the build
+# places, checks and hashes, in bucket order (not kept).
+cdef struct FullRule:
+    uint64_t src_min_hi
+    uint64_t src_min_lo
+    uint64_t src_max_hi
+    uint64_t src_max_lo
+    uint64_t dst_min_hi
+    uint64_t dst_min_lo
+    uint64_t dst_max_hi
+    uint64_t dst_max_lo
+    uint16_t sport_min
+    uint16_t sport_max
+    uint16_t dport_min
+    uint16_t dport_max
+    uint8_t proto_value
+    uint8_t proto_mask
+    uint8_t l3
+    int32_t index
+
 
 # The lowest index of a rule matching the header, or -1 (the search of TupleClassifier.classify).
 cdef int32_t tuple_lookup(const TupleView* v, uint8_t l3, uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi,
@@ -102,3 +128,11 @@ cdef class TupleClassifier:
     cdef readonly int64_t n_classes  # class-table entries
     cdef readonly int64_t n_bits     # bitmap entries
     cdef TupleView view      # what tuple_lookup reads; points into the arrays above
+    cdef TupleView* part_views   # owned: a chained table's parts' views (copies), else NULL
+    cdef int32_t* part_offsets   # owned: their first rows
+    cdef object part_refs        # the part classifiers, kept alive while their views are used
+    cdef int _alloc_tuples(self, Py_ssize_t nt) except -1
+    cdef int _build(self, const FullRule* full, Py_ssize_t n, const int32_t[::1] rule_tuple, int addr_bits,
+                    int port_bits) except -1
+    cdef int _fill(self, const FullRule* full, Py_ssize_t n, const int32_t[::1] rule_tuple, uint8_t* bstart,
+                   int64_t* nb) except -1

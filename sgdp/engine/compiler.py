@@ -437,7 +437,7 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
     rule's own lengths are tried; if that tuple exists too, the rule joins it over the limit. So the
     number of tuples stays small and every rule is in exactly one tuple.
 
-    The per-rule loop runs compiled (``sgdp.engine._tuplespace``; ImportError when it is not built,
+    The per-rule loop runs compiled (``sgdp._fastmatch.place``; ImportError when it is not built,
     as the classifier that uses this needs its own extension anyway). ``compiled=False`` runs the
     Python loop instead: the reference that tests compare the compiled loop with.
     ``filter_bits`` overrides :func:`default_filter_bits` for the tuple filter (addresses and ports).
@@ -458,7 +458,7 @@ def build_tuple_space(table: RuleTable, address_step: int = ADDRESS_STEP, bucket
         raise ValueError("build_tuple_space: lengths must be the table's prefix_lengths (four int64 columns)")
     ls_a, ld_a, lsp_a, ldp_a = lengths
     if compiled:
-        from sgdp.engine._tuplespace import place
+        from sgdp._fastmatch import place
 
         rule_tuple, lengths = place(t.l3, ls_a, ld_a, lsp_a, ldp_a, t.proto_mask, t.proto_value, t.src_min_hi,
                                     t.src_min_lo, t.dst_min_hi, t.dst_min_lo, t.sport_min, t.dport_min,

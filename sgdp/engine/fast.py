@@ -26,7 +26,7 @@ import numpy as np
 from sgdp.engine import _dataplane
 from sgdp.topology import Net
 from sgdp.engine.classifier import FastClassifier
-from sgdp.engine.compiler import Rule as Box, RuleTable, prefix_lengths
+from sgdp.engine.compiler import Rule as Box, RuleTable
 from sgdp.errors import SgdpError
 from sgdp.topology import ICMP, ICMPV6, Rule, Topology
 from sgdp.capture import Names, PacketBatch, VerdictBatch
@@ -62,11 +62,46 @@ class _Table:
 
     __slots__ = ("table", "row_rule", "row_allow", "classifier")
 
-    def __init__(self, boxes: list[Box] | RuleTable, row_rule, row_allow, lengths: tuple[np.ndarray, ...] | None = None):
+    def __init__(self, boxes: list[Box] | RuleTable, row_rule, row_allow):
         self.table = boxes if isinstance(boxes, RuleTable) else RuleTable.from_rules(boxes)
         self.row_rule = np.asarray(row_rule, np.int32)  # row -> global rule index (names.rules)
         self.row_allow = np.asarray(row_allow, np.uint8)
-        self.classifier = FastClassifier(self.table, lengths=lengths)
+        self.classifier = FastClassifier(self.table)
+
+    @property
+    def compiled(self):
+        return self.classifier._compiled
+
+    @property
+    def nbytes(self) -> int:
+        return self.table.nbytes + self.classifier.table_bytes
+
+
+class _StoreTable:
+    """A security-group table: the walk of a NIC's groups, each group's segment (its effective rules
+    of one direction and IP version) rows of the shared store (_RuleRows), laid end to end. Its
+    classifier chains the segments' classifiers (``sgdp._fastmatch.chain``), each compiled once
+    however many tables use it; no RuleTable of its own is kept (``table`` takes one from the store
+    when asked, for tests)."""
+
+    __slots__ = ("store", "rows", "segments", "row_rule", "row_allow", "compiled")
+
+    def __init__(self, store: "_RuleRows", segments: list[tuple]):
+        self.store = store
+        self.segments = segments  # segment keys (group, kind, direction, version), in walk order
+        self.rows = np.concatenate([store.segment(*key) for key in segments] + [np.zeros(0, np.int64)])
+        self.row_rule = store.row_rule[self.rows]
+        self.row_allow = store.row_allow[self.rows]
+        self.compiled = None  # the TupleClassifier, set by _RuleRows.build
+
+    @property
+    def table(self) -> RuleTable:
+        return self.store.store.take(self.rows)
+
+    @property
+    def nbytes(self) -> int:
+        """Its row arrays; the compiled segments are counted once, by the engine."""
+        return self.rows.nbytes + self.row_rule.nbytes + self.row_allow.nbytes
 
 
 class _RuleRows:
@@ -126,7 +161,6 @@ class _RuleRows:
             "proto_value": per[owner, 3].astype(np.uint8), "proto_mask": per[owner, 4].astype(np.uint8),
         }
         self.store = RuleTable(**columns)  # validated once; each NIC table takes its rows from it
-        self.lengths = prefix_lengths(self.store)  # each row's prefix lengths, for every table's tuples
         self.row_rule = per[owner, 6].astype(np.int32)
         self.row_allow = per[owner, 7].astype(np.uint8)
 
@@ -144,11 +178,42 @@ class _RuleRows:
             rows = self.segments[key] = np.repeat(start, count) + _within(count)
         return rows
 
-    def table(self, nic, kind: str, direction: str) -> _Table:
-        rows = np.concatenate([self.segment(g, kind, direction, version)
-                               for version in (4, 6) for g in nic.security_groups] + [np.zeros(0, np.int64)])
-        return _Table(self.store.take(rows), self.row_rule[rows], self.row_allow[rows],
-                      lengths=tuple(x[rows] for x in self.lengths))
+    def table(self, nic, kind: str, direction: str) -> _StoreTable:
+        """The table of a NIC's walk (its groups' effective rules, IPv4 then IPv6); compiled by build()."""
+        return _StoreTable(self, [(g, kind, direction, version) for version in (4, 6) for g in nic.security_groups])
+
+    def build(self, tables: list[_StoreTable]) -> None:
+        """Compile every segment the tables use once, in one call, and chain each table's segments.
+        (Compiling each NIC combination's table whole was most of the start-up of a topology with
+        hundreds of distinct combinations: the same group's rules compiled hundreds of times.)"""
+        from sgdp._fastmatch import build_many, chain
+        from sgdp.engine.compiler import ADDRESS_STEP, BUCKET_LIMIT
+
+        keys = list(dict.fromkeys(key for t in tables for key in t.segments if len(self.segments[key])))
+        parts = [self.segments[key] for key in keys]
+        sizes = np.array([len(rows) for rows in parts], np.int64)
+        offsets = np.concatenate([np.zeros(1, np.int64), np.cumsum(sizes)])
+        rows = np.concatenate(parts + [np.zeros(0, np.int64)])
+        compiled = dict(zip(keys, build_many(self.store, rows, offsets, ADDRESS_STEP, BUCKET_LIMIT)))
+        self.compiled_bytes = sum(int(c.nbytes) for c in compiled.values())
+        empty = None
+        for t in tables:
+            used, starts, at = [], [], 0
+            for key in t.segments:
+                n = len(self.segments[key])
+                if n:
+                    used.append(compiled[key])
+                    starts.append(at)
+                at += n
+            if not used:  # no rule at all: an empty table
+                if empty is None:
+                    empty = build_many(self.store, np.zeros(0, np.int64), np.zeros(2, np.int64), ADDRESS_STEP,
+                                       BUCKET_LIMIT)[0]
+                t.compiled = empty
+            elif len(used) == 1 and starts[0] == 0:
+                t.compiled = used[0]
+            else:
+                t.compiled = chain(used, np.array(starts, np.int64))
 
 
 def _within(count: np.ndarray) -> np.ndarray:
@@ -248,7 +313,7 @@ class FastEngine:
         shared: dict[tuple, int] = {}
         store = _RuleRows(self)
         nic_table = np.zeros((len(topo.nics), 3), np.int32)
-        self.sg_tables: list[_Table] = []
+        self.sg_tables: list[_StoreTable] = []
         for nic in topo.nics:
             for direction, code in (("ingress", INGRESS), ("egress", EGRESS)):
                 key = (nic.security_groups, policy.nic_kind(nic), direction)
@@ -256,8 +321,10 @@ class FastEngine:
                     shared[key] = len(self.sg_tables)
                     self.sg_tables.append(store.table(nic, key[1], direction))
                 nic_table[nic.index, code] = shared[key]
+        store.build(self.sg_tables)
+        self._store_bytes = store.store.nbytes + store.compiled_bytes
         self.nic_table = nic_table
-        self._sg_compiled = [t.classifier._compiled for t in self.sg_tables]
+        self._sg_compiled = [t.compiled for t in self.sg_tables]
         self.acl_tables: list[_Table] = []
         acl_ids = {name: j for j, name in enumerate(topo.network_acls)}
         acl_table = np.zeros((max(len(acl_ids), 1), 3), np.int32)
@@ -266,12 +333,12 @@ class FastEngine:
                 acl_table[acl_ids[name], code] = len(self.acl_tables)
                 self.acl_tables.append(self._acl_table(rules))
         self.acl_table = acl_table
-        self._acl_compiled = [t.classifier._compiled for t in self.acl_tables]
+        self._acl_compiled = [t.compiled for t in self.acl_tables]
 
     def _table_arrays(self) -> dict[str, Any]:
         """The tables as Plan arrays: which table each NIC and ACL uses, and what each row means."""
-        def rows(tables: list[_Table]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            off = np.cumsum([0] + [len(t.table) for t in tables]).astype(np.int64)
+        def rows(tables: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            off = np.cumsum([0] + [len(t.row_rule) for t in tables]).astype(np.int64)
             rule = np.concatenate([t.row_rule for t in tables] + [np.zeros(0, np.int32)]).astype(np.int32)
             allow = np.concatenate([t.row_allow for t in tables] + [np.zeros(0, np.uint8)]).astype(np.uint8)
             return off, rule, allow
@@ -327,7 +394,7 @@ class FastEngine:
 
     @property
     def table_bytes(self) -> int:
-        return sum(t.table.nbytes + t.classifier.table_bytes for t in self.sg_tables + self.acl_tables)
+        return sum(t.nbytes for t in self.sg_tables + self.acl_tables) + self._store_bytes
 
     # -- run ------------------------------------------------------------------------------------
 

@@ -124,6 +124,12 @@ def rule_boxes(rule: Rule, policy: Policy) -> list[Box]:
     return [(p[0], p[1], x[0], x[1], a[0], a[1], genuine[0], genuine[1]) for p in protos for x in xs for a in addrs]
 
 
+def address_run(rule: Rule, policy: Policy) -> int:
+    """How many of :func:`rule_boxes`'s boxes in a row differ only by address: one per remote range
+    (sorted, disjoint), for each protocol and port range in turn."""
+    return len(policy.remote_ranges(rule)[0])
+
+
 def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule | None]]:
     """Rules of an effective walk whose whole match space earlier rules cover, each with the single
     earlier rule that covers it alone (None when only several together do).
@@ -137,8 +143,9 @@ def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule
     index = _CutIndex()
     for k, rule in enumerate(rules):
         boxes = rule_boxes(rule, policy)
+        run = address_run(rule, policy)
         if boxes:
-            cuts = index.meeting(boxes)
+            cuts = index.meeting(boxes, run)
             near = _AddressIndex([c for _, c in cuts])
             if all(_covered(box, near.near(box)) for box in boxes):
                 by_rule: dict[int, list[Box]] = {}
@@ -146,7 +153,7 @@ def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule
                     by_rule.setdefault(owner, []).append(cut)
                 alone = next((rules[e] for e, mine in by_rule.items() if _covers_alone(boxes, mine)), None)
                 out.append((rule, alone))
-        index.add(k, boxes)
+        index.add(k, boxes, run)
     return out
 
 
@@ -234,39 +241,53 @@ def _covers_alone(boxes: list[Box], cuts: list[Box]) -> bool:
 
 
 class _CutIndex:
-    """The boxes of a walk's earlier rules, in walk order, findable by protocol and single x value."""
+    """The boxes of a walk's earlier rules, in walk order, findable by protocol and single x value.
+
+    A rule's boxes are kept in runs that differ only by address (one box per range of its remote:
+    a remote group of 6,000 members is 6,000 boxes), with the runs' address ranges sorted and
+    disjoint, so the boxes of a run that meet an address range are a slice found by bisection
+    rather than a scan."""
 
     def __init__(self) -> None:
         self.count = 0
-        self.buckets: dict[tuple[int, int], list[tuple[int, int, Box]]] = {}  # (proto|-1, x|-1) -> (seq, owner, box)
+        # (proto|-1, x|-1) -> runs: (first seq, owner, boxes, their low addresses, their high addresses)
+        self.buckets: dict[tuple[int, int], list[tuple[int, int, list[Box], list[int], list[int]]]] = {}
 
-    def add(self, owner: int, boxes: list[Box]) -> None:
+    def add(self, owner: int, boxes: list[Box], run: int) -> None:
+        """The boxes of one rule: runs of ``run`` boxes in a row that differ only by their address
+        ranges, which ascend and do not overlap (:func:`address_run`)."""
         seq = self.count
         buckets = self.buckets
-        for box in boxes:
+        for start in range(0, len(boxes), max(run, 1)):
+            chunk = boxes[start:start + run]
+            box = chunk[0]
             key = (box[0] if box[0] == box[1] else -1, box[2] if box[2] == box[3] else -1)
             items = buckets.get(key)
             if items is None:
                 items = buckets[key] = []
-            items.append((seq, owner, box))
-            seq += 1
+            items.append((seq, owner, chunk, [c[4] for c in chunk], [c[5] for c in chunk]))
+            seq += len(chunk)
         self.count = seq
 
-    def meeting(self, boxes: list[Box]) -> list[tuple[int, Box]]:
-        """(owner, box) of every earlier box that meets the hull of ``boxes``, in walk order."""
-        cols = tuple(zip(*boxes))  # the hull, column by column (min of the lows, max of the highs)
+    def meeting(self, boxes: list[Box], run: int) -> list[tuple[int, Box]]:
+        """(owner, box) of every earlier box that meets the hull of ``boxes`` (a rule's boxes, in runs
+        of ``run`` as :meth:`add` takes them), in walk order."""
+        heads = boxes[::max(run, 1)]  # the runs' boxes share their addresses: the first and last run box span them
+        cols = tuple(zip(*heads))  # the hull, column by column (min of the lows, max of the highs)
         h = [min(cols[d]) if d % 2 == 0 else max(cols[d]) for d in range(8)]
+        h[4], h[5] = boxes[0][4], boxes[max(run, 1) - 1][5]
         found = []
         for (p, x), items in self.buckets.items():
             if p >= 0 and not h[0] <= p <= h[1]:
                 continue
             if x >= 0 and not h[2] <= x <= h[3]:
                 continue
-            for item in items:
-                c = item[2]
-                if c[0] <= h[1] and c[1] >= h[0] and c[2] <= h[3] and c[3] >= h[2] and c[4] <= h[5] and c[5] >= h[4] \
-                        and c[6] <= h[7] and c[7] >= h[6]:
-                    found.append(item)
+            for seq, owner, chunk, lows, highs in items:
+                c = chunk[0]  # the run's boxes share everything but the address
+                if c[0] <= h[1] and c[1] >= h[0] and c[2] <= h[3] and c[3] >= h[2] and c[6] <= h[7] and c[7] >= h[6]:
+                    first = bisect.bisect_left(highs, h[4])  # the first whose high end reaches the hull
+                    last = bisect.bisect_right(lows, h[5])  # past the last whose low end is inside it
+                    found.extend((seq + k, owner, chunk[k]) for k in range(first, last))
         found.sort()
         return [(owner, box) for _, owner, box in found]
 

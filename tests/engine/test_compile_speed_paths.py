@@ -8,14 +8,92 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sgdp.engine.compiler import RuleTable, build_tuple_space
+from sgdp.engine.classifier import FastClassifier
+from sgdp.engine.compiler import Headers, RuleTable, build_tuple_space, default_filter_bits, first_match_reference
 
-from tests.engine.test_fastmatch import rules
+from tests.engine.test_fastmatch import headers_for, rules
 
-pytest.importorskip("sgdp.engine._tuplespace")
+pytest.importorskip("sgdp._fastmatch")
 
 FIELDS = ("rule_order", "rule_tuple", "src_len", "dst_len", "sport_len", "dport_len", "src_mask_hi", "src_mask_lo",
           "dst_mask_hi", "dst_mask_lo", "sport_mask", "dport_mask", "proto_mask")
+
+
+def corner_headers(table: RuleTable, seed: int = 0) -> Headers:
+    """Headers on both corners of every rule's box (and one step past them), plus random ones."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(len(table)):
+        l3 = int(table.l3[i])
+        top = (1 << (32 if l3 == 4 else 128)) - 1
+        for end, step in (("min", 0), ("max", 0), ("min", -1), ("max", 1)):
+            src = (int(getattr(table, f"src_{end}_hi")[i]) << 64) | int(getattr(table, f"src_{end}_lo")[i])
+            dst = (int(getattr(table, f"dst_{end}_hi")[i]) << 64) | int(getattr(table, f"dst_{end}_lo")[i])
+            sport, dport = int(getattr(table, f"sport_{end}")[i]), int(getattr(table, f"dport_{end}")[i])
+            rows.append((l3, min(top, max(0, src + step)), min(top, max(0, dst + step)), min(65535, max(0, sport + step)),
+                         min(65535, max(0, dport + step)), int(table.proto_value[i])))
+    for _ in range(50):
+        rows.append((4, int(rng.integers(0, 1 << 32)), int(rng.integers(0, 1 << 32)), int(rng.integers(0, 65536)),
+                     int(rng.integers(0, 65536)), int(rng.choice([1, 6, 17]))))
+    return Headers.from_tuples(rows)
+
+
+def same_answers(compiled, classifier: FastClassifier, table: RuleTable, headers: Headers | None = None) -> None:
+    """A classifier made by build_many answers as the table's own FastClassifier (and the reference)."""
+    h = corner_headers(table) if headers is None else headers
+    got = np.empty(len(h), np.int32)
+    if len(h):
+        compiled.classify(h.l3, h.src_hi, h.src_lo, h.dst_hi, h.dst_lo, h.sport, h.dport, h.proto, got)
+    assert got.tolist() == classifier.classify(h).tolist() == first_match_reference(table, h).tolist()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_build_many_equals_one_classifier_per_table(data):
+    """Tables taken from one store (rows repeated, reordered, empty tables) built in one call answer
+    as each table's own classifier, with the same number of tuples (the same placement)."""
+    from sgdp._fastmatch import build_many
+
+    store_rules = data.draw(st.lists(rules(), min_size=1, max_size=40))
+    store = RuleTable.from_rules(store_rules)
+    n_tables = data.draw(st.integers(1, 5))
+    takes = [np.array(data.draw(st.lists(st.integers(0, len(store_rules) - 1), max_size=60)), np.int64)
+             for _ in range(n_tables)]
+    offsets = np.cumsum([0] + [len(t) for t in takes]).astype(np.int64)
+    rows = np.concatenate(takes + [np.zeros(0, np.int64)])
+    limit = data.draw(st.sampled_from([16, 1, 2]))
+    built = build_many(store, rows, offsets, 16, limit)
+    assert len(built) == n_tables
+    for take, compiled in zip(takes, built):
+        table = store.take(take)
+        rule_list = [store_rules[k] for k in take]
+        headers = Headers.from_tuples(data.draw(headers_for(rule_list)))
+        same_answers(compiled, FastClassifier(table), table, headers)
+        assert compiled.n_tuples == len(build_tuple_space(table, bucket_limit=limit).src_len)
+
+
+def test_build_many_rejects_bad_offsets_and_rows():
+    from sgdp._fastmatch import build_many
+    from sgdp.engine.compiler import Rule
+
+    store = RuleTable.from_rules([Rule(4, (1, 1), (2, 2))])
+    with pytest.raises(ValueError, match="offsets"):
+        build_many(store, np.zeros(2, np.int64), np.array([0, 1], np.int64), 16, 16)
+    with pytest.raises(ValueError, match="row 5"):
+        build_many(store, np.array([5], np.int64), np.array([0, 1], np.int64), 16, 16)
+    with pytest.raises(ValueError, match="never built"):
+        from sgdp._fastmatch import TupleClassifier
+
+        h = corner_headers(store)
+        TupleClassifier(None, None).classify(h.l3, h.src_hi, h.src_lo, h.dst_hi, h.dst_lo, h.sport, h.dport, h.proto,
+                                             np.empty(len(h), np.int32))
+
+
+def test_default_bits_is_default_filter_bits():
+    from sgdp._fastmatch import default_bits
+
+    for n in [0, 1, 63, 64, 100, 511, 512, 1000, 8191, 8192, 10 ** 6]:
+        assert default_bits(n) == default_filter_bits(n)
 
 
 def same_space(table: RuleTable, **kw) -> None:
@@ -62,10 +140,8 @@ def test_engine_tables_equal_row_by_row_tables():
             got = engine.sg_tables[k]
             for name in RULE_COLUMNS:
                 assert np.array_equal(getattr(got.table, name), getattr(want, name)), name
-            space = build_tuple_space(want)  # lengths computed from the table itself, not taken from the store
-            for name in ("rule_order", "rule_tuple", "src_len", "dst_len", "sport_len", "dport_len", "src_mask_hi",
-                         "src_mask_lo", "dst_mask_hi", "dst_mask_lo", "sport_mask", "dport_mask", "proto_mask"):
-                assert np.array_equal(getattr(got.classifier.space, name), getattr(space, name)), name
+            assert got.compiled.n_rules == len(want)
+            same_answers(got.compiled, FastClassifier(want), want)
             assert got.row_rule.tolist() == [engine.rule_index[r.id] for _, r in rows]
             assert got.row_allow.tolist() == [int(r.action == "allow") for _, r in rows]
     assert len(seen) > 5
@@ -96,3 +172,35 @@ def test_build_tuple_space_rejects_lengths_of_another_table():
     other = prefix_lengths(RuleTable.from_rules([Rule(4, (0, 255), (0, 1))] * 2))
     with pytest.raises(ValueError, match="prefix_lengths"):
         build_tuple_space(table, lengths=other)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_chained_parts_answer_as_one_table(data):
+    """A table cut into consecutive parts, each compiled alone and chained, answers as the whole
+    table compiled at once: the first part with a match holds the first match."""
+    from sgdp._fastmatch import build_many, chain
+
+    rule_list = data.draw(st.lists(rules(), min_size=1, max_size=50))
+    table = RuleTable.from_rules(rule_list)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(rule_list)), max_size=5))) | {0, len(rule_list)})
+    parts = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    offsets = np.array([0] + [b for _, b in parts], np.int64)
+    built = build_many(table, np.arange(len(rule_list), dtype=np.int64), offsets, 16, 16)
+    chained = chain(built, np.array([a for a, _ in parts], np.int64))
+    assert chained.n_rules == len(rule_list)
+    same_answers(chained, FastClassifier(table), table, Headers.from_tuples(data.draw(headers_for(rule_list))))
+
+
+def test_chain_rejects_overlapping_offsets_and_chains():
+    from sgdp._fastmatch import build_many, chain
+    from sgdp.engine.compiler import Rule
+
+    table = RuleTable.from_rules([Rule(4, (1, 1), (2, 2)), Rule(4, (3, 3), (4, 4))])
+    a, b = build_many(table, np.arange(2, dtype=np.int64), np.array([0, 1, 2], np.int64), 16, 16)
+    with pytest.raises(ValueError, match="room"):
+        chain([a, b], np.array([0, 0], np.int64))
+    with pytest.raises(ValueError, match="one offset per part"):
+        chain([a, b], np.array([0], np.int64))
+    with pytest.raises(ValueError, match="plain tables"):
+        chain([chain([a, b], np.array([0, 1], np.int64))], np.array([0], np.int64))
