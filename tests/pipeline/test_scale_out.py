@@ -411,3 +411,34 @@ def test_batches_read_into_shared_memory_and_copied_ones_mix(tmp_path, monkeypat
         got, state = _columns(ex, read_batches([pcap], 300, blocks=ex.blocks))  # streamed: blocks reused
     assert got == want and state == want_state
     assert len(where) == 20 and -1 not in where, where
+
+
+def test_a_shard_actor_runs_its_rows_where_they_lie(tmp_path):
+    """The Ray actor's work without Ray: each batch as the coordinator puts it (the clock in place of
+    the timestamps, the rows grouped by shard), every actor its rows of it; batches of different
+    sizes, larger then smaller, through the actor's reused output columns give the single
+    process's answers."""
+    from sgdp.capture import read_batches
+    from sgdp.pipeline.executors import PACKET_COLUMNS, VERDICT_DTYPES, _ShardActor
+    from sgdp.pipeline.shard import Router, ShardKeys
+
+    topology, pcap, _ = _generated_capture(tmp_path, packets=3000)
+    topo = topology_from_data(json.loads(Path(topology).read_text()), topology)
+    batches = list(read_batches([pcap], 1000)) + list(read_batches([pcap], 300))[:3]
+    want, _ = _columns(LocalExecutor([EngineSpec(topo, "fast")]), batches)
+    router, clock = Router(ShardKeys([topo]), 2), float("-inf")
+    actors = [_ShardActor(i, [EngineSpec(topo, "fast")]) for i in range(2)]
+    got = {c: [] for c in COLUMNS}
+    for batch in batches:
+        _, now, order, bounds = router.grouped(batch, clock)
+        clock = float(now[-1])
+        cols = {k: now if k == "ts" else batch.columns[k] for k in PACKET_COLUMNS}
+        cols["order"] = order
+        out = {k: np.zeros(len(batch), dt) for k, dt in VERDICT_DTYPES.items()}
+        for i, actor in enumerate(actors):
+            (res,) = actor.process(cols, int(bounds[i]), int(bounds[i + 1]))
+            for k in VERDICT_DTYPES:
+                out[k][order[bounds[i]:bounds[i + 1]]] = res[k]
+        for c in COLUMNS:
+            got[c].extend(out[c].tolist())
+    assert got == want
