@@ -16,7 +16,10 @@ in turn, as processes of their own:
 * the *ceiling*: the same replay with engines that do nothing (each packet gets the first verdict
   code, no state), with one process and with two workers: what reading, routing, copying,
   merging and writing the verdicts cost on their own, in packets per second;
-* after the rounds, the CPU seconds of each step of the packet phase (read, route, copy, engine,
+* the *CPU of the packet phase by process*: the same replay with ``--workers 1`` and ``2`` run
+  inside a child of the benchmark, which takes the CPU seconds of its own threads (the
+  coordinator) and of the worker processes (``/proc``, Linux) from the first batch to the last;
+* after the rounds, the CPU seconds of each step of the packet phase (read, route, engine,
   format, summary) run one after the other in one process.
 
 Prints a Markdown table: median and spread (min-max) of each figure, and the ratios of the medians
@@ -100,6 +103,40 @@ def ceiling(topology: str, capture: str, out: str, workers: int) -> dict[str, fl
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def cpu_child(workers: int, topology: str, capture: str, out: str) -> None:
+    """Run one replay in this process; print the CPU seconds of the packet phase spent by this
+    process (the coordinator: every thread) and by the worker processes (Linux: /proc)."""
+    import sgdp.pipeline.executors as executors
+    import sgdp.pipeline.run as run
+
+    def worker_cpu(pid: int) -> float:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    figures: dict[str, float] = {}
+    for cls in (executors.LocalExecutor, executors.ProcessExecutor):
+        def measured(self, batches, _run=cls.run):
+            pids = [p.pid for p in getattr(self, "procs", [])]
+            w0 = [worker_cpu(p) for p in pids]
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            yield from _run(self, batches)
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            figures["coordinator"] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+            figures["workers"] = sum(worker_cpu(p) - w for p, w in zip(pids, w0))
+        cls.run = measured
+    result = run.replay(topology, [capture], out_dir=out, workers=workers)
+    figures["phase"] = result.summary["elapsed_s"]
+    print(json.dumps(figures))
+
+
+def cpu_figures(topology: str, capture: str, out: str, workers: int) -> dict[str, float]:
+    shutil.rmtree(out, ignore_errors=True)
+    done = subprocess.run([sys.executable, os.path.abspath(__file__), "--cpu-child", str(workers),
+                           topology, capture, out], check=True, capture_output=True, text=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def steps_child(topology: str, capture: str) -> None:
     """CPU seconds of each step of the packet phase, one after the other in this process (best of
     two passes): what the single process does, and what the coordinator adds."""
@@ -116,21 +153,21 @@ def steps_child(topology: str, capture: str) -> None:
     for _ in range(2):
         steps: dict[str, float] = {}
         t = time.process_time()
-        batches = list(read_batches([capture], 1 << 16))
+        for _ in read_batches([capture], 1 << 16):  # streamed, as a replay reads: the blocks are reused
+            pass
         steps["read (decode into columns)"] = time.process_time() - t
+        batches = list(read_batches([capture], 1 << 16))  # kept for the steps below
         router, clock, routed = Router(ShardKeys([topo]), 2), float("-inf"), []
+        now_slot, order_slot = np.empty(1 << 16, np.float64), np.empty(1 << 16, np.int64)
         t = time.process_time()
+        for b in batches:  # as the worker processes' executor: the clock and order written into the slot
+            _, now, order, _ = router.grouped(b, clock, now_slot[:len(b)], order_slot[:len(b)])
+            clock = float(now[-1])
+        steps["route (shards, clock, grouping) into a slot"] = time.process_time() - t
         for b in batches:
             _, now, order, _ = router.grouped(b, clock)
             clock = float(now[-1])
             routed.append((now, order))
-        steps["route (shards, clock, grouping)"] = time.process_time() - t
-        slot = {k: np.empty(1 << 16, dt) for k, dt in PACKET_COLUMNS.items()}
-        t = time.process_time()
-        for b, (now, order) in zip(batches, routed):
-            for k in PACKET_COLUMNS:
-                slot[k][:len(b)] = now if k == "ts" else b.columns[k]
-        steps["copy into a slot"] = time.process_time() - t
         engine = make_engine(topo, "fast")
         t = time.process_time()
         verdicts = [engine.process(b) for b in batches]
@@ -155,11 +192,14 @@ def bytes_per_packet() -> dict[str, int]:
     from sgdp.capture import PACKET_COLUMNS
     from sgdp.pipeline.executors import VERDICT_DTYPES, _slot_layout
 
-    inp, in_size, _, out_size = _slot_layout(1 << 16)
+    _, _, _, out_size = _slot_layout(1 << 16)
     header = sum(dt.itemsize for dt in PACKET_COLUMNS.values())
     verdicts = out_size // (1 << 16)
-    return {"header": header, "slot_in": in_size // (1 << 16), "verdicts": verdicts,
-            "workers": in_size // (1 << 16) + verdicts, "ray": header + verdicts}
+    # workers: the header columns where the reader decoded them (shared memory, no copy), the
+    # clock and the order written into the slot, the verdicts back; Ray: the batch put with its
+    # order, the verdicts back
+    return {"header": header, "slot_in": 16, "verdicts": verdicts,
+            "workers": header + 16 + verdicts, "ray": header + 8 + verdicts}
 
 
 def spread(values: list[float], fmt: str = "{:.3f}") -> str:
@@ -174,7 +214,12 @@ def main() -> None:
     ap.add_argument("--json", help="also write every figure to this file")
     ap.add_argument("--ceiling-child", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--steps-child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--cpu-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.cpu_child:
+        w, topology, capture, out = args.cpu_child
+        cpu_child(int(w), topology, capture, out)
+        return
     if args.steps_child:
         steps_child(*args.steps_child)
         return
@@ -193,7 +238,7 @@ def main() -> None:
     variants = {"w1": ["--workers", "1"], "w2": ["--workers", "2"]}
     if not args.no_ray:
         variants["ray"] = ["--ray", "local", "--workers", "2"]
-    runs: dict[str, list[dict[str, float]]] = {k: [] for k in list(variants) + ["ceiling1", "ceiling2"]}
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in list(variants) + ["ceiling1", "ceiling2", "cpu1", "cpu2"]}
     loads = [os.getloadavg()[0]]
     started = time.strftime("%H:%M UTC", time.gmtime())
     for r in range(args.runs):
@@ -201,6 +246,8 @@ def main() -> None:
             runs[name].append(replay(topology, capture, os.path.join(work, f"out-{name}"), extra))
         for k, w in (("ceiling1", 1), ("ceiling2", 2)):
             runs[k].append(ceiling(topology, capture, os.path.join(work, f"out-{k}"), w))
+        for k, w in (("cpu1", 1), ("cpu2", 2)):
+            runs[k].append(cpu_figures(topology, capture, os.path.join(work, f"out-{k}"), w))
         want = os.path.join(work, "out-w1", "verdicts.csv")
         for name in variants:
             if not filecmp.cmp(want, os.path.join(work, f"out-{name}", "verdicts.csv"), shallow=False):
@@ -226,6 +273,14 @@ def main() -> None:
     for k, label in (("ceiling1", "one process"), ("ceiling2", "two workers")):
         xs = [x["phase"] for x in runs[k]]
         print(f"| ceiling, engines that do nothing, {label} | {spread(xs)} | | {packets / statistics.median(xs) / 1e6:.2f} | | | | |")
+    print("\nCPU seconds of the packet phase, by process (the replay run in the benchmark's own child, "
+          "the coordinator's threads together; the workers from /proc):\n")
+    print("| run | coordinator (s) | workers (s) | together (s) | packet phase (s) |")
+    print("|---|---:|---:|---:|---:|")
+    for k, label in (("cpu1", "`--workers 1`"), ("cpu2", "`--workers 2`")):
+        xs = runs[k]
+        print(f"| {label} | {spread([x['coordinator'] for x in xs])} | {spread([x['workers'] for x in xs])} "
+              f"| {spread([x['coordinator'] + x['workers'] for x in xs])} | {spread([x['phase'] for x in xs])} |")
     done = subprocess.run([sys.executable, os.path.abspath(__file__), "--steps-child", topology, capture],
                           check=True, capture_output=True, text=True)
     steps = json.loads(done.stdout.strip().splitlines()[-1])
@@ -236,9 +291,10 @@ def main() -> None:
         print(f"| {k} | {v:.3f} | {v / packets * 1e6:.3f} |")
     runs["steps"] = [steps]
     b = bytes_per_packet()
-    print(f"\nBytes moved per packet: workers {b['workers']} ({b['slot_in']} into the shared slot: {b['header']} of "
-          f"header columns + 8 of row order; {b['verdicts']} of verdicts back), Ray {b['ray']} "
-          f"({b['header']} put once + {b['verdicts']} back).")
+    print(f"\nBytes moved per packet: workers {b['workers']} ({b['header']} of header columns read where the "
+          f"reader decoded them in shared memory, {b['slot_in']} of clock and row order written into the slot, "
+          f"{b['verdicts']} of verdicts back), Ray {b['ray']} ({b['header']} of header columns and 8 of row order "
+          f"put once, {b['verdicts']} back).")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"runs": runs, "loads": loads, "bytes": b}, fh, indent=1)

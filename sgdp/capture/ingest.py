@@ -228,8 +228,14 @@ def check_captures(paths: Iterable[str]) -> None:
 _COLUMN_SKEW = 320  # bytes between columns: 5 cache lines, so no two columns share a cache set
 
 
-def new_columns(capacity: int) -> dict[str, np.ndarray]:
-    """Empty ``ALL_COLUMNS`` of ``capacity`` rows, carved out of one allocation.
+def block_size(capacity: int) -> int:
+    """Bytes of one block of ``new_columns`` (all columns of ``capacity`` rows)."""
+    return sum(capacity * dtype.itemsize + _COLUMN_SKEW for dtype in ALL_COLUMNS.values()) + 64
+
+
+def new_columns(capacity: int, raw: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Empty ``ALL_COLUMNS`` of ``capacity`` rows, carved out of one allocation (``raw``, a uint8
+    block of ``block_size(capacity)`` bytes, when given: see :class:`BlockPool`).
 
     The parser writes all columns of a row at once; separately allocated large arrays all start at
     the same offset within a page and their rows then compete for the same cache sets (measured: a
@@ -237,13 +243,47 @@ def new_columns(capacity: int) -> dict[str, np.ndarray]:
     that. Each column is an ordinary C-contiguous array (a view of the block).
     """
     sizes = [(name, dtype, capacity * dtype.itemsize) for name, dtype in ALL_COLUMNS.items()]
-    raw = np.empty(sum(size + _COLUMN_SKEW for _, _, size in sizes) + 64, np.uint8)
+    if raw is None:
+        raw = np.empty(block_size(capacity), np.uint8)
     off = (-raw.ctypes.data) % 64
     cols = {}
     for name, dtype, size in sizes:
         cols[name] = raw[off:off + size].view(dtype)
         off += size + _COLUMN_SKEW
     return cols
+
+
+class BlockPool:
+    """Column blocks for the batches of a reader, used again once nothing refers to them.
+
+    A batch's columns are views of one block of ~9.5 MB (64Ki rows). A fresh block is fresh memory:
+    the kernel zeroes every page on first touch, which cost about a third of the reader's CPU
+    (measured with perf: ``clear_page`` under the parser). A block that no batch, column, view or
+    buffer refers to any more (its reference count is the pool's own) is handed out again instead.
+    Every column of every row is written by the parser (``store`` writes the whole row), so nothing
+    of the previous batch shows through. At most ``limit`` blocks are kept: a caller that holds on to
+    every batch (``list(read_batches(...))``) just gets fresh blocks, as before.
+
+    ``blocks``: blocks to hand out first (``block_size(capacity)`` bytes each, 64-byte aligned, each
+    its own array whose base is not an array, so that views of it refer to it): the worker
+    processes' executor gives the blocks of its shared memory, so that the reader decodes straight
+    into memory the workers read (sgdp.pipeline.executors). A reader given a pool reads into it."""
+
+    def __init__(self, capacity: int, limit: int = 12, blocks: list[np.ndarray] | None = None):
+        self.capacity = capacity
+        self.blocks: list[np.ndarray] = list(blocks or ())
+        self.limit = max(limit, len(self.blocks))
+
+    def columns(self) -> dict[str, np.ndarray]:
+        for raw in self.blocks:
+            # 3: the pool's list, the loop variable, getrefcount's argument; any column view or
+            # buffer of the block adds one (views of views keep the block itself as their base)
+            if sys.getrefcount(raw) == 3:
+                return new_columns(self.capacity, raw)
+        raw = np.empty(block_size(self.capacity), np.uint8)
+        if len(self.blocks) < self.limit:
+            self.blocks.append(raw)
+        return new_columns(self.capacity, raw)
 
 
 class CaptureBatch(PacketBatch):
@@ -292,10 +332,12 @@ class CaptureReader:
     """
 
     def __init__(self, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, read_size: int = READ_SIZE,
-                 keep_frames: bool = False, tee: BinaryIO | None = None):
+                 keep_frames: bool = False, tee: BinaryIO | None = None, blocks: BlockPool | None = None):
         """``path`` may be ``-`` (standard input) or a FIFO: read as a stream. ``keep_frames``: every
         batch carries its frames (``batch.frame(i)``), so nothing has to read the capture again;
-        ``tee``: a file that gets a copy of every byte read (to read a stream a second time)."""
+        ``tee``: a file that gets a copy of every byte read (to read a stream a second time);
+        ``blocks``: where the batches' columns go (a :class:`BlockPool` of ``batch_size`` rows;
+        default: a pool of this reader's own)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(read_size, bool) or not isinstance(read_size, int) or read_size < 1:
@@ -307,6 +349,7 @@ class CaptureReader:
         self.packets = 0
         self._tee = tee
         self._parser = _ingest.Parser()
+        self._blocks = blocks if blocks is not None and blocks.capacity == batch_size else None
         self._started = False
         self.name = display_name(self.path)
         check_captures([self.path])
@@ -349,7 +392,9 @@ class CaptureReader:
         return self._batches()
 
     def _new_batch(self) -> tuple[_ingest.Batch, dict[str, np.ndarray]]:
-        cols = new_columns(self.batch_size)
+        if self._blocks is None:
+            self._blocks = BlockPool(self.batch_size)
+        cols = self._blocks.columns()
         return _ingest.Batch(cols), cols
 
     def _emit(self, batch: _ingest.Batch, cols: dict[str, np.ndarray]) -> CaptureBatch:
@@ -429,23 +474,24 @@ class CaptureReader:
 
 
 def open_capture(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, keep_frames: bool = False,
-                 tee: BinaryIO | None = None) -> CaptureReader:
+                 tee: BinaryIO | None = None, blocks: BlockPool | None = None) -> CaptureReader:
     """Open a pcap or pcapng file (``-``: standard input; a FIFO) for streaming; iterate the result for
     :class:`CaptureBatch` es."""
-    return CaptureReader(path, batch_size, keep_frames=keep_frames, tee=tee)
+    return CaptureReader(path, batch_size, keep_frames=keep_frames, tee=tee, blocks=blocks)
 
 
 def read_batches(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                  batch_size: int = DEFAULT_BATCH_SIZE, keep_frames: bool = False,
-                 tees: dict[str, BinaryIO] | None = None) -> Iterator[CaptureBatch]:
+                 tees: dict[str, BinaryIO] | None = None, blocks: BlockPool | None = None) -> Iterator[CaptureBatch]:
     """The batches of several captures, one file after the other (a batch never spans two files).
 
     ``keep_frames``: each batch carries its frames; ``tees``: capture path -> a file that gets a
-    copy of the bytes read from it."""
+    copy of the bytes read from it; ``blocks``: where the columns go (:class:`BlockPool`; the
+    executors' ``blocks``)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [os.fspath(p) for p in paths]
     check_captures(paths)
     for path in paths:
-        with open_capture(path, batch_size, keep_frames, (tees or {}).get(path)) as capture:
+        with open_capture(path, batch_size, keep_frames, (tees or {}).get(path), blocks) as capture:
             yield from capture

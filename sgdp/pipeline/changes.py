@@ -59,7 +59,7 @@ def diff(old: str, new: str, captures: list[str], engine_name: str | None = None
     first_change: dict[int, tuple[Verdict, Verdict]] = {}
     result = DiffResult(engine=name)
     try:
-        for batch, (vo, vn) in executor.run(read_batches(captures, batch_size)):
+        for batch, (vo, vn) in executor.run(read_batches(captures, batch_size, blocks=executor.blocks)):
             fid = table.assign(batch.columns)
             result.packets += len(batch)
             _count_seconds(result.by_second, batch.columns["ts"], vo.verdict, vn.verdict)

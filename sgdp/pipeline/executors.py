@@ -6,13 +6,15 @@ the same packets (``replay`` runs one, ``diff`` two), each built from an :class:
 
 * :class:`LocalExecutor` — today's single process: the engines here, one batch at a time.
 * :class:`ProcessExecutor` (``--workers N``) — N worker processes, each owning one shard of every
-  engine. The coordinator writes each batch's header columns *once* into a shared-memory slot
-  (with the shard of every packet and the dataplane clock, sgdp.pipeline.shard); every worker picks
-  its rows, runs them and writes its verdict columns into the shared output slot at those rows, so
-  the coordinator merges nothing. Several slots are in flight, so reading and writing overlap the
-  workers' work; pipes carry only slot numbers. No packet bytes move: headers only.
-* :class:`RayExecutor` (``--ray ADDRESS``) — one Ray actor per shard; each batch's rows of a shard
-  go to its actor as NumPy columns through the object store.
+  engine. The capture reader decodes each batch's header columns straight into the workers'
+  shared memory (:attr:`Executor.blocks`, given to ``read_batches``); the coordinator writes the
+  dataplane clock and the rows grouped by shard (sgdp.pipeline.shard) into a small shared slot;
+  every worker runs its rows where they lie and writes its verdict columns into the shared output
+  slot at those rows, so the coordinator neither copies nor merges. Several slots are in flight,
+  so reading and writing overlap the workers' work; pipes carry only slot and block numbers. No
+  packet bytes move: headers only.
+* :class:`RayExecutor` (``--ray ADDRESS``) — one Ray actor per shard; each batch goes into the
+  object store once, with its rows grouped by shard, and every actor runs its rows of it.
 
 Faults end the run with :class:`ExecutorError` (exit 2, one line naming the worker): a worker that
 dies (killed, out of memory), a Ray actor that dies, a cluster that cannot be reached.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import gc
 import math
+import mmap
 import os
 import signal
 from collections import deque
@@ -30,7 +33,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from sgdp.capture import PACKET_COLUMNS, PacketBatch, VerdictBatch, is_stream
+from sgdp.capture import PACKET_COLUMNS, BlockPool, PacketBatch, VerdictBatch, block_size, is_stream
 from sgdp.errors import SgdpError, UsageError
 from sgdp._atomic import discard
 from sgdp.topology import Topology
@@ -39,6 +42,12 @@ from sgdp.pipeline.shard import Router, ShardKeys
 VERDICT_DTYPES = {"verdict": np.uint8, "reason": np.uint8, "instance": np.int32, "direction": np.uint8,
                   "group": np.int32, "rule": np.int32}
 IN_FLIGHT = 4  # batches in flight between the coordinator and the workers
+# Column blocks of the capture reader in the worker processes' shared memory: enough for every
+# batch alive at once (IN_FLIGHT, the two read ahead, the one being read, the one being routed, the
+# one the caller is writing: about ten), with room to spare (only the blocks used are ever touched,
+# the pool hands out the first free one); a batch read into memory of its own is copied into its
+# slot, as before.
+SHARED_BLOCKS = IN_FLIGHT + 8
 
 
 class ExecutorError(SgdpError):
@@ -107,6 +116,9 @@ class Executor:
     names: list[Any]  # the name tables of each engine (sgdp.capture.Names)
     engine_names: list[str]
     shards = 1
+    # where the capture reader should put the batches' columns (read_batches(..., blocks=...)):
+    # the worker processes' shared memory; None: the reader's own memory
+    blocks: BlockPool | None = None
 
     def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
         raise NotImplementedError
@@ -158,10 +170,12 @@ class _Sharded(Executor):
         self.names = [union_names(s.topologies) if s.timeline else names_for(s.topology) for s in self.specs]
         self.engine_names = [s.engine_name for s in self.specs]
 
-    def _route(self, batch: PacketBatch) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    def _route(self, batch: PacketBatch, now: np.ndarray | None = None,
+               order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """(the dataplane clock of every packet, the rows grouped by shard, the bounds of each
-        shard's rows in that order: shard k's rows are ``order[bounds[k]:bounds[k + 1]]``)."""
-        _, now, order, bounds = self.router.grouped(batch, self.clock)
+        shard's rows in that order: shard k's rows are ``order[bounds[k]:bounds[k + 1]]``); the
+        clock and the order written into ``now`` and ``order`` when given."""
+        _, now, order, bounds = self.router.grouped(batch, self.clock, now, order)
         if len(now):
             self.clock = float(now[-1])
         return now, order, bounds.tolist()
@@ -270,11 +284,37 @@ def process_into(engine: Any, cols: dict[str, np.ndarray], out: dict[str, np.nda
         out[name][rows] = getattr(vb, name)
 
 
+def _block_stride(rows: int) -> int:
+    """Bytes from one shared column block to the next: a multiple of 64, so that every block has
+    the same place in a cache line and ``new_columns`` lays every one out alike."""
+    return -(-block_size(rows) // 64) * 64
+
+
+def _shared_blocks(raw: Any, rows: int) -> list[np.ndarray]:
+    """The column blocks in the shared memory ``raw``: each an array of its own over a memoryview
+    (not a view of one array), so that the columns cut from a block refer to that block — the
+    reader's pool sees by its reference count when a block is free again (BlockPool)."""
+    stride = _block_stride(rows)
+    mem = memoryview(raw).cast("B")
+    return [np.frombuffer(mem[i * stride:(i + 1) * stride], np.uint8) for i in range(len(mem) // stride)]
+
+
+def _block_offsets(block: np.ndarray, rows: int) -> dict[str, int]:
+    """Where the reader puts each packet column in a shared block (the same in every block: see
+    _block_stride); the workers read them there."""
+    from sgdp.capture import new_columns
+
+    cols = new_columns(rows, block)
+    return {k: cols[k].ctypes.data - block.ctypes.data for k in PACKET_COLUMNS}
+
+
 def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec], conn: Any, in_raw: Any,
-                 out_raw: Any, rows: int) -> None:
+                 out_raw: Any, blocks_raw: Any, offsets: dict[str, int], rows: int) -> None:
     """A worker process: run its range of every batch slot the coordinator names. ``engines`` are
     the coordinator's, inherited through fork (built once, before the workers start); with another
-    start method they are None and the worker builds its own from ``specs``."""
+    start method they are None and the worker builds its own from ``specs``. A batch's packet
+    columns are in its slot, or (``block`` >= 0) where the capture reader decoded them, in shared
+    block ``block``; the slot then holds only the clock and the order."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle: it stops us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked: not the coordinator's handler (how it stops us)
     # Forked while the coordinator's start-up had the cyclic GC paused: what was inherited stays out
@@ -289,16 +329,24 @@ def _worker_main(index: int, engines: list[Any] | None, specs: list[EngineSpec],
         inp, in_size, out, out_size = _slot_layout(rows)
         in_buf = np.frombuffer(in_raw, np.uint8)
         out_buf = np.frombuffer(out_raw, np.uint8)
+        blocks = _shared_blocks(blocks_raw, rows)
+        block_cols: dict[int, dict[str, np.ndarray]] = {}  # views of each shared block, made once
         n_specs = len(engines)
         while True:
             msg = conn.recv()
             if msg[0] == "stop":
                 conn.send(("states", [_state(e) for e in engines]))
                 return
-            _, slot, n, bounds = msg
+            _, slot, n, bounds, block = msg
             start, stop = bounds[index], bounds[index + 1]
             if stop > start:
                 cols = _views(in_buf, slot * in_size, inp, rows, n)
+                if block >= 0:  # decoded into shared memory: the slot has the clock and the order
+                    if block not in block_cols:  # where the coordinator's reader put them
+                        block_cols[block] = {k: blocks[block][off:off + rows * PACKET_COLUMNS[k].itemsize].view(
+                            PACKET_COLUMNS[k]) for k, off in offsets.items()}
+                    shared = block_cols[block]
+                    cols = dict({k: shared[k][:n] for k in PACKET_COLUMNS}, ts=cols["ts"], order=cols["order"])
                 mine = cols.pop("order")[start:stop]  # our rows, in capture order
                 for e_i, engine in enumerate(engines):  # read and written where they lie: nothing gathered
                     process_into(engine, cols, _views(out_buf, (slot * n_specs + e_i) * out_size, out, rows, n), mine)
@@ -360,15 +408,30 @@ class ProcessExecutor(_Sharded):
         try:
             in_raw = ctx.RawArray("B", self.in_size * IN_FLIGHT)
             out_raw = ctx.RawArray("B", self.out_size * IN_FLIGHT * n_specs)
+            # anonymous shared memory when the workers are forked (inherited; not a file of
+            # /dev/shm, whose size containers often limit to 64 MB: these blocks are ~110 MB of
+            # address space, of which only the blocks in use are ever touched); else a RawArray,
+            # which the workers map by its file
+            size = _block_stride(self.rows) * SHARED_BLOCKS
+            blocks_raw = mmap.mmap(-1, size) if forks else ctx.RawArray("B", size)
         except (OSError, MemoryError) as exc:
             raise ExecutorError(f"--workers: cannot allocate the shared batch memory ({exc})") from None
         self.in_buf = np.frombuffer(in_raw, np.uint8)
         self.out_buf = np.frombuffer(out_raw, np.uint8)
+        # The capture reader decodes into these blocks (self.blocks, given to read_batches): the
+        # workers read the packet columns where they were decoded, and only the clock and the order
+        # are written into the slot. The pool holds the only references to the blocks.
+        shared = _shared_blocks(blocks_raw, self.rows)
+        self.block_index = {id(b): (i, b.ctypes.data) for i, b in enumerate(shared)}
+        self.block_offsets = _block_offsets(shared[0], self.rows)
+        self.blocks = BlockPool(self.rows, blocks=shared)
+        del shared
         try:
             for i in range(workers):
                 parent, child = ctx.Pipe()
                 p = ctx.Process(target=_worker_main, name=f"sgdp-worker-{i}",
-                                args=(i, engines, None if forks else self.specs, child, in_raw, out_raw, self.rows),
+                                args=(i, engines, None if forks else self.specs, child, in_raw, out_raw, blocks_raw,
+                                      self.block_offsets, self.rows),
                                 daemon=True)
                 p.start()
                 child.close()
@@ -423,18 +486,37 @@ class ProcessExecutor(_Sharded):
                                 "the replay is incomplete") from None
 
     def _submit(self, batch: PacketBatch) -> int:
-        """Write the batch's columns into a free slot (with the clock in place of the timestamps)
-        and its rows grouped by shard; every worker runs its rows where they lie and writes their
-        verdicts in place into the output slot."""
+        """Write the batch's clock (in place of the timestamps) and its rows grouped by shard into
+        a free slot, and its header columns too unless the reader decoded them into a shared
+        block; every worker runs its rows where they lie and writes their verdicts in place into
+        the output slot."""
         slot = self.free.pop()
-        now, order, bounds = self._route(batch)
         cols = _views(self.in_buf, slot * self.in_size, self.inp, self.rows, len(batch))
-        for name in PACKET_COLUMNS:
-            cols[name][:] = now if name == "ts" else batch.columns[name]  # ts: the dataplane clock
-        cols["order"][:] = order
+        # the clock (in place of the timestamps) and the order, computed straight into the slot
+        _, _, bounds = self._route(batch, cols["ts"], cols["order"])
+        block = self._shared_block(batch)
+        if block < 0:  # not read into shared memory (a batch of the API, a pool run dry): copied
+            for name in PACKET_COLUMNS:
+                if name != "ts":
+                    cols[name][:] = batch.columns[name]
         for i in range(self.shards):
-            self._send(i, ("run", slot, len(batch), bounds))
+            self._send(i, ("run", slot, len(batch), bounds, block))
         return slot
+
+    def _shared_block(self, batch: PacketBatch) -> int:
+        """The shared block holding every packet column of the batch where the workers look for it,
+        or -1. (The block stays in use while the batch is alive: the executor keeps the batch until
+        the workers have answered for it.)"""
+        base = batch.columns["l3"].base
+        found = self.block_index.get(id(base))
+        if found is None:
+            return -1
+        block, address = found
+        for name, offset in self.block_offsets.items():
+            col = batch.columns[name]
+            if col.base is not base or col.ctypes.data != address + offset:
+                return -1
+        return block
 
     def _collect(self, batch: PacketBatch, slot: int) -> list[VerdictBatch]:
         for i in range(self.shards):
@@ -479,6 +561,7 @@ class ProcessExecutor(_Sharded):
             c.close()
         self.procs, self.conns = [], []
         self.in_buf = self.out_buf = None  # the last references to the shared slots: freed with them
+        self.blocks = None
 
 
 def _slice(batch: Any, start: int, stop: int) -> Any:
@@ -574,21 +657,27 @@ class _ShardActor:
     def __init__(self, index: int, specs: list[EngineSpec]):
         self.index = index
         self.engines = [s.build() for s in specs]
+        self.out: list[dict[str, np.ndarray]] = []  # verdict columns of a whole batch, per engine: reused
 
     def engine_names(self) -> list[str]:
         return [_engine_name(e) for e in self.engines]
 
     def process(self, cols: dict[str, np.ndarray], start: int, stop: int) -> list[dict[str, np.ndarray]]:
-        """Verdict columns of rows ``start:stop`` of a batch sorted by shard (``cols``: the batch,
-        put into the object store once for every actor; on the coordinator's node, read in place)."""
-        mine = {k: v[start:stop] for k, v in cols.items()}
-        rows = np.arange(stop - start, dtype=np.int64)
-        out = []
-        for engine in self.engines:
-            res = {k: np.empty(stop - start, dt) for k, dt in VERDICT_DTYPES.items()}
-            process_into(engine, mine, res, rows)
-            out.append(res)
-        return out
+        """Verdict columns of this shard's rows of a batch, in capture order. ``cols``: the batch's
+        columns and its ``order`` (the rows grouped by shard; ours are ``order[start:stop]``), put
+        into the object store once for every actor and, on the coordinator's node, read in place:
+        the engine follows our rows where they lie, as a worker process does (nothing gathered)."""
+        n = len(cols["order"])
+        mine = cols["order"][start:stop]
+        packet = {k: cols[k] for k in PACKET_COLUMNS}
+        if not self.out or len(self.out[0]["verdict"]) < n:
+            self.out = [{k: np.empty(n, dt) for k, dt in VERDICT_DTYPES.items()} for _ in self.engines]
+        result = []
+        for engine, whole in zip(self.engines, self.out):
+            out = {k: v[:n] for k, v in whole.items()}
+            process_into(engine, packet, out, mine)
+            result.append({k: v[mine] for k, v in out.items()})  # our rows only: 15 bytes a packet back
+        return result
 
     def states(self) -> list[dict[str, Any]]:
         return [_state(e) for e in self.engines]
@@ -607,8 +696,12 @@ class RayExecutor(_Sharded):
         if not ray.is_initialized():
             try:
                 if address == "local":
+                    # Ray starts its workers at nice 15 so that they yield to the driver; on a machine
+                    # of a few cores the coordinator's reader and writer threads then keep the shards'
+                    # actors waiting whenever two of them run (the actors, not the coordinator, are
+                    # the bottleneck). The cluster we start here runs its workers at our priority.
                     ray.init(num_cpus=workers or None, include_dashboard=False, log_to_driver=False,
-                             configure_logging=False)
+                             configure_logging=False, _system_config={"worker_niceness": 0})
                 else:
                     _probe(address)
                     ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -621,6 +714,7 @@ class RayExecutor(_Sharded):
         if workers is None:
             workers = max(1, int(cpus))
         self._setup(specs, workers)
+        self.read_ahead = True  # the capture is decoded in a thread of its own, as for worker processes
         # one CPU per actor, or a share when more actors than CPUs are asked for (else they would wait forever)
         actor = ray.remote(num_cpus=min(1.0, cpus / workers), max_restarts=0)(_ShardActor)
         self.actors = [actor.options(name=None).remote(i, self.specs) for i in range(workers)]
@@ -649,9 +743,12 @@ class RayExecutor(_Sharded):
     def _submit(self, batch: PacketBatch) -> list[tuple[np.ndarray, Any]]:
         """Each shard's rows of the batch to its actor: (rows, the actor's future) per shard."""
         now, order, bounds = self._route(batch)
-        cols = {k: (now if k == "ts" else batch.columns[k])[order] for k in PACKET_COLUMNS}
+        # the columns as they are (the clock in place of the timestamps) and the rows grouped by
+        # shard: put copies them into the object store once, and nothing is gathered here
+        cols = {k: now if k == "ts" else batch.columns[k] for k in PACKET_COLUMNS}
+        cols["order"] = order
         try:
-            ref = self.ray.put(cols)  # once: every actor reads its range of the same object
+            ref = self.ray.put(cols)  # once: every actor reads its rows of the same object
         except Exception as exc:
             raise self._error(exc) from None
         parts = []

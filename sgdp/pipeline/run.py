@@ -105,7 +105,8 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         index = 0
         try:
             for batch, (vb,) in executor.run(read_batches(captures, batch_size, keep_frames=split,
-                                                      tees=failures.tees(captures) if failures is not None else None)):
+                                                      tees=failures.tees(captures) if failures is not None else None,
+                                                      blocks=executor.blocks)):
                 if PHASES is not None and "first_packet" not in PHASES:
                     _mark("first_packet")
                 summary.add(vb, batch)

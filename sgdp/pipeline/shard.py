@@ -305,22 +305,26 @@ class Router:
         now = clock(batch.columns["ts"], previous_clock)
         return self.route(batch.columns, now), now
 
-    def grouped(self, batch: PacketBatch, previous_clock: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def grouped(self, batch: PacketBatch, previous_clock: float, now: np.ndarray | None = None,
+                order: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """As :meth:`batch`, and the rows grouped by shard: ``(shard, clock, order, bounds)``, shard
         k's rows being ``order[bounds[k]:bounds[k + 1]]`` in capture order. One compiled pass
         (sgdp.pipeline._shard) unless a fragmented ICMP error is in flight, which takes the NumPy
-        path above with its table (the two give the same shards: tests compare them)."""
+        path above with its table (the two give the same shards: tests compare them). ``now`` and
+        ``order`` (float64 and int64, one row per packet): where the clock and the order go (the
+        worker processes' shared memory), else new arrays."""
         n = len(batch)
-        order = np.empty(n, np.int64)
+        order = np.empty(n, np.int64) if order is None else order
+        now = np.empty(n, np.float64) if now is None else now
         bounds = np.empty(self.shards + 1, np.int64)
         if self.owners is not None and not self.fragments:
             shard = np.empty(n, np.uint8)
-            now = np.empty(n, np.float64)
             follow = _shard.route(self.owners, self.keys.load_balancers, int(LB_TOKEN), int(LB_KEY), self.shards,
                                   batch.columns, previous_clock, shard, now, order, bounds)
             if not follow:
                 return shard, now, order, bounds
-        shard, now = self.batch(batch, previous_clock)
+        shard, running = self.batch(batch, previous_clock)
+        now[:] = running
         if _shard is not None:
             _shard.grouped(shard, self.shards, order, bounds)
         else:  # pragma: no cover - a build without the extensions

@@ -46,6 +46,7 @@ class VerdictWriter:
         self._parquet = None
         self._pool = None
         self._pending = None
+        self._buf: np.ndarray | None = None  # the formatting thread's buffer (_format_and_write)
         self._arrow_names = None
         self._index = 0
         if fmt == "parquet":
@@ -117,7 +118,13 @@ class VerdictWriter:
     def _format_and_write(self, first: int, cols: tuple) -> None:
         from sgdp.pipeline import _writers as _report
 
-        self._fh.write(_report.format_rows(self.fmt == "jsonl", first, *cols, self._tables, self._row_bound))
+        # one buffer for every batch (only this thread formats, one batch at a time): the rows are
+        # written from it as they are, not copied into a new bytes object first
+        need = len(cols[0]) * self._row_bound + 1
+        if self._buf is None or len(self._buf) < need:
+            self._buf = np.empty(need, np.uint8)
+        size = _report.format_rows(self.fmt == "jsonl", first, *cols, self._tables, self._row_bound, self._buf)
+        self._fh.write(memoryview(self._buf)[:size])
 
     def _arrow_table(self, ts: np.ndarray, vb: VerdictBatch):
         """The batch as an Arrow table of the same columns as ``columns``: each name column is its

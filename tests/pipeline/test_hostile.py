@@ -90,3 +90,25 @@ def test_format_rows_rejects_mismatched_lengths_and_bad_codes(engine, tmp_path):
     with pytest.raises(ValueError, match="outside its name table"):
         writer.write(batch, vb)
     writer.close()
+
+
+@pytest.mark.parametrize("jsonl", [False, True])
+def test_format_rows_into_a_buffer_gives_the_same_bytes_and_checks_its_size(engine, tmp_path, jsonl):
+    from sgdp.pipeline import _writers as _report
+    from sgdp.pipeline.writers import VerdictWriter
+
+    writer = VerdictWriter(str(tmp_path), "jsonl" if jsonl else "csv", engine.names)
+    vb = VerdictBatch(5)
+    vb.instance[:] = -1
+    vb.group[:] = -1
+    vb.rule[:] = -1
+    sec, nsec = np.arange(5, dtype=np.int64) + 1_700_000_000, np.arange(5, dtype=np.uint32) * 1000
+    args = (jsonl, 7, sec, nsec, vb.verdict, vb.reason, vb.instance, vb.direction, vb.group, vb.rule,
+            writer._tables, writer._row_bound)
+    expected = _report.format_rows(*args)
+    buf = np.full(5 * writer._row_bound + 1, 0xFF, np.uint8)
+    size = _report.format_rows(*args, buf)
+    assert bytes(buf[:size]) == expected
+    with pytest.raises(ValueError, match="too small"):
+        _report.format_rows(*args, np.empty(5 * writer._row_bound, np.uint8))
+    writer.close()

@@ -379,3 +379,66 @@ def test_without_fork_each_worker_builds_its_engine(tmp_path, monkeypatch):
         assert all(p._popen.__class__.__module__.endswith("popen_forkserver") for p in ex.procs)
         got, state = _columns(ex, batches)
     assert got == want and state == want_state
+
+
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_batches_read_into_shared_memory_and_copied_ones_mix(tmp_path, monkeypatch, start):
+    """The reader decodes into the workers' shared blocks (``ex.blocks``) and the workers read the
+    packet columns there; when every shared block is taken (here: the caller holds every batch),
+    the reader falls back to memory of its own and those batches are copied into their slot. Both
+    give the single process's answers, with workers forked or started by a forkserver (which maps
+    the shared memory at another address)."""
+    import multiprocessing
+
+    from sgdp.capture import read_batches
+    from sgdp.pipeline import executors
+
+    if start == "forkserver":
+        monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["forkserver", "spawn"])
+    topology, pcap, _ = _generated_capture(tmp_path, packets=6000)
+    topo = topology_from_data(json.loads(Path(topology).read_text()), topology)
+    want, want_state = _columns(LocalExecutor([EngineSpec(topo, "fast")]), list(read_batches([pcap], 300)))
+    where = []
+    real = executors.ProcessExecutor._shared_block
+    monkeypatch.setattr(executors.ProcessExecutor, "_shared_block", lambda self, b: where.append(real(self, b)) or where[-1])
+    with make_executor([EngineSpec(topo, "fast")], 2, batch_size=300) as ex:
+        held = list(read_batches([pcap], 300, blocks=ex.blocks))  # 20 batches for SHARED_BLOCKS (12) blocks
+        got, state = _columns(ex, held)
+    assert got == want and state == want_state
+    assert sorted(set(where)) == [-1, *range(executors.SHARED_BLOCKS)], where
+    where.clear()
+    with make_executor([EngineSpec(topo, "fast")], 2, batch_size=300) as ex:
+        got, state = _columns(ex, read_batches([pcap], 300, blocks=ex.blocks))  # streamed: blocks reused
+    assert got == want and state == want_state
+    assert len(where) == 20 and -1 not in where, where
+
+
+def test_a_shard_actor_runs_its_rows_where_they_lie(tmp_path):
+    """The Ray actor's work without Ray: each batch as the coordinator puts it (the clock in place of
+    the timestamps, the rows grouped by shard), every actor its rows of it; batches of different
+    sizes, larger then smaller, through the actor's reused output columns give the single
+    process's answers."""
+    from sgdp.capture import read_batches
+    from sgdp.pipeline.executors import PACKET_COLUMNS, VERDICT_DTYPES, _ShardActor
+    from sgdp.pipeline.shard import Router, ShardKeys
+
+    topology, pcap, _ = _generated_capture(tmp_path, packets=3000)
+    topo = topology_from_data(json.loads(Path(topology).read_text()), topology)
+    batches = list(read_batches([pcap], 1000)) + list(read_batches([pcap], 300))[:3]
+    want, _ = _columns(LocalExecutor([EngineSpec(topo, "fast")]), batches)
+    router, clock = Router(ShardKeys([topo]), 2), float("-inf")
+    actors = [_ShardActor(i, [EngineSpec(topo, "fast")]) for i in range(2)]
+    got = {c: [] for c in COLUMNS}
+    for batch in batches:
+        _, now, order, bounds = router.grouped(batch, clock)
+        clock = float(now[-1])
+        cols = {k: now if k == "ts" else batch.columns[k] for k in PACKET_COLUMNS}
+        cols["order"] = order
+        out = {k: np.zeros(len(batch), dt) for k, dt in VERDICT_DTYPES.items()}
+        for i, actor in enumerate(actors):
+            (res,) = actor.process(cols, int(bounds[i]), int(bounds[i + 1]))
+            for k in VERDICT_DTYPES:
+                out[k][order[bounds[i]:bounds[i + 1]]] = res[k]
+        for c in COLUMNS:
+            got[c].extend(out[c].tolist())
+    assert got == want
