@@ -100,7 +100,9 @@ DEF SWEEP = 4  # slots examined for expiry per insertion
 DEF FLOW_EARLY = 1  # FlowSlot.kind
 DEF FLOW_EST = 2
 DEF FLOW_MIN = 4096  # slots of the flow cache at least; it grows to a quarter of the connection table's
-DEF AHEAD = 12  # run() prefetches the table slots of the packet this many rows ahead
+DEF AHEAD = 24  # run() hashes the header of the packet this many rows ahead and prefetches its flow cache slot
+DEF NEAR = 12  # ... and, this many rows ahead, the connection-table lines the slot names (or guesses them)
+DEF RING = 31  # the header hashes of the rows between: a ring of RING + 1 (> AHEAD) entries
 DEF NO_L4 = 256  # the port or ICMP type/code of a header that has none (fast.py)
 
 # S13 addresses (reference.BROADCAST, LINK_MULTICAST, METADATA, CLOUD_SERVICES)
@@ -709,6 +711,7 @@ cdef inline uint64_t frag_hash(const FragSlot* f) noexcept nogil:
     return h
 
 
+@cython.final  # no subclass: its methods are called directly (no table), and the C compiler may inline them
 cdef class Dataplane:
     """The stateful dataplane: per-NIC connection tracking (S11) and fragment memory (S15) in C
     memory, and the pass that turns packets into verdict rows (resolve, stages, lazy classification).
@@ -1039,6 +1042,30 @@ cdef class Dataplane:
         prefetch(&self.slots[h & <uint64_t>(self.cap - 1)])
         prefetch(&self.slots[(h + 1) & <uint64_t>(self.cap - 1)])
 
+    cdef inline uint64_t hash_ahead(self, uint8_t l3, uint8_t proto, uint64_t sh, uint64_t sl, uint64_t dh,
+                                    uint64_t dl, uint16_t sport, uint16_t dport, uint16_t icmp_id,
+                                    int64_t mac) noexcept nogil:
+        """A row's header hash (its flow cache slot, prefetched)."""
+        cdef uint64_t h = header_hash(l3, proto, sh, sl, dh, dl, sport, dport, icmp_id, mac)
+        prefetch(&self.flows[h & self.flow_mask])
+        return h
+
+    cdef inline void prefetch_near(self, Plan p, uint64_t h, uint8_t l3, uint8_t proto, uint64_t sh, uint64_t sl,
+                                   uint64_t dh, uint64_t dl, uint16_t sport, uint16_t dport,
+                                   uint16_t icmp_id) noexcept nogil:
+        """The connection-table lines a row will read: those of the entries its flow cache slot
+        names, when the slot is the row's (its addresses and ports; the MAC is left to run); none
+        for an early verdict; else the guess of prefetch_rows."""
+        cdef const FlowSlot* fs = &self.flows[h & self.flow_mask]
+        if fs.kind != 0 and fs.sl == sl and fs.dl == dl and fs.sport == sport and fs.dport == dport:
+            if fs.kind == FLOW_EST:
+                if <Py_ssize_t>fs.slot[0] < self.cap:
+                    prefetch(&self.slots[fs.slot[0]])
+                if <Py_ssize_t>fs.slot[fs.n - 1] < self.cap:
+                    prefetch(&self.slots[fs.slot[fs.n - 1]])
+            return
+        self.prefetch_rows(p, l3, proto, sh, sl, dh, dl, sport, dport, icmp_id)
+
     def run(self, Plan p, dict c, dict out, rows=None):
         """The verdict rows of one batch, in capture order (packet columns ``c`` as in
         sgdp.capture.packet.PACKET_COLUMNS, validated by PacketBatch; ``out`` the VerdictBatch columns).
@@ -1099,6 +1126,7 @@ cdef class Dataplane:
         cdef FragSlot f
         cdef FlowSlot* fs
         cdef int plain
+        cdef uint64_t ring[RING + 1]
         if p is not self.flow_plan:
             self.clear_flows()  # early verdicts and stage paths are the plan's
             self.flow_plan = p
@@ -1109,12 +1137,30 @@ cdef class Dataplane:
             raise MemoryError()
         try:
             with nogil:
+                # the memory latency of the flow cache and the connection table overlaps the work on
+                # the rows before: each row's header is hashed AHEAD rows early (its flow cache slot
+                # prefetched), and NEAR rows early the slot, arrived by then, names the entries to
+                # prefetch (hints only: nothing is written, and a stale guess costs only the hint)
+                for k in range(min(m, AHEAD)):
+                    ahead = pick[k] if picked else k
+                    ring[k & RING] = self.hash_ahead(l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
+                                                     dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead], src_mac[ahead])
+                for k in range(min(m, NEAR)):
+                    ahead = pick[k] if picked else k
+                    self.prefetch_near(p, ring[k & RING], l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead],
+                                       dst_hi[ahead], dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
                 for k in range(m):
                     i = pick[k] if picked else k
                     if k + AHEAD < m:
                         ahead = pick[k + AHEAD] if picked else k + AHEAD
-                        self.prefetch_rows(p, l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
-                                           dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
+                        ring[(k + AHEAD) & RING] = self.hash_ahead(
+                            l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead], dst_lo[ahead],
+                            sport[ahead], dport[ahead], icmp_id[ahead], src_mac[ahead])
+                    if k + NEAR < m:
+                        ahead = pick[k + NEAR] if picked else k + NEAR
+                        self.prefetch_near(p, ring[(k + NEAR) & RING], l3[ahead], proto[ahead], src_hi[ahead],
+                                           src_lo[ahead], dst_hi[ahead], dst_lo[ahead], sport[ahead], dport[ahead],
+                                           icmp_id[ahead])
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
@@ -1126,8 +1172,7 @@ cdef class Dataplane:
                         fs = NULL
                         if frag_offset[i] == 0 and more_fragments[i] == 0:
                             # the flow cache: most packets repeat the header fields of an earlier one
-                            fs = &self.flows[header_hash(l3[i], proto[i], src_hi[i], src_lo[i], dst_hi[i], dst_lo[i],
-                                                         sport[i], dport[i], icmp_id[i], src_mac[i]) & self.flow_mask]
+                            fs = &self.flows[ring[k & RING] & self.flow_mask]
                             if (fs.kind != 0 and fs.sl == src_lo[i] and fs.dl == dst_lo[i] and fs.sport == sport[i]
                                     and fs.dport == dport[i] and fs.sh == src_hi[i] and fs.dh == dst_hi[i]
                                     and fs.mac == src_mac[i] and fs.icmp_id == icmp_id[i] and fs.l3 == l3[i]
@@ -1172,6 +1217,9 @@ cdef class Dataplane:
                             self.rec_low = 0
                             plain = self.evaluate(p, &pk, &row, &view)
                             if fs != NULL:
+                                # the slot again: an insertion may have grown the table and made
+                                # the flow cache anew (size_flows)
+                                fs = &self.flows[ring[k & RING] & self.flow_mask]
                                 self.remember(fs, plain, &pk, src_mac[i], &view, &row)
                             if frag_offset[i] == 0 and more_fragments[i]:
                                 f.verdict = row.verdict; f.reason = row.reason; f.direction = row.direction
