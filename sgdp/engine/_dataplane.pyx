@@ -205,6 +205,7 @@ cdef class Plan:
     cdef AddrSlot* addr_slots  # owned: exact-address hash table over the ak_* index
     cdef uint64_t addr_mask
     cdef PairSlot* pairs  # owned: PAIR_SLOTS slots, the last (sender, receiver) chosen per slot (resolve_one)
+    cdef uint64_t eip_filter[64]  # bit eip_bit(lo) set for each NIC EIP lo: most addresses need no lookup (eip_private)
 
     def __init__(self, dict a, int n_vpc):
         self.arrays = a
@@ -259,7 +260,12 @@ cdef class Plan:
             raise MemoryError()
         memset(self.pairs, 0, (PAIR_MASK + 1) * sizeof(PairSlot))
         self.addr_mask = cap - 1
+        memset(self.eip_filter, 0, sizeof(self.eip_filter))
         for k in range(n):
+            if self.ak_l3[k] == 4 and self.ak_hi[k] == 0:
+                for j in range(<uint64_t>self.ak_start[k], <uint64_t>(self.ak_start[k] + self.ak_count[k])):
+                    if self.c_kind[j] == K_NIC and self.c_how[j] == H_EIP:
+                        self.eip_filter[eip_bit(self.ak_lo[k]) >> 6] |= (<uint64_t>1) << (eip_bit(self.ak_lo[k]) & 63)
             j = addr_hash(self.ak_l3[k], self.ak_hi[k], self.ak_lo[k]) & self.addr_mask
             while self.addr_slots[j].count != 0:
                 j = (j + 1) & self.addr_mask
@@ -269,6 +275,10 @@ cdef class Plan:
             self.addr_slots[j].start = self.ak_start[k]
             self.addr_slots[j].count = self.ak_count[k]
         return 0
+
+
+cdef inline uint64_t eip_bit(uint64_t lo) noexcept nogil:
+    return (lo * <uint64_t>0x9E3779B97F4A7C15ULL) >> 52  # 0 .. 4095
 
 
 cdef inline uint64_t addr_hash(uint8_t l3, uint64_t hi, uint64_t lo) noexcept nogil:
@@ -342,6 +352,9 @@ cdef inline uint64_t eip_private(Plan p, uint64_t lo) noexcept nogil:
     """The private address of the NIC whose EIP is the IPv4 address ``lo``, else ``lo`` (for
     Dataplane.prefetch_rows: a guess, never used for a verdict)."""
     cdef Py_ssize_t k
+    cdef uint64_t b = eip_bit(lo)
+    if not (p.eip_filter[b >> 6] >> (b & 63)) & 1:
+        return lo  # not an EIP (the filter has no false negatives)
     cdef uint64_t j = addr_hash(4, 0, lo) & p.addr_mask
     while p.addr_slots[j].count != 0:
         if p.addr_slots[j].lo == lo and p.addr_slots[j].hi == 0 and p.addr_slots[j].l3 == 4:
