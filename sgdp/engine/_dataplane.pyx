@@ -79,7 +79,7 @@ DEF D_NONE = 0
 DEF D_INGRESS = 1
 DEF D_EGRESS = 2
 
-DEF PAIR_MASK = 4095  # slots of a plan's endpoint-pair cache, minus one (4,096 x 64 bytes)
+DEF PAIR_MASK = 16383  # slots of a plan's endpoint-pair cache, minus one (16,384 x 64 bytes)
 DEF MAXC = 256  # endpoint candidates per address; fast.py refuses topologies that could exceed it
 
 DEF TCP = 6
@@ -797,7 +797,7 @@ cdef class Dataplane:
 
     # -- the connection table --------------------------------------------------------------
 
-    cdef Py_ssize_t ct_find(self, const CtKey* k) noexcept nogil:
+    cdef inline Py_ssize_t ct_find(self, const CtKey* k) noexcept nogil:
         cdef Py_ssize_t mask = self.cap - 1
         cdef Py_ssize_t j = <Py_ssize_t>(ct_hash(k) & <uint64_t>mask)
         while self.slots[j].used:
@@ -1682,7 +1682,7 @@ cdef inline int16_t echo_request(uint8_t proto) noexcept nogil:
     return -1
 
 
-cdef bint make_key(CtKey* k, Plan p, int32_t nic, uint8_t table, uint8_t l3, uint8_t proto,
+cdef inline bint make_key(CtKey* k, Plan p, int32_t nic, uint8_t table, uint8_t l3, uint8_t proto,
                    uint64_t sh, uint64_t sl, uint16_t sport, uint64_t dh, uint64_t dl, uint16_t dport,
                    int16_t icmp_type, uint16_t icmp_id, uint8_t* orig_low) noexcept nogil:
     """reference._key: the normalised key at a NIC (its EIP replaced by its private IP) and whether
