@@ -748,7 +748,7 @@ cdef class Dataplane:
     cdef bint any_lb  # a load-balancer entry was ever made: until then no packet needs to look for one
     cdef public object hits  # int64 [n_rules, 3] (by direction code)
     cdef int64_t* hits_ptr  # hits' data: [rule * 3 + direction]; rule < n_rules by construction
-    cdef uint32_t next_serial  # CtKey.serial of the next insertion (0 is never given)
+    cdef public uint32_t next_serial  # CtKey.serial of the next insertion (public: tests start it near the wrap)
     cdef FlowSlot* flows  # the flow cache (run): direct-mapped, a slot simply overwritten
     cdef uint64_t flow_mask  # its slots - 1
     cdef object flow_plan  # the plan the flow cache's early verdicts and stage paths are of
