@@ -79,7 +79,7 @@ DEF D_NONE = 0
 DEF D_INGRESS = 1
 DEF D_EGRESS = 2
 
-DEF PAIR_MASK = 16383  # slots of a plan's endpoint-pair cache, minus one (16,384 x 64 bytes)
+DEF PAIR_MASK = 4095  # slots of a plan's endpoint-pair cache, minus one (4,096 x 64 bytes)
 DEF MAXC = 256  # endpoint candidates per address; fast.py refuses topologies that could exceed it
 
 DEF TCP = 6
