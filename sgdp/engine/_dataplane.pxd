@@ -27,6 +27,10 @@ cdef struct CtKey:
     uint8_t l3
     uint8_t proto
     uint8_t table
+    # not part of the key (ct_eq and ct_hash leave it out; the key's padding had room for it): the
+    # serial number ct_insert gave the entry, moved with it, never shared by two live entries, so
+    # a (slot, serial) pair remembered by the flow cache finds out whether the entry is still there
+    uint32_t serial
 
 # One slot of the open-addressing table. lb: opened by a load balancer's client-IP-transfer forwarding. used: 0 empty, 1 occupied.
 # state: TCP 0 not yet established, 1 established, 2 closing; others 0 unreplied, 1 replied.
@@ -157,3 +161,35 @@ cdef struct PairSlot:
     Endpoint r
     uint8_t l3
     uint8_t used
+
+# One slot of the dataplane's flow cache (Dataplane.run), 128 bytes on a 128-byte boundary: what
+# the last packet with these header fields (those resolve_one and the connection keys read; not a
+# fragment) came to, so that the next one skips resolve_one and the stages. kind 0: empty;
+# FLOW_EARLY: the verdict, reason and instance an early verdict of the plan gave (direction none);
+# FLOW_EST: a plain stage path (no load-balancer case) whose n connection entries, one per filter in
+# the order the stages ran them, were ct[slot[f]] with serial[f] (orig_low of filter f in bit f of
+# low): when all are still there and live, the packet is established at each and the row is allowed,
+# established, at instance/direction (the last stage's). check_lb: the sender is a NIC whose live
+# load-balancer entry would take another path (Dataplane.evaluate), looked for only once one exists.
+cdef struct FlowSlot:
+    uint64_t sh
+    uint64_t sl
+    uint64_t dh
+    uint64_t dl
+    int64_t mac
+    uint16_t sport
+    uint16_t dport
+    uint16_t icmp_id
+    uint8_t l3
+    uint8_t proto
+    uint8_t kind
+    uint8_t n
+    uint8_t low
+    uint8_t check_lb
+    uint8_t verdict
+    uint8_t reason
+    uint8_t direction
+    int32_t instance
+    uint32_t slot[4]
+    uint32_t serial[4]
+    uint8_t pad[32]

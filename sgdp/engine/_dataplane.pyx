@@ -97,7 +97,12 @@ DEF RST = 0x04
 DEF ACK = 0x10
 
 DEF SWEEP = 4  # slots examined for expiry per insertion
-DEF AHEAD = 12  # run() prefetches the table slots of the packet this many rows ahead
+DEF FLOW_EARLY = 1  # FlowSlot.kind
+DEF FLOW_EST = 2
+DEF FLOW_MIN = 4096  # slots of the flow cache at least; it grows to a quarter of the connection table's
+DEF AHEAD = 24  # run() hashes the header of the packet this many rows ahead and prefetches its flow cache slot
+DEF NEAR = 12  # ... and, this many rows ahead, the connection-table lines the slot names (or guesses them)
+DEF RING = 31  # the header hashes of the rows between: a ring of RING + 1 (> AHEAD) entries
 DEF NO_L4 = 256  # the port or ICMP type/code of a header that has none (fast.py)
 
 # S13 addresses (reference.BROADCAST, LINK_MULTICAST, METADATA, CLOUD_SERVICES)
@@ -200,6 +205,7 @@ cdef class Plan:
     cdef AddrSlot* addr_slots  # owned: exact-address hash table over the ak_* index
     cdef uint64_t addr_mask
     cdef PairSlot* pairs  # owned: PAIR_SLOTS slots, the last (sender, receiver) chosen per slot (resolve_one)
+    cdef uint64_t eip_filter[64]  # bit eip_bit(lo) set for each NIC EIP lo: most addresses need no lookup (eip_private)
 
     def __init__(self, dict a, int n_vpc):
         self.arrays = a
@@ -254,7 +260,12 @@ cdef class Plan:
             raise MemoryError()
         memset(self.pairs, 0, (PAIR_MASK + 1) * sizeof(PairSlot))
         self.addr_mask = cap - 1
+        memset(self.eip_filter, 0, sizeof(self.eip_filter))
         for k in range(n):
+            if self.ak_l3[k] == 4 and self.ak_hi[k] == 0:
+                for j in range(<uint64_t>self.ak_start[k], <uint64_t>(self.ak_start[k] + self.ak_count[k])):
+                    if self.c_kind[j] == K_NIC and self.c_how[j] == H_EIP:
+                        self.eip_filter[eip_bit(self.ak_lo[k]) >> 6] |= (<uint64_t>1) << (eip_bit(self.ak_lo[k]) & 63)
             j = addr_hash(self.ak_l3[k], self.ak_hi[k], self.ak_lo[k]) & self.addr_mask
             while self.addr_slots[j].count != 0:
                 j = (j + 1) & self.addr_mask
@@ -264,6 +275,10 @@ cdef class Plan:
             self.addr_slots[j].start = self.ak_start[k]
             self.addr_slots[j].count = self.ak_count[k]
         return 0
+
+
+cdef inline uint64_t eip_bit(uint64_t lo) noexcept nogil:
+    return (lo * <uint64_t>0x9E3779B97F4A7C15ULL) >> 52  # 0 .. 4095
 
 
 cdef inline uint64_t addr_hash(uint8_t l3, uint64_t hi, uint64_t lo) noexcept nogil:
@@ -337,6 +352,9 @@ cdef inline uint64_t eip_private(Plan p, uint64_t lo) noexcept nogil:
     """The private address of the NIC whose EIP is the IPv4 address ``lo``, else ``lo`` (for
     Dataplane.prefetch_rows: a guess, never used for a verdict)."""
     cdef Py_ssize_t k
+    cdef uint64_t b = eip_bit(lo)
+    if not (p.eip_filter[b >> 6] >> (b & 63)) & 1:
+        return lo  # not an EIP (the filter has no false negatives)
     cdef uint64_t j = addr_hash(4, 0, lo) & p.addr_mask
     while p.addr_slots[j].count != 0:
         if p.addr_slots[j].lo == lo and p.addr_slots[j].hi == 0 and p.addr_slots[j].l3 == 4:
@@ -643,6 +661,26 @@ cdef inline uint64_t flow_hash(uint64_t a_hi, uint64_t a_lo, uint64_t b_hi, uint
     return mum(x ^ <uint64_t>0x27D4EB2F165667C5ULL, y ^ <uint64_t>0x9E3779B97F4A7C15ULL)
 
 
+cdef inline uint64_t header_hash(uint8_t l3, uint8_t proto, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl,
+                                 uint16_t sport, uint16_t dport, uint16_t icmp_id, int64_t mac) noexcept nogil:
+    """The flow cache's hash of a packet's header fields (FlowSlot): two independent 128-bit
+    multiplications."""
+    cdef uint64_t rest = ((<uint64_t>sport << 48) | (<uint64_t>dport << 32) | (<uint64_t>icmp_id << 16)
+                          | (<uint64_t>l3 << 8) | proto)
+    return (mum(sl ^ <uint64_t>0x9E3779B97F4A7C15ULL, dl ^ rest ^ <uint64_t>0xC2B2AE3D27D4EB4FULL)
+            ^ mum(sh ^ <uint64_t>mac ^ <uint64_t>0x165667B19E3779F9ULL, dh ^ <uint64_t>0xD6E8FEB86659FD93ULL))
+
+
+cdef inline bint keyable(uint8_t proto, int16_t icmp_type) noexcept nogil:
+    """Whether an unfragmented packet's filters open or find a connection entry by its own header
+    (make_key is true, not an ICMP error): the packets the flow cache's stage paths are for."""
+    if proto == ICMP:
+        return icmp_type == 8 or icmp_type == 0
+    if proto == ICMPV6:
+        return icmp_type == 128 or icmp_type == 129
+    return True
+
+
 cdef inline uint64_t ct_hash(const CtKey* k) noexcept nogil:
     """The hash of a connection key leaves out the NIC and the table: every entry of one flow (the
     sender's and the receiver's, security group and ACL) starts at the same slot, so one packet's
@@ -686,6 +724,7 @@ cdef inline uint64_t frag_hash(const FragSlot* f) noexcept nogil:
     return h
 
 
+@cython.final  # no subclass: its methods are called directly (no table), and the C compiler may inline them
 cdef class Dataplane:
     """The stateful dataplane: per-NIC connection tracking (S11) and fragment memory (S15) in C
     memory, and the pass that turns packets into verdict rows (resolve, stages, lazy classification).
@@ -709,6 +748,16 @@ cdef class Dataplane:
     cdef bint any_lb  # a load-balancer entry was ever made: until then no packet needs to look for one
     cdef public object hits  # int64 [n_rules, 3] (by direction code)
     cdef int64_t* hits_ptr  # hits' data: [rule * 3 + direction]; rule < n_rules by construction
+    cdef public uint32_t next_serial  # CtKey.serial of the next insertion (public: tests start it near the wrap)
+    cdef FlowSlot* flows  # the flow cache (run): direct-mapped, a slot simply overwritten
+    cdef uint64_t flow_mask  # its slots - 1
+    cdef object flow_plan  # the plan the flow cache's early verdicts and stage paths are of
+    # the connection entries the filters of the packet being evaluated passed, in order (filter
+    # notes them; rec_n > 4: too many, or the serials were renumbered meanwhile)
+    cdef int rec_n
+    cdef uint32_t rec_slot[4]
+    cdef uint32_t rec_serial[4]
+    cdef uint8_t rec_low
 
     def __cinit__(self, Py_ssize_t n_rules, Py_ssize_t capacity=1024):
         cdef Py_ssize_t cap = 16
@@ -719,6 +768,13 @@ cdef class Dataplane:
         self.frags = <FragSlot*>calloc(16, sizeof(FragSlot))
         if self.slots == NULL or self.frags == NULL:
             raise MemoryError()
+        if sizeof(FlowSlot) != 128:
+            raise AssertionError("FlowSlot must be 128 bytes")
+        self.flows = NULL
+        self.flow_mask = 0
+        self.flow_plan = None
+        self.next_serial = 1
+        self.size_flows(cap)
         self.cap = cap
         self.fcap = 16
         self.count = 0
@@ -734,13 +790,14 @@ cdef class Dataplane:
     def __dealloc__(self):
         free(self.slots)
         free(self.frags)
+        free(self.flows)
 
     def __len__(self):
         return self.count
 
     # -- the connection table --------------------------------------------------------------
 
-    cdef Py_ssize_t ct_find(self, const CtKey* k) noexcept nogil:
+    cdef inline Py_ssize_t ct_find(self, const CtKey* k) noexcept nogil:
         cdef Py_ssize_t mask = self.cap - 1
         cdef Py_ssize_t j = <Py_ssize_t>(ct_hash(k) & <uint64_t>mask)
         while self.slots[j].used:
@@ -783,7 +840,45 @@ cdef class Dataplane:
                 new[t] = old[j]
         free(old)
         self.cursor = 0
+        # every entry moved: what the flow cache remembers of them is stale (the serials say so)
+        # and the cache, now too small, is made anew
+        self.size_flows(self.cap)
         return 0
+
+    cdef int size_flows(self, Py_ssize_t cap) except -1 nogil:
+        """A flow cache (emptied) of a quarter as many slots as the connection table, at least
+        FLOW_MIN: about one slot per flow and direction when the table is half full with the two
+        or four entries of each flow. Kept as it is when it has that size already."""
+        cdef Py_ssize_t n = FLOW_MIN
+        cdef FlowSlot* fresh
+        while n < cap // 4:
+            n <<= 1
+        if self.flows != NULL and <uint64_t>n == self.flow_mask + 1:
+            return 0
+        fresh = <FlowSlot*>aligned_alloc(128, n * sizeof(FlowSlot))
+        if fresh == NULL:
+            with gil:
+                raise MemoryError()
+        memset(fresh, 0, n * sizeof(FlowSlot))
+        free(self.flows)
+        self.flows = fresh
+        self.flow_mask = <uint64_t>(n - 1)
+        return 0
+
+    cdef void clear_flows(self) noexcept nogil:
+        memset(self.flows, 0, (self.flow_mask + 1) * sizeof(FlowSlot))
+
+    cdef void renumber(self) noexcept nogil:
+        """The serials ran out (2**32 insertions): number the live entries again from 1 and forget
+        every (slot, serial) pair remembered, so that no old serial can meet a new one."""
+        cdef Py_ssize_t j
+        self.next_serial = 1
+        for j in range(self.cap):
+            if self.slots[j].used:
+                self.slots[j].key.serial = self.next_serial
+                self.next_serial += 1
+        self.clear_flows()
+        self.rec_n = 5
 
     cdef void ct_sweep(self) noexcept nogil:
         cdef int k
@@ -807,6 +902,10 @@ cdef class Dataplane:
         while self.slots[j].used:
             j = (j + 1) & mask
         self.slots[j].key = k[0]
+        self.slots[j].key.serial = self.next_serial
+        self.next_serial += 1
+        if self.next_serial == 0:
+            self.renumber()
         self.slots[j].used = 1
         self.slots[j].state = state
         self.slots[j].orig_low = orig_low
@@ -923,6 +1022,7 @@ cdef class Dataplane:
         self.slots = fresh
         self.cursor = 0
         free(old)
+        self.clear_flows()  # entries moved to other NICs: the remembered stage paths are of the old ones
 
     # -- pass 2 ---------------------------------------------------------------------------
 
@@ -954,6 +1054,30 @@ cdef class Dataplane:
             h = flow_hash(dh, dl, sh, sl, bp, ap, l3, proto)
         prefetch(&self.slots[h & <uint64_t>(self.cap - 1)])
         prefetch(&self.slots[(h + 1) & <uint64_t>(self.cap - 1)])
+
+    cdef inline uint64_t hash_ahead(self, uint8_t l3, uint8_t proto, uint64_t sh, uint64_t sl, uint64_t dh,
+                                    uint64_t dl, uint16_t sport, uint16_t dport, uint16_t icmp_id,
+                                    int64_t mac) noexcept nogil:
+        """A row's header hash (its flow cache slot, prefetched)."""
+        cdef uint64_t h = header_hash(l3, proto, sh, sl, dh, dl, sport, dport, icmp_id, mac)
+        prefetch(&self.flows[h & self.flow_mask])
+        return h
+
+    cdef inline void prefetch_near(self, Plan p, uint64_t h, uint8_t l3, uint8_t proto, uint64_t sh, uint64_t sl,
+                                   uint64_t dh, uint64_t dl, uint16_t sport, uint16_t dport,
+                                   uint16_t icmp_id) noexcept nogil:
+        """The connection-table lines a row will read: those of the entries its flow cache slot
+        names, when the slot is the row's (its addresses and ports; the MAC is left to run); none
+        for an early verdict; else the guess of prefetch_rows."""
+        cdef const FlowSlot* fs = &self.flows[h & self.flow_mask]
+        if fs.kind != 0 and fs.sl == sl and fs.dl == dl and fs.sport == sport and fs.dport == dport:
+            if fs.kind == FLOW_EST:
+                if <Py_ssize_t>fs.slot[0] < self.cap:
+                    prefetch(&self.slots[fs.slot[0]])
+                if <Py_ssize_t>fs.slot[fs.n - 1] < self.cap:
+                    prefetch(&self.slots[fs.slot[fs.n - 1]])
+            return
+        self.prefetch_rows(p, l3, proto, sh, sl, dh, dl, sport, dport, icmp_id)
 
     def run(self, Plan p, dict c, dict out, rows=None):
         """The verdict rows of one batch, in capture order (packet columns ``c`` as in
@@ -1013,6 +1137,12 @@ cdef class Dataplane:
         cdef Pkt pk
         cdef View view
         cdef FragSlot f
+        cdef FlowSlot* fs
+        cdef int plain
+        cdef uint64_t ring[RING + 1]
+        if p is not self.flow_plan:
+            self.clear_flows()  # early verdicts and stage paths are the plan's
+            self.flow_plan = p
         cdef Endpoint* S = <Endpoint*>calloc(MAXC, sizeof(Endpoint))
         cdef Endpoint* R = <Endpoint*>calloc(MAXC, sizeof(Endpoint))
         if S == NULL or R == NULL:
@@ -1020,12 +1150,30 @@ cdef class Dataplane:
             raise MemoryError()
         try:
             with nogil:
+                # the memory latency of the flow cache and the connection table overlaps the work on
+                # the rows before: each row's header is hashed AHEAD rows early (its flow cache slot
+                # prefetched), and NEAR rows early the slot, arrived by then, names the entries to
+                # prefetch (hints only: nothing is written, and a stale guess costs only the hint)
+                for k in range(min(m, AHEAD)):
+                    ahead = pick[k] if picked else k
+                    ring[k & RING] = self.hash_ahead(l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
+                                                     dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead], src_mac[ahead])
+                for k in range(min(m, NEAR)):
+                    ahead = pick[k] if picked else k
+                    self.prefetch_near(p, ring[k & RING], l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead],
+                                       dst_hi[ahead], dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
                 for k in range(m):
                     i = pick[k] if picked else k
                     if k + AHEAD < m:
                         ahead = pick[k + AHEAD] if picked else k + AHEAD
-                        self.prefetch_rows(p, l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
-                                           dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
+                        ring[(k + AHEAD) & RING] = self.hash_ahead(
+                            l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead], dst_lo[ahead],
+                            sport[ahead], dport[ahead], icmp_id[ahead], src_mac[ahead])
+                    if k + NEAR < m:
+                        ahead = pick[k + NEAR] if picked else k + NEAR
+                        self.prefetch_near(p, ring[(k + NEAR) & RING], l3[ahead], proto[ahead], src_hi[ahead],
+                                           src_lo[ahead], dst_hi[ahead], dst_lo[ahead], sport[ahead], dport[ahead],
+                                           icmp_id[ahead])
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
@@ -1034,6 +1182,18 @@ cdef class Dataplane:
                     elif status[i] == ST_NON_IP or (l3[i] != 4 and l3[i] != 6):
                         row.verdict = V_UNMODELLED; row.reason = R_UNMODELLED
                     else:
+                        fs = NULL
+                        if frag_offset[i] == 0 and more_fragments[i] == 0:
+                            # the flow cache: most packets repeat the header fields of an earlier one
+                            fs = &self.flows[ring[k & RING] & self.flow_mask]
+                            if (fs.kind != 0 and fs.sl == src_lo[i] and fs.dl == dst_lo[i] and fs.sport == sport[i]
+                                    and fs.dport == dport[i] and fs.sh == src_hi[i] and fs.dh == dst_hi[i]
+                                    and fs.mac == src_mac[i] and fs.icmp_id == icmp_id[i] and fs.l3 == l3[i]
+                                    and fs.proto == proto[i]
+                                    and self.flow_fast(fs, proto[i], icmp_type[i], tcp_flags[i], &row)):
+                                v_verdict[i] = row.verdict; v_reason[i] = row.reason; v_instance[i] = row.instance
+                                v_direction[i] = row.direction; v_group[i] = -1; v_rule[i] = -1
+                                continue
                         if frag_offset[i] > 0 or more_fragments[i]:
                             # a fragment: its key in the fragment memory (other packets need none)
                             memset(&f, 0, sizeof(FragSlot))
@@ -1066,7 +1226,14 @@ cdef class Dataplane:
                                 pk.inner_src_hi = 0; pk.inner_src_lo = 0; pk.inner_dst_hi = 0; pk.inner_dst_lo = 0
                                 pk.inner_sport = 0; pk.inner_dport = 0
                             resolve_one(p, &pk, status[i], src_mac[i], S, R, &view)
-                            self.evaluate(p, &pk, &row, &view)
+                            self.rec_n = 0
+                            self.rec_low = 0
+                            plain = self.evaluate(p, &pk, &row, &view)
+                            if fs != NULL:
+                                # the slot again: an insertion may have grown the table and made
+                                # the flow cache anew (size_flows)
+                                fs = &self.flows[ring[k & RING] & self.flow_mask]
+                                self.remember(fs, plain, &pk, src_mac[i], &view, &row)
                             if frag_offset[i] == 0 and more_fragments[i]:
                                 f.verdict = row.verdict; f.reason = row.reason; f.direction = row.direction
                                 f.instance = row.instance; f.group = row.group; f.rule = row.rule
@@ -1076,6 +1243,63 @@ cdef class Dataplane:
         finally:
             free(S)
             free(R)
+
+    cdef inline bint flow_fast(self, const FlowSlot* fs, uint8_t proto, int16_t icmp_type, uint16_t flags,
+                               Row* row) noexcept nogil:
+        """The row of a packet whose header fields the flow cache slot ``fs`` holds, when its
+        early verdict holds again or every connection entry of its stage path is still there and
+        live (then each is advanced, as the filters would: they find them established). False, with
+        nothing changed, when the packet needs the full evaluation."""
+        cdef int f
+        cdef const CtSlot* s
+        cdef uint32_t j
+        if fs.check_lb and self.any_lb:
+            # a sender with a live load-balancer entry of this flow takes another path (evaluate);
+            # the first entry of a stage path is that very entry (the sender's egress, security
+            # groups: the same key), its liveness checked below
+            if fs.kind == FLOW_EARLY or <Py_ssize_t>fs.slot[0] >= self.cap or self.slots[fs.slot[0]].lb:
+                return False
+        if fs.kind == FLOW_EARLY:
+            row.verdict = fs.verdict; row.reason = fs.reason; row.instance = fs.instance; row.direction = D_NONE
+            return True
+        if not keyable(proto, icmp_type):
+            return False
+        for f in range(fs.n):
+            j = fs.slot[f]
+            if <Py_ssize_t>j >= self.cap:
+                return False
+            s = &self.slots[j]
+            if not s.used or s.key.serial != fs.serial[f] or self.now - s.last > ct_timeout(proto, s.state):
+                return False
+        for f in range(fs.n):
+            j = fs.slot[f]
+            advance(&self.slots[j], proto, flags, self.now, ((fs.low >> f) & 1) != self.slots[j].orig_low)
+        row.verdict = V_ALLOW; row.reason = R_ESTABLISHED; row.instance = fs.instance; row.direction = fs.direction
+        return True
+
+    cdef inline void remember(self, FlowSlot* fs, int plain, const Pkt* pk, int64_t mac, const View* v,
+                              const Row* row) noexcept nogil:
+        """Fill the flow cache slot of an evaluated packet (``plain``: evaluate's answer): an early
+        verdict, or an allowed plain stage path with the entries its filters passed (noted by
+        filter; each passing filter of a keyable packet found or opened one)."""
+        cdef int f
+        if plain == 1:
+            fs.kind = FLOW_EARLY
+            fs.verdict = row.verdict; fs.reason = row.reason; fs.instance = row.instance
+        elif plain == 2 and row.verdict == V_ALLOW and 1 <= self.rec_n <= 4 and keyable(pk.proto, pk.icmp_type):
+            fs.kind = FLOW_EST
+            fs.n = <uint8_t>self.rec_n
+            for f in range(self.rec_n):
+                fs.slot[f] = self.rec_slot[f]
+                fs.serial[f] = self.rec_serial[f]
+            fs.low = self.rec_low
+            fs.instance = row.instance; fs.direction = row.direction
+        else:
+            return
+        fs.check_lb = v.reply_nic >= 0
+        fs.l3 = pk.l3; fs.proto = pk.proto
+        fs.sh = pk.src_hi; fs.sl = pk.src_lo; fs.dh = pk.dst_hi; fs.dl = pk.dst_lo
+        fs.sport = pk.sport; fs.dport = pk.dport; fs.icmp_id = pk.icmp_id; fs.mac = mac
 
     cdef inline bint live(self, Py_ssize_t j, uint8_t proto) noexcept nogil:
         return j >= 0 and not (self.now - self.slots[j].last > ct_timeout(proto, self.slots[j].state))
@@ -1201,7 +1425,9 @@ cdef class Dataplane:
 
     cdef int evaluate(self, Plan p, Pkt* pk, Row* row, View* v) except -1 nogil:
         """reference._evaluate after endpoint resolution: the load-balancer checks that need
-        connection tracking, then the stages."""
+        connection tracking, then the stages. Returns 1 when the row is the view's early verdict and
+        2 when the stages ran on the plain path (no load-balancer case: what the flow cache may
+        remember, run), else 0."""
         cdef CtKey k
         cdef uint8_t orig_low, exempt
         cdef Py_ssize_t j
@@ -1249,7 +1475,7 @@ cdef class Dataplane:
                 mode = M_EARLY
         if mode == M_EARLY:
             row.verdict = v.ev; row.reason = v.er; row.instance = v.einst
-            return 0
+            return 1 if v.mode == M_EARLY and v.lbform_lb < 0 and v.fwd == 0 else 0
         if v.e_nic >= 0:
             self.stage(p, pk, row, v, v.e_nic, D_EGRESS, pk.src_hi, pk.src_lo, pk.dst_hi, pk.dst_lo, pk.dport)
             if row.verdict == V_DENY or mode == M_NOLISTENER:
@@ -1283,7 +1509,7 @@ cdef class Dataplane:
             return 0
         if v.i_nic >= 0:
             self.stage(p, pk, row, v, v.i_nic, D_INGRESS, v.i_src_hi, v.i_src_lo, v.i_dst_hi, v.i_dst_lo, v.i_dport)
-        return 0
+        return 2 if mode == M_NORMAL and v.lbform_lb < 0 and v.fwd == 0 else 0
 
     cdef int stage(self, Plan p, Pkt* pk, Row* row, View* v, int32_t nic, uint8_t direction,
                    uint64_t src_hi, uint64_t src_lo, uint64_t dst_hi, uint64_t dst_lo, uint16_t dport) except -1 nogil:
@@ -1345,6 +1571,7 @@ cdef class Dataplane:
                         self.ct_delete(j)
                     else:
                         advance(&self.slots[j], k.proto, pk.flags, self.now, orig_low != self.slots[j].orig_low)
+                        self.note(j, orig_low)
                         reason[0] = R_ESTABLISHED
                         return True
         if table == 0:
@@ -1362,8 +1589,20 @@ cdef class Dataplane:
         if not error and not pk.frag:
             if make_key(&k, p, nic, table, pk.l3, pk.proto, src_hi, src_lo, port_or_0(pk, pk.sport),
                         dst_hi, dst_lo, port_or_0(pk, dport), pk.icmp_type, pk.icmp_id, &orig_low):
-                self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, direction == D_INGRESS, 0)
+                j = self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, direction == D_INGRESS, 0)
+                self.note(j, orig_low)
         return True
+
+    cdef inline void note(self, Py_ssize_t j, uint8_t orig_low) noexcept nogil:
+        """Remember the entry a filter passed by (for the flow cache: run)."""
+        if self.rec_n < 4 and j <= <Py_ssize_t>0xFFFFFFFF:
+            self.rec_slot[self.rec_n] = <uint32_t>j
+            self.rec_serial[self.rec_n] = self.slots[j].key.serial
+            if orig_low:
+                self.rec_low |= <uint8_t>(1 << self.rec_n)
+            self.rec_n += 1
+        else:
+            self.rec_n = 5
 
 
 # ------------------------------------------------------------------------------- classification
@@ -1443,7 +1682,7 @@ cdef inline int16_t echo_request(uint8_t proto) noexcept nogil:
     return -1
 
 
-cdef bint make_key(CtKey* k, Plan p, int32_t nic, uint8_t table, uint8_t l3, uint8_t proto,
+cdef inline bint make_key(CtKey* k, Plan p, int32_t nic, uint8_t table, uint8_t l3, uint8_t proto,
                    uint64_t sh, uint64_t sl, uint16_t sport, uint64_t dh, uint64_t dl, uint16_t dport,
                    int16_t icmp_type, uint16_t icmp_id, uint8_t* orig_low) noexcept nogil:
     """reference._key: the normalised key at a NIC (its EIP replaced by its private IP) and whether

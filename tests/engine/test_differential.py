@@ -43,11 +43,13 @@ def examples(n: int) -> int:
     return n * SCALE
 
 
-def _run_both(topo_dict, packets, cuts, ct_capacity=1024):
+def _run_both(topo_dict, packets, cuts, ct_capacity=1024, serial=None):
     from sgdp.engine.fast import FastEngine
 
     topo = topology_from_data(topo_dict, "generated.yaml")
     ref, fast = ReferenceEngine(topo), FastEngine(topo, ct_capacity=ct_capacity)
+    if serial is not None:
+        fast.dp.next_serial = serial
     expected = ref.process(PacketBatch.from_packets(packets))
     got = {c: [] for c in COLUMNS}
     bounds = [0] + sorted(set(min(c, len(packets)) for c in cuts)) + [len(packets)]
@@ -90,6 +92,19 @@ def test_fast_equals_reference_with_connection_table_churn(data):
     packets = data.draw(packet_sequences(topo, max_packets=250))
     cuts = data.draw(st.lists(st.integers(0, len(packets)), max_size=4))
     _run_both(topo, packets, cuts, ct_capacity=16)
+
+
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_fast_equals_reference_across_the_serial_wrap(data):
+    """The connection entries' serials (what the flow cache checks its remembered entries by) run
+    out within the sequence: the live entries are numbered again and the flow cache forgotten,
+    so no remembered (slot, serial) pair can take another entry for its own."""
+    topo = data.draw(topologies())
+    packets = data.draw(packet_sequences(topo, max_packets=120))
+    cuts = data.draw(st.lists(st.integers(0, len(packets)), max_size=2))
+    _run_both(topo, packets, cuts, ct_capacity=data.draw(st.sampled_from([16, 1024])),
+              serial=2**32 - data.draw(st.integers(1, 40)))
 
 
 # ---------------------------------------------------------------- through the reader (S15 cuts)
