@@ -97,6 +97,8 @@ DEF RST = 0x04
 DEF ACK = 0x10
 
 DEF SWEEP = 4  # slots examined for expiry per insertion
+DEF FLOW_REST = 8  # batches run without the flow cache after one in which fewer than half the lookups hit
+DEF FLOW_PROBE_MIN = 4096  # a batch with fewer lookups than this does not decide it
 DEF FLOW_EARLY = 1  # FlowSlot.kind
 DEF FLOW_EST = 2
 DEF FLOW_MIN = 4096  # slots of the flow cache at least; it grows to a quarter of the connection table's
@@ -752,6 +754,12 @@ cdef class Dataplane:
     cdef FlowSlot* flows  # the flow cache (run): direct-mapped, a slot simply overwritten
     cdef uint64_t flow_mask  # its slots - 1
     cdef object flow_plan  # the plan the flow cache's early verdicts and stage paths are of
+    # Whether run uses the flow cache: a batch in which fewer than half its lookups hit turns it off
+    # for the next FLOW_REST batches (a capture whose headers come back too far apart for the cache
+    # to hold them pays its filling and its cache lines for little), then one batch tries it again.
+    # Only speed depends on it: the cache is a shortcut to the answer the full path gives.
+    cdef public bint flow_on
+    cdef int flow_rest  # batches left with the cache off
     # the connection entries the filters of the packet being evaluated passed, in order (filter
     # notes them; rec_n > 4: too many, or the serials were renumbered meanwhile)
     cdef int rec_n
@@ -773,6 +781,8 @@ cdef class Dataplane:
         self.flows = NULL
         self.flow_mask = 0
         self.flow_plan = None
+        self.flow_on = True
+        self.flow_rest = 0
         self.next_serial = 1
         self.size_flows(cap)
         self.cap = cap
@@ -1140,6 +1150,8 @@ cdef class Dataplane:
         cdef FlowSlot* fs
         cdef int plain
         cdef uint64_t ring[RING + 1]
+        cdef bint use = self.flow_on
+        cdef Py_ssize_t lookups = 0, hit = 0
         if p is not self.flow_plan:
             self.clear_flows()  # early verdicts and stage paths are the plan's
             self.flow_plan = p
@@ -1154,26 +1166,35 @@ cdef class Dataplane:
                 # the rows before: each row's header is hashed AHEAD rows early (its flow cache slot
                 # prefetched), and NEAR rows early the slot, arrived by then, names the entries to
                 # prefetch (hints only: nothing is written, and a stale guess costs only the hint)
-                for k in range(min(m, AHEAD)):
+                # (with the flow cache off, only the guess of prefetch_rows, NEAR rows early)
+                for k in range(min(m, AHEAD) if use else 0):
                     ahead = pick[k] if picked else k
                     ring[k & RING] = self.hash_ahead(l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
                                                      dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead], src_mac[ahead])
                 for k in range(min(m, NEAR)):
                     ahead = pick[k] if picked else k
-                    self.prefetch_near(p, ring[k & RING], l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead],
-                                       dst_hi[ahead], dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
+                    if use:
+                        self.prefetch_near(p, ring[k & RING], l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead],
+                                           dst_hi[ahead], dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
+                    else:
+                        self.prefetch_rows(p, l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
+                                           dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
                 for k in range(m):
                     i = pick[k] if picked else k
-                    if k + AHEAD < m:
+                    if use and k + AHEAD < m:
                         ahead = pick[k + AHEAD] if picked else k + AHEAD
                         ring[(k + AHEAD) & RING] = self.hash_ahead(
                             l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead], dst_lo[ahead],
                             sport[ahead], dport[ahead], icmp_id[ahead], src_mac[ahead])
                     if k + NEAR < m:
                         ahead = pick[k + NEAR] if picked else k + NEAR
-                        self.prefetch_near(p, ring[(k + NEAR) & RING], l3[ahead], proto[ahead], src_hi[ahead],
-                                           src_lo[ahead], dst_hi[ahead], dst_lo[ahead], sport[ahead], dport[ahead],
-                                           icmp_id[ahead])
+                        if use:
+                            self.prefetch_near(p, ring[(k + NEAR) & RING], l3[ahead], proto[ahead], src_hi[ahead],
+                                               src_lo[ahead], dst_hi[ahead], dst_lo[ahead], sport[ahead], dport[ahead],
+                                               icmp_id[ahead])
+                        else:
+                            self.prefetch_rows(p, l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
+                                               dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
@@ -1183,9 +1204,10 @@ cdef class Dataplane:
                         row.verdict = V_UNMODELLED; row.reason = R_UNMODELLED
                     else:
                         fs = NULL
-                        if frag_offset[i] == 0 and more_fragments[i] == 0:
+                        if use and frag_offset[i] == 0 and more_fragments[i] == 0:
                             # the flow cache: most packets repeat the header fields of an earlier one
                             fs = &self.flows[ring[k & RING] & self.flow_mask]
+                            lookups += 1
                             if (fs.kind != 0 and fs.sl == src_lo[i] and fs.dl == dst_lo[i] and fs.sport == sport[i]
                                     and fs.dport == dport[i] and fs.sh == src_hi[i] and fs.dh == dst_hi[i]
                                     and fs.mac == src_mac[i] and fs.icmp_id == icmp_id[i] and fs.l3 == l3[i]
@@ -1193,6 +1215,7 @@ cdef class Dataplane:
                                     and self.flow_fast(fs, proto[i], icmp_type[i], tcp_flags[i], &row)):
                                 v_verdict[i] = row.verdict; v_reason[i] = row.reason; v_instance[i] = row.instance
                                 v_direction[i] = row.direction; v_group[i] = -1; v_rule[i] = -1
+                                hit += 1
                                 continue
                         if frag_offset[i] > 0 or more_fragments[i]:
                             # a fragment: its key in the fragment memory (other packets need none)
@@ -1243,6 +1266,14 @@ cdef class Dataplane:
         finally:
             free(S)
             free(R)
+        if use:
+            if lookups >= FLOW_PROBE_MIN and 2 * hit < lookups:
+                self.flow_on = False
+                self.flow_rest = FLOW_REST
+        else:
+            self.flow_rest -= 1
+            if self.flow_rest <= 0:
+                self.flow_on = True
 
     cdef inline bint flow_fast(self, const FlowSlot* fs, uint8_t proto, int16_t icmp_type, uint16_t flags,
                                Row* row) noexcept nogil:

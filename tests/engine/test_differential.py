@@ -43,7 +43,9 @@ def examples(n: int) -> int:
     return n * SCALE
 
 
-def _run_both(topo_dict, packets, cuts, ct_capacity=1024, serial=None):
+def _run_both(topo_dict, packets, cuts, ct_capacity=1024, serial=None, flow=None):
+    """``flow``: per batch in turn, whether the flow cache is used (the engine turns it off by
+    itself only on batches of thousands of packets): off, then on again with what it held."""
     from sgdp.engine.fast import FastEngine
 
     topo = topology_from_data(topo_dict, "generated.yaml")
@@ -53,7 +55,9 @@ def _run_both(topo_dict, packets, cuts, ct_capacity=1024, serial=None):
     expected = ref.process(PacketBatch.from_packets(packets))
     got = {c: [] for c in COLUMNS}
     bounds = [0] + sorted(set(min(c, len(packets)) for c in cuts)) + [len(packets)]
-    for a, b in zip(bounds, bounds[1:]):
+    for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
+        if flow:
+            fast.dp.flow_on = flow[k % len(flow)]
         out = fast.process(PacketBatch.from_packets(packets[a:b]))
         for c in COLUMNS:
             got[c].extend(getattr(out, c).tolist())
@@ -80,7 +84,8 @@ def test_fast_equals_reference_on_random_topologies(data):
     topo = data.draw(topologies())
     packets = data.draw(packet_sequences(topo))
     cuts = data.draw(st.lists(st.integers(0, len(packets)), max_size=3))
-    _run_both(topo, packets, cuts, ct_capacity=data.draw(st.sampled_from([16, 1024])))
+    _run_both(topo, packets, cuts, ct_capacity=data.draw(st.sampled_from([16, 1024])),
+              flow=data.draw(st.sampled_from([None, [False], [True, False], [False, True]])))
 
 
 @settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -91,7 +96,7 @@ def test_fast_equals_reference_with_connection_table_churn(data):
     topo = data.draw(topologies())
     packets = data.draw(packet_sequences(topo, max_packets=250))
     cuts = data.draw(st.lists(st.integers(0, len(packets)), max_size=4))
-    _run_both(topo, packets, cuts, ct_capacity=16)
+    _run_both(topo, packets, cuts, ct_capacity=16, flow=data.draw(st.sampled_from([None, [True, False], [False, True]])))
 
 
 @settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -234,3 +239,25 @@ def test_fast_equals_reference_across_a_rule_change(data):
         if retarget:
             for engine in (ref, fast):
                 engine.retarget(new, names, change.nic_map, change.drop_sg, change.drop_acl)
+
+
+def test_the_flow_cache_turns_itself_off_and_on_by_its_hit_rate():
+    """A batch of thousands of first-seen headers (no hit) turns the flow cache off for the next
+    batches, then one batch tries it again; a batch of one header repeated keeps it on. Verdicts
+    are the reference engine's either way (the tests above run batches with it off and on)."""
+    from sgdp.capture.packet import Packet
+    from sgdp.engine.fast import FastEngine
+    from sgdp.topology import read_structured_file
+
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "figure1", "topology.yaml")
+    engine = FastEngine(topology_from_data(read_structured_file(path, "topology"), path))
+    outside = 0x08080808  # 8.8.8.8: no endpoint of the topology on either side (an early verdict)
+    fresh = [Packet(ts=float(k), src=outside, dst=0x08080000 + k, proto=17, sport=53, dport=53) for k in range(6000)]
+    engine.process(PacketBatch.from_packets(fresh))
+    assert not engine.dp.flow_on  # no header came twice: the cache goes off
+    for _ in range(8):  # FLOW_REST batches without it
+        engine.process(PacketBatch.from_packets(fresh[:10]))
+    assert engine.dp.flow_on  # then it is tried again
+    same = [Packet(ts=1e4 + k, src=outside, dst=0x08080404, proto=17, sport=53, dport=53) for k in range(6000)]
+    engine.process(PacketBatch.from_packets(same))
+    assert engine.dp.flow_on  # one header over and over: it stays on
