@@ -147,7 +147,9 @@ class LocalExecutor(Executor):
         self.engine_names = [_engine_name(e) for e in self.engines]
 
     def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
-        for batch in batches:
+        # The capture is read by a thread of its own, a batch or two ahead: the reader and the
+        # dataplane both run without the GIL, so reading overlaps the packets' evaluation.
+        for batch in _read_ahead(batches):
             yield batch, [e.process(batch) for e in self.engines]
 
     def states(self) -> list[dict[str, Any]]:
