@@ -1,7 +1,7 @@
-"""The scale-out benchmark of issue 13: one process, two worker processes and a local Ray cluster of
+"""The scale-out benchmark: one process, two worker processes and a local Ray cluster of
 two actors, interleaved on the same capture, and the coordinator's own ceiling.
 
-    python benchmarks/run_scaleout.py --runs 5 [--out DIR] [--no-ray] [--json FILE]
+    python benchmarks/run_scaleout.py --runs 5 [--out DIR] [--no-ray] [--json FILE] [--locality uniform]
 
 It writes the workload with the command a user would type (``sgdp bench generate --out DIR``: the
 274-instance generated topology and its 2M-packet capture), then ``--runs`` rounds, each running
@@ -212,6 +212,8 @@ def main() -> None:
     ap.add_argument("--out", help="where the workload goes (default: a temporary directory)")
     ap.add_argument("--no-ray", action="store_true", help="leave out the Ray runs")
     ap.add_argument("--json", help="also write every figure to this file")
+    ap.add_argument("--locality", choices=("generated", "uniform"), default="generated",
+                    help="the capture: flows as generated, or spread uniformly (the engine's worst case)")
     ap.add_argument("--ceiling-child", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--steps-child", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--cpu-child", nargs=4, help=argparse.SUPPRESS)
@@ -232,7 +234,7 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))), "sgdp")], check=True, stdout=subprocess.DEVNULL)
     work = args.out or tempfile.mkdtemp(prefix="sgdp-scaleout-")
-    topology, capture = os.path.join(work, "topology.yaml"), os.path.join(work, "capture-generated.pcap")
+    topology, capture = os.path.join(work, "topology.yaml"), os.path.join(work, f"capture-{args.locality}.pcap")
     if not (os.path.exists(topology) and os.path.exists(capture)):
         subprocess.run(SGDP + ["bench", "generate", "--out", work], check=True, stdout=subprocess.DEVNULL)
     variants = {"w1": ["--workers", "1"], "w2": ["--workers", "2"]}
