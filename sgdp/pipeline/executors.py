@@ -147,9 +147,10 @@ class LocalExecutor(Executor):
         self.engine_names = [_engine_name(e) for e in self.engines]
 
     def run(self, batches: Iterable[Any]) -> Iterator[tuple[Any, list[VerdictBatch]]]:
-        # The capture is read by a thread of its own, a batch or two ahead: the reader and the
-        # dataplane both run without the GIL, so reading overlaps the packets' evaluation.
-        for batch in _read_ahead(batches):
+        # The capture is read by a thread of its own, one batch ahead: the reader and the dataplane
+        # both run without the GIL, so reading overlaps the packets' evaluation (a deeper queue
+        # gained nothing measurable and held another 9 MB batch).
+        for batch in _read_ahead(batches, depth=1):
             yield batch, [e.process(batch) for e in self.engines]
 
     def states(self) -> list[dict[str, Any]]:
