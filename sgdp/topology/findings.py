@@ -151,7 +151,7 @@ def shadowed_in_walk(rules: list[Rule], policy: Policy) -> list[tuple[Rule, Rule
                 by_rule: dict[int, list[Box]] = {}
                 for owner, cut in cuts:
                     by_rule.setdefault(owner, []).append(cut)
-                alone = next((rules[e] for e, mine in by_rule.items() if _covers_alone(boxes, mine)), None)
+                alone = next((rules[e] for e in sorted(by_rule) if _covers_alone(boxes, by_rule[e])), None)
                 out.append((rule, alone))
         index.add(k, boxes, run)
     return out
@@ -271,7 +271,8 @@ class _CutIndex:
 
     def meeting(self, boxes: list[Box], run: int) -> list[tuple[int, Box]]:
         """(owner, box) of every earlier box that meets the hull of ``boxes`` (a rule's boxes, in runs
-        of ``run`` as :meth:`add` takes them), in walk order."""
+        of ``run`` as :meth:`add` takes them); each owner's boxes in its own order, the owners in no
+        particular order (callers sort the owners)."""
         heads = boxes[::max(run, 1)]  # the runs' boxes share their addresses: the first and last run box span them
         cols = tuple(zip(*heads))  # the hull, column by column (min of the lows, max of the highs)
         h = [min(cols[d]) if d % 2 == 0 else max(cols[d]) for d in range(8)]
@@ -287,9 +288,8 @@ class _CutIndex:
                 if c[0] <= h[1] and c[1] >= h[0] and c[2] <= h[3] and c[3] >= h[2] and c[6] <= h[7] and c[7] >= h[6]:
                     first = bisect.bisect_left(highs, h[4])  # the first whose high end reaches the hull
                     last = bisect.bisect_right(lows, h[5])  # past the last whose low end is inside it
-                    found.extend((seq + k, owner, chunk[k]) for k in range(first, last))
-        found.sort()
-        return [(owner, box) for _, owner, box in found]
+                    found.extend((owner, chunk[k]) for k in range(first, last))
+        return found
 
 
 SUMMARY_OVER = 20  # a rule shadowed on more instances than this (but not all) is one summary finding
