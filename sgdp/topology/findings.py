@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import bisect
+from itertools import repeat
 from dataclasses import asdict, dataclass
 
 from sgdp.topology.addr import Net
@@ -288,7 +289,7 @@ class _CutIndex:
                 if c[0] <= h[1] and c[1] >= h[0] and c[2] <= h[3] and c[3] >= h[2] and c[6] <= h[7] and c[7] >= h[6]:
                     first = bisect.bisect_left(highs, h[4])  # the first whose high end reaches the hull
                     last = bisect.bisect_right(lows, h[5])  # past the last whose low end is inside it
-                    found.extend((owner, chunk[k]) for k in range(first, last))
+                    found.extend(zip(repeat(owner, last - first), chunk[first:last]))
         return found
 
 
