@@ -916,21 +916,23 @@ cdef Entry* find_entry(Entry* table, uint64_t cap, uint32_t stamp, int32_t j, ui
         k = (k + 1) & (cap - 1)
 
 
-cdef inline Entry* bucket_of(Entry* table, uint64_t cap, uint32_t stamp, int32_t j, const int64_t* tl,
+cdef inline void set_masks(Tuple* t, const int64_t* lengths) noexcept nogil:
+    """A tuple's masks from its (source, destination, source-port, destination-port lengths,
+    protocol mask)."""
+    mask128(<int>lengths[0], &t.src_mask_hi, &t.src_mask_lo)
+    mask128(<int>lengths[1], &t.dst_mask_hi, &t.dst_mask_lo)
+    t.sport_mask = mask16(<int>lengths[2])
+    t.dport_mask = mask16(<int>lengths[3])
+    t.proto_mask = <uint8_t>lengths[4]
+
+
+cdef inline Entry* bucket_of(Entry* table, uint64_t cap, uint32_t stamp, int32_t j, const Tuple* t,
                              const FullRule* r, int32_t* n_buckets) noexcept nogil:
-    """The counter of the rule's key masked by tuple j's lengths; a new one is claimed (count 0)."""
-    cdef uint64_t mh, ml, sh, sl, dh, dl
-    cdef uint16_t sp, dp
-    cdef uint8_t pv
-    mask128(<int>tl[5 * j], &mh, &ml)
-    sh = r.src_min_hi & mh
-    sl = r.src_min_lo & ml
-    mask128(<int>tl[5 * j + 1], &mh, &ml)
-    dh = r.dst_min_hi & mh
-    dl = r.dst_min_lo & ml
-    sp = r.sport_min & mask16(<int>tl[5 * j + 2])
-    dp = r.dport_min & mask16(<int>tl[5 * j + 3])
-    pv = r.proto_value & <uint8_t>tl[5 * j + 4]
+    """The counter of the rule's key masked by tuple j's masks (``t``); a new one is claimed (count 0)."""
+    cdef uint64_t sh = r.src_min_hi & t.src_mask_hi, sl = r.src_min_lo & t.src_mask_lo
+    cdef uint64_t dh = r.dst_min_hi & t.dst_mask_hi, dl = r.dst_min_lo & t.dst_mask_lo
+    cdef uint16_t sp = r.sport_min & t.sport_mask, dp = r.dport_min & t.dport_mask
+    cdef uint8_t pv = r.proto_value & t.proto_mask
     cdef Entry* e = find_entry(table, cap, stamp, j, r.l3, sh, sl, dh, dl, sp, dp, pv)
     if e.stamp != stamp:
         e.stamp = stamp
@@ -951,7 +953,8 @@ cdef inline Entry* bucket_of(Entry* table, uint64_t cap, uint32_t stamp, int32_t
 
 cdef Py_ssize_t place_rules(const FullRule* rules, const int64_t* lens, Py_ssize_t n, int address_step,
                             int bucket_limit, int32_t* rule_tuple, int32_t* rule_bucket, int32_t* bucket_tuple,
-                            int64_t* tl, int32_t* n_buckets, Entry* table, uint32_t stamp) noexcept nogil:
+                            int64_t* tl, Tuple* masks, int32_t* n_buckets, Entry* table,
+                            uint32_t stamp) noexcept nogil:
     """Place rules ``0..n-1`` (priority order; ``lens[4i:4i+4]``: rule i's own source, destination,
     source-port and destination-port prefix lengths) into tuples; returns the number of tuples.
     Each rule, best first, joins the first tuple whose lengths are all at most its own and whose bucket
@@ -962,7 +965,8 @@ cdef Py_ssize_t place_rules(const FullRule* rules, const int64_t* lens, Py_ssize
 
     Writes ``rule_tuple[i]``, ``rule_bucket[i]`` (buckets numbered in the order they are first met),
     ``bucket_tuple[b]``, ``tl[5t:5t+5]`` (tuple t's source, destination, source-port, destination-port
-    lengths and protocol mask) and ``n_buckets``. Every array has room for n entries (tl for 5n).
+    lengths and protocol mask), ``masks[t]`` (its masks: only the mask fields are written) and
+    ``n_buckets``. Every array has room for n entries (tl for 5n).
     ``table``: the bucket counters, ``entry_capacity(n)`` entries or more; an entry of another stamp
     counts as empty, so a caller placing many tables reuses one table with a new stamp each time
     instead of clearing it."""
@@ -981,7 +985,7 @@ cdef Py_ssize_t place_rules(const FullRule* rules, const int64_t* lens, Py_ssize
         for j in range(nt):
             if tl[5 * j] <= a and tl[5 * j + 1] <= b and tl[5 * j + 2] <= c and tl[5 * j + 3] <= d \
                     and (tl[5 * j + 4] & ~p) == 0:
-                e = bucket_of(table, cap, stamp, j, tl, r, n_buckets)
+                e = bucket_of(table, cap, stamp, j, &masks[j], r, n_buckets)
                 if e.count < bucket_limit:
                     placed = j
                     break
@@ -1001,14 +1005,16 @@ cdef Py_ssize_t place_rules(const FullRule* rules, const int64_t* lens, Py_ssize
             if relaxed_j < 0:
                 placed = nt
                 tl[5 * nt] = ra; tl[5 * nt + 1] = rb; tl[5 * nt + 2] = rc; tl[5 * nt + 3] = rd; tl[5 * nt + 4] = rp
+                set_masks(&masks[nt], &tl[5 * nt])
                 nt += 1
             elif own_j < 0:
                 placed = nt
                 tl[5 * nt] = a; tl[5 * nt + 1] = b; tl[5 * nt + 2] = c; tl[5 * nt + 3] = d; tl[5 * nt + 4] = p
+                set_masks(&masks[nt], &tl[5 * nt])
                 nt += 1
             else:
                 placed = own_j  # every candidate exists and is full here: exceed the limit
-            e = bucket_of(table, cap, stamp, placed, tl, r, n_buckets)
+            e = bucket_of(table, cap, stamp, placed, &masks[placed], r, n_buckets)
         e.count += 1
         rule_tuple[i] = placed
         rule_bucket[i] = e.bucket
@@ -1058,8 +1064,10 @@ def place(const uint8_t[::1] l3, const int64_t[::1] ls, const int64_t[::1] ld, c
         lens[4 * i], lens[4 * i + 1], lens[4 * i + 2], lens[4 * i + 3] = ls[i], ld[i], lsp[i], ldp[i]
     entries_arr = np.zeros(entry_capacity(n) * sizeof(Entry), np.uint8)  # stamp 0 everywhere: empty for stamp 1
     cdef uint8_t[::1] entry_bytes = entries_arr
+    masks_arr = np.zeros(m * sizeof(Tuple), np.uint8)
+    cdef uint8_t[::1] mask_bytes = masks_arr
     cdef Py_ssize_t nt = place_rules(rules, &lens[0], n, address_step, bucket_limit, &rule_tuple[0], &sc[0], &sc[m],
-                                     &tl[0], &n_buckets, <Entry*>&entry_bytes[0], 1)
+                                     &tl[0], <Tuple*>&mask_bytes[0], &n_buckets, <Entry*>&entry_bytes[0], 1)
     return rule_tuple_arr[:n].copy(), tl_arr[:5 * nt].reshape(nt, 5).copy()
 
 
@@ -1119,6 +1127,9 @@ def build_many(store, const int64_t[::1] rows, const int64_t[::1] offsets, int a
     entries_arr = np.zeros(entry_capacity(m) * sizeof(Entry), np.uint8)  # stamp 0: empty for every table's stamp
     cdef uint8_t[::1] entry_bytes = entries_arr
     cdef Entry* entries = <Entry*>&entry_bytes[0]
+    masks_arr = np.zeros(m * sizeof(Tuple), np.uint8)  # each tuple's masks, as placement makes them
+    cdef uint8_t[::1] mask_bytes = masks_arr
+    cdef Tuple* masks = <Tuple*>&mask_bytes[0]
     cdef uint8_t[::1] placed_bytes = placed_arr, sorted_bytes = sorted_arr
     cdef FullRule* placed = <FullRule*>&placed_bytes[0]
     cdef FullRule* full = <FullRule*>&sorted_bytes[0]
@@ -1132,7 +1143,6 @@ def build_many(store, const int64_t[::1] rows, const int64_t[::1] offsets, int a
     cdef int32_t[::1] sorted_tuple = ints[5]
     cdef int32_t n_buckets, b
     cdef FullRule* r
-    cdef Tuple* tp
     cdef TupleClassifier cl
     cdef int bits
     out = []
@@ -1148,7 +1158,7 @@ def build_many(store, const int64_t[::1] rows, const int64_t[::1] offsets, int a
                 lens[4 * i + 2] = common_prefix(r.sport_min, r.sport_max, 16)
                 lens[4 * i + 3] = common_prefix(r.dport_min, r.dport_max, 16)
             nt = place_rules(placed, &lens[0], n, address_step, bucket_limit, rule_tuple, rule_bucket, bucket_tuple,
-                             &tl[0], &n_buckets, entries, <uint32_t>(k + 1))
+                             &tl[0], masks, &n_buckets, entries, <uint32_t>(k + 1))
             # buckets by tuple (stable: in the order they were met), then rules by bucket (stable:
             # ascending index inside each bucket)
             for t in range(nt + 1):
@@ -1174,12 +1184,7 @@ def build_many(store, const int64_t[::1] rows, const int64_t[::1] offsets, int a
         cl = TupleClassifier.__new__(TupleClassifier, None, None)
         cl._alloc_tuples(nt)
         for t in range(nt):
-            tp = &cl.tuples[t]
-            mask128(<int>tl[5 * t], &tp.src_mask_hi, &tp.src_mask_lo)
-            mask128(<int>tl[5 * t + 1], &tp.dst_mask_hi, &tp.dst_mask_lo)
-            tp.sport_mask = mask16(<int>tl[5 * t + 2])
-            tp.dport_mask = mask16(<int>tl[5 * t + 3])
-            tp.proto_mask = <uint8_t>tl[5 * t + 4]
+            cl.tuples[t] = masks[t]  # _build sets the rest
         bits = default_bits(n)
         cl._build(full, n, sorted_tuple[:n], bits, bits)
         out.append(cl)

@@ -81,22 +81,16 @@ class _StoreTable:
     """A security-group table: the walk of a NIC's groups, each group's segment (its effective rules
     of one direction and IP version) rows of the shared store (_RuleRows), laid end to end. Its
     classifier chains the segments' classifiers (``sgdp._fastmatch.chain``), each compiled once
-    however many tables use it; no RuleTable of its own is kept (``table`` takes one from the store
-    when asked, for tests)."""
+    however many tables use it; no RuleTable is kept (the store goes once everything is built)."""
 
-    __slots__ = ("store", "rows", "segments", "row_rule", "row_allow", "compiled")
+    __slots__ = ("rows", "segments", "row_rule", "row_allow", "compiled")
 
     def __init__(self, store: "_RuleRows", segments: list[tuple]):
-        self.store = store
         self.segments = segments  # segment keys (group, kind, direction, version), in walk order
         self.rows = np.concatenate([store.segment(*key) for key in segments] + [np.zeros(0, np.int64)])
         self.row_rule = store.row_rule[self.rows]
         self.row_allow = store.row_allow[self.rows]
         self.compiled = None  # the TupleClassifier, set by _RuleRows.build
-
-    @property
-    def table(self) -> RuleTable:
-        return self.store.store.take(self.rows)
 
     @property
     def nbytes(self) -> int:
@@ -322,7 +316,7 @@ class FastEngine:
                     self.sg_tables.append(store.table(nic, key[1], direction))
                 nic_table[nic.index, code] = shared[key]
         store.build(self.sg_tables)
-        self._store_bytes = store.store.nbytes + store.compiled_bytes
+        self._compiled_bytes = store.compiled_bytes  # the segments' classifiers, each counted once
         self.nic_table = nic_table
         self._sg_compiled = [t.compiled for t in self.sg_tables]
         self.acl_tables: list[_Table] = []
@@ -394,7 +388,7 @@ class FastEngine:
 
     @property
     def table_bytes(self) -> int:
-        return sum(t.nbytes for t in self.sg_tables + self.acl_tables) + self._store_bytes
+        return sum(t.nbytes for t in self.sg_tables + self.acl_tables) + self._compiled_bytes
 
     # -- run ------------------------------------------------------------------------------------
 
