@@ -13,6 +13,26 @@ DEBUG = os.environ.get("SGDP_CYTHON_DEBUG") == "1"
 STATS = os.environ.get("SGDP_LOOKUP_STATS") == "1"  # the classifier counts its work (sgdp._fastmatch.lookup_stats)
 
 
+def _have_libyaml() -> bool:
+    """libyaml's header and library can be compiled and linked against (Debian: libyaml-dev)."""
+    import tempfile
+
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.errors import CompileError, LinkError
+
+    compiler = new_compiler()
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as fh:
+            fh.write("#include <yaml.h>\nint main(void) { yaml_parser_t p; return !yaml_parser_initialize(&p); }\n")
+        try:
+            objects = compiler.compile([src], output_dir=tmp)
+            compiler.link_executable(objects, os.path.join(tmp, "probe"), libraries=["yaml"])
+        except (CompileError, LinkError):
+            return False
+    return True
+
+
 def extensions():
     sources = sorted(glob.glob(os.path.join("sgdp", "**", "_*.pyx"), recursive=True))
     if not sources:
@@ -21,11 +41,16 @@ def extensions():
     from Cython.Build import cythonize
     from setuptools import Extension
 
+    libraries = {os.path.join("sgdp", "topology", "_plainyaml.pyx"): ["yaml"]}
+    if not _have_libyaml():
+        # the YAML fast path is optional: without libyaml's headers the topology loader uses PyYAML alone
+        sources = [src for src in sources if src not in libraries]
     exts = [
         Extension(
             os.path.splitext(src)[0].replace(os.sep, "."),
             [src],
             include_dirs=[numpy.get_include()],
+            libraries=libraries.get(src, []),
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
             + ([("SGDP_LOOKUP_STATS", "1")] if STATS else []),
             extra_compile_args=["-O3"] if not DEBUG else ["-O0", "-g"],

@@ -268,6 +268,9 @@ class _Bound(Exception):
 
 
 def _load_yaml(path: str, text: str) -> Any:
+    data = _compiled_plain_yaml(text)  # without importing PyYAML, when the file is plain
+    if data is not _UNUSUAL:
+        return data
     import yaml
 
     cls = yaml_loader()
@@ -297,6 +300,18 @@ _UNUSUAL = object()  # what _plain_yaml returns for a file it leaves to the boun
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
 _PLAIN_SCALARS = frozenset({_INT, "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:float"})
+
+
+def _compiled_plain_yaml(text: str) -> Any:
+    """The compiled fast path (sgdp.topology._plainyaml, on libyaml's C API: no Python object per
+    parser event, no PyYAML import): the same files as ``_plain_yaml`` less some it leaves to it (a
+    plain scalar that reads as a number other than a plain decimal integer), the same data.
+    ``_UNUSUAL`` when it is not built (libyaml's headers were missing) or does not take the file."""
+    try:
+        from sgdp.topology import _plainyaml
+    except ImportError:
+        return _UNUSUAL
+    return _plainyaml.load(text, _UNUSUAL, MAX_DEPTH, MAX_NUMBER_DIGITS)
 
 
 def _plain_yaml(cls, text: str) -> Any:
