@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import sgdp
 from sgdp import __version__
 from sgdp.errors import Interrupted, SgdpError, UsageError, one_line
+from sgdp.startup import pause_until_started, started
 
 # NumPy's BLAS starts a thread per core when NumPy is imported (later: nothing above imports it);
 # sgdp does no linear algebra, and with --workers those threads would compete with the workers.
@@ -116,7 +117,20 @@ def _engine_arg(p: argparse.ArgumentParser) -> None:
                    help="dataplane engine (default: $SGDP_ENGINE or fast)")
 
 
+# the commands whose start-up ends in a gc_paused block (loading the topology, compiling it): the
+# collector stays paused from main's first line to there; the others run with it as usual
+_PAUSED_START_UP = ("replay", "check")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    pause_until_started()  # no garbage collection through the imports and the start-up (sgdp.startup)
+    try:
+        return _main(argv)
+    finally:
+        started()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     previous = _catch_sigterm()
     try:
@@ -124,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.command:
             parser.print_help(sys.stderr)
             return 2
+        if args.command not in _PAUSED_START_UP:
+            started()
         return COMMANDS[args.command](args)
     except SgdpError as exc:
         print(f"sgdp: error: {one_line(str(exc))}", file=sys.stderr)

@@ -131,3 +131,42 @@ def test_gc_paused_restores_the_collector_as_it_was():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_the_command_lines_start_up_pause_ends_with_the_outermost_block():
+    """The command line pauses the collector from its entry; the outermost gc_paused block (the
+    start-up) ends the pause, freezing what was made by then; the collector then runs as usual."""
+    import gc
+
+    from sgdp import startup
+
+    assert gc.isenabled()
+    frozen = gc.get_freeze_count()
+    try:
+        startup.pause_until_started()
+        assert not gc.isenabled()
+        with startup.gc_paused():
+            with startup.gc_paused():
+                pass
+            assert not gc.isenabled()  # an inner block does not end it
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen
+        with startup.gc_paused():  # later blocks pause and restore as usual
+            assert not gc.isenabled()
+        assert gc.isenabled()
+        startup.started()  # once over, a no-op
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+
+
+def test_a_replay_collects_garbage_after_its_start_up(tmp_path):
+    """Run as the command line runs it, a replay's packet phase has the collector on."""
+    code = ("import gc, sys; import sgdp.pipeline.run as run; seen = []; "
+            "orig = run.VerdictWriter.write; "
+            "run.VerdictWriter.write = lambda self, *a: (seen.append(gc.isenabled()), orig(self, *a))[1]; "
+            "from sgdp.cli import main; "
+            f"rc = main(['replay', {str(ROOT / 'examples/figure1/topology.yaml')!r}, {str(ROOT / 'pcaps/figure1.pcap')!r}, "
+            f"'-o', {str(tmp_path)!r}]); print(rc, seen)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("\n")[-2] == "0 [True]"
