@@ -10,21 +10,24 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from sgdp.capture import Packet, PacketBatch, decode_rows
+from sgdp.capture import Packet, PacketBatch
 from sgdp.engine import ReferenceEngine, Trace, make_engine, resolve_engine
 from sgdp.errors import SgdpError, UsageError
 from sgdp.startup import gc_paused
-from sgdp.pipeline import VERDICT_COLUMNS, DiffResult, Summary, VerdictWriter
-from sgdp.pipeline import diff as _diff
+from sgdp.pipeline import VERDICT_COLUMNS, Summary, VerdictWriter
 from sgdp.pipeline import replay as _replay
-from sgdp.testing import describe_packet, format_trace, packet_from_spec
 from sgdp.topology import Topology, format_ip, proto_label, topology_from_data
-from sgdp.topology import check as _check
 from sgdp.topology import load_topology as _load_topology
+
+if TYPE_CHECKING:
+    from sgdp.pipeline import DiffResult
+
+# The scenario, diff, check and decode modules are imported by the functions that use them: a replay
+# from the command line starts without them and their imports.
 
 __all__ = ["load_topology", "check", "Findings", "make_packet", "explain", "Explanation", "replay", "evaluate", "Replay",
            "diff", "Diff", "decode", "write_report", "table"]
@@ -52,6 +55,8 @@ class Findings(list):
 
 def check(topology: str | os.PathLike[str] | Mapping[str, Any] | Topology) -> Findings:
     """The findings of ``sgdp check``: rules that do not take effect, shadowed rules, limits, risks."""
+    from sgdp.topology import check as _check
+
     topo = load_topology(topology)
     with gc_paused():
         return Findings(_check(topo))
@@ -59,6 +64,8 @@ def check(topology: str | os.PathLike[str] | Mapping[str, Any] | Topology) -> Fi
 
 def make_packet(spec: Mapping[str, Any], time: float = 0.0) -> Packet:
     """A packet from the keys of a scenario step (``src``, ``dst``, ``proto``, ``dport``, ``flags``...)."""
+    from sgdp.testing import packet_from_spec
+
     return packet_from_spec(dict(spec), "", "packet", time)
 
 
@@ -78,6 +85,8 @@ class Explanation:
                 "rule": v.rule or None, "steps": self.trace.steps, "not_effective": self.not_effective}
 
     def lines(self) -> list[str]:
+        from sgdp.testing import describe_packet, format_trace
+
         v = self.verdict
         where = " ".join(x for x in (v.instance, v.direction) if x)
         by = "/".join(x for x in (v.security_group, v.rule) if x)
@@ -249,6 +258,8 @@ def evaluate(topology: str | os.PathLike[str] | Mapping[str, Any] | Topology,
 
 
 def _packets(items: Iterable[Packet | Mapping[str, Any]]) -> list[Packet]:
+    from sgdp.testing import packet_from_spec
+
     out: list[Packet] = []
     previous = 0.0
     for i, item in enumerate(items):
@@ -312,6 +323,8 @@ def diff(old: str | os.PathLike[str], new: str | os.PathLike[str], captures: Ite
          ray: str | None = None) -> Diff:
     """Replay captures through two topologies; the flows whose verdict changes (``html``: also write
     the report there; ``workers`` / ``ray``: where the dataplane runs, as for :func:`replay`)."""
+    from sgdp.pipeline import diff as _diff
+
     result = Diff(_diff(os.fspath(old), os.fspath(new), _paths(captures), engine, workers=workers, ray=ray),
                   os.fspath(old), os.fspath(new))
     if html is not None:
@@ -321,6 +334,8 @@ def diff(old: str | os.PathLike[str], new: str | os.PathLike[str], captures: Ite
 
 def decode(captures: Iterable[str | os.PathLike[str]]) -> Iterator[list[str]]:
     """What the capture reader sees, one row of strings per packet (the ``sgdp decode`` columns)."""
+    from sgdp.capture import decode_rows
+
     return decode_rows(_paths(captures))
 
 
