@@ -144,29 +144,40 @@ class VerdictWriter:
         self._fh.write(memoryview(self._buf)[:size])
 
     def _arrow_table(self, ts: np.ndarray, vb: VerdictBatch):
-        """The batch as an Arrow table of the same columns as ``columns``: each name column is its
-        codes taken from the name table by Arrow (no Python string per row). Every array is made
-        from its buffers: ``pa.array`` and ``pa.table`` on NumPy arrays or lists import pandas when
-        it is installed (a third of a second and 40 MB, for nothing here)."""
+        """The batch as an Arrow table of the same columns as ``columns``: each name column a
+        dictionary array, its codes over the name table (no string per row: the Parquet writer
+        takes the codes as they are instead of hashing every name). A name table much longer than
+        the batch is first cut to the names the batch uses, so that a row group's dictionary page
+        stays the size of its names. Every array is made from its buffers: ``pa.array`` and
+        ``pa.table`` on NumPy arrays or lists import pandas when it is installed (a third of a
+        second and 40 MB, for nothing here)."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         global _ARROW_POOL
         if _ARROW_POOL is None:
             # the system allocator gives pages back; Arrow's default pool keeps tens of MB cached
             _ARROW_POOL = pa.system_memory_pool()
         if self._arrow_names is None:
-            self._arrow_names = tuple(_arrow_strings(list(t) + [""]) for t in (
-                VERDICTS, REASONS, self.instances[:-1], DIRECTIONS, self.groups[:-1], self.rules[:-1]))
+            # each table's names once (a dictionary with a name twice would make the writer fall
+            # back to plain strings), the empty name among them: -1's
+            names = [list(t) for t in (VERDICTS, REASONS, self.instances[:-1], DIRECTIONS, self.groups[:-1], self.rules[:-1])]
+            self._arrow_sizes = tuple(len(t) for t in names)  # the codes each column may hold (besides -1)
+            self._arrow_empty = tuple(t.index("") if "" in t else len(t) for t in names)
+            self._arrow_names = tuple(_arrow_strings(t if "" in t else t + [""]) for t in names)
         codes = (vb.verdict, vb.reason, vb.instance, vb.direction, vb.group, vb.rule)
-        _check_codes(vb, len(ts), [len(t) - 1 for t in self._arrow_names])
+        _check_codes(vb, len(ts), list(self._arrow_sizes))
         n = len(vb)
         cols = [_arrow_numbers(np.arange(self._index, self._index + n, dtype=np.int64)),
                 _arrow_numbers(np.array(ts, np.float64))]
-        for code, table in zip(codes, self._arrow_names):
+        for code, table, empty in zip(codes, self._arrow_names, self._arrow_empty):
             idx = code.astype(np.int32)
-            idx[idx < 0] = len(table) - 1  # -1: the empty name, last in the table
-            cols.append(pc.take(table, _arrow_numbers(idx), memory_pool=_ARROW_POOL))
+            idx[idx < 0] = empty  # -1: the empty name
+            if len(table) > max(n // 8, 256):
+                used = np.flatnonzero(np.bincount(idx, minlength=len(table)))
+                renumber = np.zeros(len(table), np.int32)
+                renumber[used] = np.arange(len(used), dtype=np.int32)
+                idx, table = renumber[idx], table.take(_arrow_numbers(used))
+            cols.append(pa.DictionaryArray.from_arrays(_arrow_numbers(idx), table))
         return pa.Table.from_arrays(cols, names=list(VERDICT_COLUMNS))
 
     def _write_parquet(self, table) -> None:
@@ -174,10 +185,11 @@ class VerdictWriter:
 
         if self._parquet is None:
             # dictionary pages for the name columns only (the index and ts columns never repeat);
-            # the index, consecutive integers, delta-encoded
+            # the index, consecutive integers, delta-encoded. No Arrow schema in the file: readers
+            # would give the name columns back as dictionaries; without it they are strings.
             self._parquet = pq.ParquetWriter(self.path, table.schema, use_dictionary=list(VERDICT_COLUMNS[2:]),
                                              column_encoding={"index": "DELTA_BINARY_PACKED"},
-                                             memory_pool=_ARROW_POOL)
+                                             store_schema=False, memory_pool=_ARROW_POOL)
         self._parquet.write_table(table)
 
     def _writer(self):
