@@ -88,5 +88,8 @@ def test_parquet_rows_with_long_name_tables_are_the_csv_rows(tmp_path: Path):
         assert {k: g[k] for k in list(w)[2:]} == {k: w[k] for k in list(w)[2:]}
     meta = pq.ParquetFile(path).metadata
     assert meta.num_row_groups == 3
+    # statistics for index and ts (row groups skipped by packet or time range), not the names
+    assert [meta.row_group(1).column(c).is_stats_set for c in range(8)] == [True, True] + [False] * 6
+    assert meta.row_group(1).column(0).statistics.min == 100
     for c in (4, 7):  # instance, rule: a row group of 100 rows holds at most 101 of their names
         assert meta.row_group(0).column(c).total_uncompressed_size < 101 * 12 + 2000
