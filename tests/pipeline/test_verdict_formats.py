@@ -5,6 +5,8 @@ import csv
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sgdp.pipeline.run import replay
 
@@ -93,3 +95,45 @@ def test_parquet_rows_with_long_name_tables_are_the_csv_rows(tmp_path: Path):
     assert meta.row_group(1).column(0).statistics.min == 100
     for c in (4, 7):  # instance, rule: a row group of 100 rows holds at most 101 of their names
         assert meta.row_group(0).column(c).total_uncompressed_size < 101 * 12 + 2000
+
+
+NAMES = ["a", "b,c", 'q"uote', "ünï", "x" * 40]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 2**62), st.booleans(),
+       st.lists(st.tuples(st.integers(-2**63, 2**63 - 1) | st.integers(1_700_000_000, 1_700_000_003),
+                          st.integers(0, 10**9 - 1) | st.sampled_from([0, 1, 999_999_999]),
+                          st.integers(0, 3), st.integers(0, 9), st.integers(-1, 4), st.integers(0, 2),
+                          st.integers(-1, 4), st.integers(-1, 4)), min_size=1, max_size=40))
+def test_compiled_rows_are_the_documented_rows(first, jsonl, rows):
+    """The compiled formatter against the row format written out in Python: the index, the
+    timestamp as seconds '.' nine digits (any int64 second, repeated seconds or not), the names
+    CSV- or JSON-quoted."""
+    import json
+
+    import numpy as np
+
+    from sgdp.capture import DIRECTIONS, REASONS, VERDICTS
+    from sgdp.pipeline import _writers
+    from sgdp.pipeline.writers import _blob, _csv
+
+    quote = json.dumps if jsonl else _csv
+    tables = [list(VERDICTS), list(REASONS), NAMES + [""], list(DIRECTIONS), NAMES + [""], NAMES + [""]]
+    blobs = tuple(_blob([quote(t) for t in table]) for table in tables)
+    bound = 200 + sum(max(len(quote(t).encode()) for t in table) for table in tables)
+    c = list(zip(*rows))
+    cols = (np.array(c[0], np.int64), np.array(c[1], np.uint32), np.array(c[2], np.uint8), np.array(c[3], np.uint8),
+            np.array(c[4], np.int32), np.array(c[5], np.uint8), np.array(c[6], np.int32), np.array(c[7], np.int32))
+    got = _writers.format_rows(jsonl, first, *cols, blobs, bound).decode()
+    want = []
+    for i, (sec, nsec, v, r, inst, d, g, rule) in enumerate(rows):
+        names = [quote(VERDICTS[v]), quote(REASONS[r]), quote(NAMES[inst] if inst >= 0 else ""), quote(DIRECTIONS[d]),
+                 quote(NAMES[g] if g >= 0 else ""), quote(NAMES[rule] if rule >= 0 else "")]
+        ts = f"{sec}.{nsec:09d}"
+        if jsonl:
+            keys = ("verdict", "reason", "instance", "direction", "security_group", "rule")
+            want.append("{" + f'"index":{first + i},"ts":{ts},' + ",".join(f'"{k}":{n}' for k, n in zip(keys, names)) + "}\n")
+        else:
+            want.append(",".join([str(first + i), ts, *names]) + "\n")
+    assert got == "".join(want)
