@@ -3,7 +3,7 @@ classifier over ``sgdp._fastmatch``, the fast engine over the compiled dataplane
 choice.
 
 Imports the topology and capture stages. Inside, one direction: compiler -> classifier -> fast;
-reference -> fast; choice on top. Other stages use only the names below; ``_dataplane`` is
+common -> reference and fast; choice on top. Other stages use only the names below; ``_dataplane`` is
 private to this package.
 """
 
@@ -11,7 +11,8 @@ from sgdp._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "choice": ["make_engine", "resolve_engine", "available_engines", "fast_available", "default_engine", "ENGINES"],
-    "reference": ["ReferenceEngine", "Trace", "names_for", "lb_source"],
+    "reference": ["ReferenceEngine", "Trace"],
+    "common": ["names_for", "lb_source"],
     "fast": ["FastEngine", "Unsupported", "check_supported"],
     "compiler": ["Headers", "RuleTable", "HEADER_COLUMNS", "build_tuple_space", "first_match_reference"],
     "classifier": ["make_classifier", "FastClassifier", "ReferenceClassifier", "Classifier"],

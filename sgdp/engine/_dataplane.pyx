@@ -107,7 +107,7 @@ DEF NEAR = 12  # ... and, this many rows ahead, the connection-table lines the s
 DEF RING = 31  # the header hashes of the rows between: a ring of RING + 1 (> AHEAD) entries
 DEF NO_L4 = 256  # the port or ICMP type/code of a header that has none (fast.py)
 
-# S13 addresses (reference.BROADCAST, LINK_MULTICAST, METADATA, CLOUD_SERVICES)
+# S13 addresses (sgdp.engine.common: BROADCAST, LINK_MULTICAST, METADATA, CLOUD_SERVICES)
 cdef uint64_t BROADCAST = 0xFFFFFFFFULL
 cdef uint64_t LINK_MCAST_LO = 0xE0000000ULL
 cdef uint64_t LINK_MCAST_HI = 0xE00000FFULL

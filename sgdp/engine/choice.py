@@ -14,7 +14,6 @@ from typing import Any
 from sgdp.errors import UsageError
 from sgdp.topology import Topology
 from sgdp.capture import Names
-from sgdp.engine.reference import ReferenceEngine
 
 ENGINES = ("fast", "reference")
 
@@ -67,6 +66,8 @@ def make_engine(topo: Topology, name: str | None = None, names: Names | None = N
                 raise UsageError(f"the compiled engine cannot run this topology ({exc}) and SGDP_REQUIRE_EXTENSION=1") from None
             print(f"sgdp: warning: the compiled engine cannot run this topology ({exc}); using the reference engine",
                   file=sys.stderr)
+    from sgdp.engine.reference import ReferenceEngine  # here: a fast run starts without it
+
     return ReferenceEngine(topo, names=names)
 
 

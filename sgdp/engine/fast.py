@@ -31,7 +31,7 @@ from sgdp.errors import SgdpError
 from sgdp.topology import ICMP, ICMPV6, Rule, Topology
 from sgdp.capture import Names, PacketBatch, VerdictBatch
 from sgdp.topology import Policy
-from sgdp.engine.reference import SERVICE_V4, SERVICE_V6, lb_source, names_for
+from sgdp.engine.common import SERVICE_V4, SERVICE_V6, lb_source, names_for
 
 MAXC = 256
 TOP = {4: (1 << 32) - 1, 6: (1 << 128) - 1}

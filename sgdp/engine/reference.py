@@ -18,21 +18,11 @@ from sgdp.topology import Net, format_ip
 from sgdp.topology import GRE, ICMP, ICMPV6, PORT_PROTOS, TCP, UDP, AclRule, LoadBalancer, Nic, Topology
 from sgdp.capture import ACK, FIN, MALFORMED, NON_IP, RST, SYN, Names, Packet, PacketBatch, Verdict, VerdictBatch
 from sgdp.topology import Policy, format_net, rule_matches_packet, rule_mismatch
+from sgdp.engine.common import (BROADCAST, CLOUD_SERVICES, LINK_MULTICAST, METADATA, SERVICE_V4, SERVICE_V6,  # noqa: F401
+                               SHARED_LB_SOURCE, lb_source, names_for)
 
 # -------------------------------------------------------------------------- fixed addresses and numbers
 
-SERVICE_V4 = (
-    Net(4, 0x647D0000, 0x647DFFFF),  # 100.125.0.0/16: cloud services (DNS, ELB health checks, shared LB)
-    Net(4, 0xA9FEA9FE, 0xA9FEA9FE),  # 169.254.169.254: metadata
-    Net(4, 0xFFFFFFFF, 0xFFFFFFFF),  # 255.255.255.255: limited broadcast (DHCP)
-    Net(4, 0xE0000000, 0xE00000FF),  # 224.0.0.0/24: link-local multicast
-)
-SERVICE_V6 = (Net(6, 0xFF02 << 112, (0xFF02 << 112) | ((1 << 112) - 1)),)  # ff02::/16
-CLOUD_SERVICES = Net(4, 0x647D0000, 0x647DFFFF)
-SHARED_LB_SOURCE = 0x647D0001  # 100.125.0.1: the address a shared LB forwards from (S14)
-METADATA = 0xA9FEA9FE
-BROADCAST = 0xFFFFFFFF
-LINK_MULTICAST = Net(4, 0xE0000000, 0xE00000FF)
 
 # connection tracking (S11)
 TCP_NEW, TCP_EST, TCP_CLOSING = 0, 1, 2
@@ -56,16 +46,6 @@ def lb_hash(l3: int, src: int, dst: int, proto: int, sport: int, dport: int) -> 
     for b in data:
         h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
     return h
-
-
-def lb_source(topo: Topology, lb: LoadBalancer) -> int:
-    """The IPv4 address a load balancer forwards from when the client IP is not passed on (S14)."""
-    if lb.type == "shared":
-        return SHARED_LB_SOURCE
-    subnet = topo.subnets[lb.subnet]
-    if subnet.contains(*lb.vip):
-        return lb.vip[1]
-    return subnet.cidr.lo + 2
 
 
 # ------------------------------------------------------------------------------------------ endpoints
@@ -890,11 +870,3 @@ def _describe(ep: Endpoint, l3: int, addr: int) -> str:
     if ep.kind == "service":
         return f"{ip}: cloud service address"
     return f"{ip}: external"
-
-
-def names_for(topo: Topology) -> Names:
-    """The name tables of a topology: instances; groups then ACLs; rule ids then ACL rule ids."""
-    rules = [r.id for sg in topo.security_groups.values() for r in sg.rules]
-    for acl in topo.network_acls.values():
-        rules.extend(r.id for r in acl.inbound + acl.outbound)
-    return Names(list(topo.instances), list(topo.security_groups) + list(topo.network_acls), rules)
