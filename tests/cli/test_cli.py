@@ -5,6 +5,7 @@ Expectations are worked out from ../shared/SPEC.md, not from the tool's output.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -342,3 +343,25 @@ def test_test_command_subprocess(tmp_path, topo_file):
     p_bad = subprocess.run([sys.executable, "-m", "sgdp", "test", str(bad)], capture_output=True, text=True, timeout=60, env=env)
     assert p_bad.returncode == 1
     assert "Traceback" not in p_bad.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["replay", "t.yaml", "a.pcap", "b.pcap", "--verdicts", "parquet", "-o", "out", "--workers", "2"],
+    ["check", "t.yaml", "--json"],
+    ["explain", "t.yaml", "--src", "10.0.0.1", "--dst", "10.0.0.2:22"],
+    ["bench", "generate", "--out", "w", "--limits", "6000"],
+    ["diff", "a.yaml", "b.yaml", "c.pcap"],
+    ["decode", "c.pcap"],
+])
+def test_the_parser_of_one_command_parses_as_the_whole_parser(argv):
+    """Only the named command's parser is built for a command line (argparse is slow to build them
+    all): what it parses, and its help, are the whole parser's."""
+    from sgdp.cli import build_parser
+
+    one, whole = build_parser(argv), build_parser()
+    assert vars(one.parse_args(argv)) == vars(whole.parse_args(argv))
+    subs = [a for a in one._actions if isinstance(a, argparse._SubParsersAction)][0]
+    assert list(subs.choices) == [argv[0]]
+    whole_subs = [a for a in whole._actions if isinstance(a, argparse._SubParsersAction)][0]
+    assert subs.choices[argv[0]].format_help() == whole_subs.choices[argv[0]].format_help()
+    assert len(whole_subs.choices) > 1 and list(build_parser(["--help"])._actions[-1].choices) == list(whole_subs.choices)
