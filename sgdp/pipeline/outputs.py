@@ -4,8 +4,12 @@
   when the run ends (:meth:`OutputDir.commit`); ``summary.json`` is renamed last, so a directory
   with a ``summary.json`` holds the outputs of that run and no other.
 * The ``summary.json`` of an earlier run is removed before anything is written; the other outputs
-  of an earlier run (``verdicts.*``, ``allowed.pcap``, ``denied.pcap``) are replaced, or removed
-  when this run does not write them.
+  of an earlier run (``verdicts.*``, ``allowed.pcap``, ``denied.pcap``) no longer read as a
+  finished run from then on, and are removed by a background thread while this run reads and
+  evaluates (the file system frees a large file's blocks slowly: replacing a 122 MB verdict file
+  took 70 ms at the end of the run; now the rename finds no file). An output that is an input of
+  this run (a split capture replayed again, an ``--expect`` file) is kept until it is replaced at
+  the end, as before; one this run does not write is then removed.
 * A run cut short by a write error (a full disk, a permission problem) or a signal keeps no
   verdicts or split captures (:meth:`OutputDir.abort`): the partial files and the earlier run's
   outputs are removed, and ``summary.json`` says ``"complete": false`` and why (when the disk still
@@ -19,7 +23,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+import threading
+from typing import Any, Iterable
 
 from sgdp._atomic import PARTIAL, cannot_write, discard, partial_file, remove_quietly, replace_into_place
 from sgdp.errors import OutputError, UsageError
@@ -33,9 +38,13 @@ SUMMARY = "summary.json"
 class OutputDir:
     """One replay's outputs in ``directory``: partial files while it runs, renamed when it ends."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, inputs: Iterable[str] = ()):
+        """``inputs``: the files this run reads (captures, the ``--expect`` file...): an earlier
+        output among them stays until the end of the run."""
         self.directory = directory
         self.partials: dict[str, str] = {}  # final path -> partial path
+        self._clearing: threading.Thread | None = None
+        self._clear_error: tuple[str, OSError] | None = None
         try:
             os.makedirs(directory, exist_ok=True)
         except FileExistsError:
@@ -48,6 +57,26 @@ class OutputDir:
             remove_quietly(os.path.join(directory, SUMMARY))
         except OSError as exc:
             raise cannot_write(os.path.join(directory, SUMMARY), exc) from None
+        read = [os.path.realpath(p) for p in inputs]
+        earlier = [path for path in (self.final(n) for n in OUTPUT_NAMES)
+                   if os.path.lexists(path) and os.path.realpath(path) not in read]
+        if earlier:
+            self._clearing = threading.Thread(target=self._remove_earlier, args=(earlier,), name="sgdp-outputs",
+                                              daemon=True)
+            self._clearing.start()
+
+    def _remove_earlier(self, paths: list[str]) -> None:
+        for path in paths:
+            try:
+                remove_quietly(path)
+            except OSError as exc:
+                self._clear_error = (path, exc)  # commit() reports it
+                return
+
+    def _wait_for_clearing(self) -> None:
+        if self._clearing is not None:
+            self._clearing.join()
+            self._clearing = None
 
     def final(self, name: str) -> str:
         return os.path.join(self.directory, name)
@@ -60,6 +89,9 @@ class OutputDir:
 
     def commit(self, summary: dict[str, Any]) -> None:
         """Rename every output into place, remove the earlier run's others, write summary.json last."""
+        self._wait_for_clearing()
+        if self._clear_error is not None:
+            raise cannot_write(*self._clear_error)
         for final, partial in self.partials.items():
             if os.path.exists(partial):
                 replace_into_place(partial, final)
@@ -75,6 +107,7 @@ class OutputDir:
     def abort(self, summary: dict[str, Any] | None) -> None:
         """A run cut short: remove the partial files and the earlier run's outputs; then, if it can
         be written, a summary.json that says the run did not complete."""
+        self._wait_for_clearing()
         for path in list(self.partials.values()) + [self.final(n) for n in OUTPUT_NAMES]:
             discard(path)
         if summary is not None:

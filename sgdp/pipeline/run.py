@@ -88,7 +88,9 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
             failures = ReplayFailures(save_failures)
         else:
             failures = None
-        outputs = OutputDir(out_dir)  # from here on, every output is partial until commit() (sgdp.pipeline.outputs)
+        # from here on, every output is partial until commit() (sgdp.pipeline.outputs)
+        outputs = OutputDir(out_dir, inputs=[*captures, *([expect] if expect else []), topology,
+                                             *([timeline] if timeline else [])])
     except BaseException:
         executor.close()  # no worker outlives a run that could not start (the API may go on)
         raise

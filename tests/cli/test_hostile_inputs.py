@@ -407,6 +407,33 @@ def test_an_unwritable_output_directory(setup):
     assert_not_finished(out)
 
 
+def test_an_earlier_output_this_run_reads_stays_until_it_is_replaced(setup):
+    """The earlier run's outputs are removed while the new run works, except those it reads: its
+    split capture replayed again into the same directory, its verdict file as --expect."""
+    out = setup / "out"
+    first = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", "--split", "--json", cwd=setup)
+    assert first.code == 0, first.err
+    allowed = json.loads(first.out)["allowed"]
+    again = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", "--expect", "out/verdicts.csv", cwd=setup)
+    assert again.code == 0 and "all 300 verdicts match" in again.out, again.err
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "verdicts.csv"]  # the split ones removed
+    sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", "--split", cwd=setup)
+    split = sgdp("replay", "topo.yaml", "out/allowed.pcap", "-o", "out", "--split", "--json", cwd=setup)
+    assert split.code == 0, split.err
+    assert json.loads(split.out)["packets"] == allowed
+    assert sorted(p.name for p in out.iterdir()) == ["allowed.pcap", "denied.pcap", "summary.json", "verdicts.csv"]
+
+
+def test_an_earlier_output_that_cannot_be_removed_is_an_error(setup):
+    """(The background removal's error is the run's, at its end, in one line.)"""
+    out = setup / "out"
+    (out / "verdicts.csv").mkdir(parents=True)
+    (out / "verdicts.csv" / "keep").write_text("x")
+    run = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", "--verdicts", "jsonl", cwd=setup)
+    assert_one_error(run, "verdicts.csv", "cannot write")
+    assert not (out / "summary.json").exists() or json.loads((out / "summary.json").read_text())["complete"] is False
+
+
 def test_a_read_only_verdict_file_of_an_earlier_run_is_replaced(setup):
     out = setup / "out"
     _earlier_run(out)
