@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from sgdp.capture import Packet, PacketBatch
-from sgdp.engine import make_engine, resolve_engine
+from sgdp.engine import Trace, make_engine, resolve_engine
 from sgdp.errors import SgdpError, UsageError
 from sgdp.startup import gc_paused
 from sgdp.pipeline import VERDICT_COLUMNS, Summary, VerdictWriter
@@ -24,7 +24,6 @@ from sgdp.topology import Topology, format_ip, proto_label, topology_from_data
 from sgdp.topology import load_topology as _load_topology
 
 if TYPE_CHECKING:
-    from sgdp.engine import Trace
     from sgdp.pipeline import DiffResult
 
 # The scenario, diff, check, decode and reference-engine modules are imported by the functions that
@@ -100,7 +99,7 @@ def explain(topology: str | os.PathLike[str] | Mapping[str, Any] | Topology, pac
     """Why ``packet`` (a Packet or scenario-step keys), sent as a new packet, gets its verdict.
 
     The steps come from the reference engine; the verdict from ``engine`` (they agree)."""
-    from sgdp.engine import ReferenceEngine, Trace
+    from sgdp.engine import ReferenceEngine
 
     topo = load_topology(topology)
     pkt = packet if isinstance(packet, Packet) else make_packet(packet)

@@ -137,7 +137,8 @@ _PAUSED_START_UP = ("replay", "check")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    pause_until_started()  # no garbage collection through the imports and the start-up (sgdp.startup)
+    if argv is None:  # the process's own command line: no garbage collection through its start-up
+        pause_until_started()  # (sgdp.startup)
     try:
         return _main(argv)
     finally:

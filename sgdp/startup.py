@@ -24,12 +24,17 @@ _until_started = False  # the command line paused the collector for its start-up
 _depth = 0  # gc_paused blocks open
 
 
+_paused_once = False  # the pause is the process's: once, at its start
+
+
 def pause_until_started() -> None:
-    """Pause the collector until the start-up ends (the command line, at its entry)."""
-    global _until_started
-    if gc.isenabled():
+    """Pause the collector until the start-up ends (the command line run as the process, at its
+    entry; once per process: a program that calls the command line in-process again and again
+    does not freeze its heap each time)."""
+    global _until_started, _paused_once
+    if gc.isenabled() and not _paused_once:
         gc.disable()
-        _until_started = True
+        _until_started = _paused_once = True
 
 
 def started() -> None:

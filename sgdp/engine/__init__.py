@@ -11,8 +11,8 @@ from sgdp._lazy import lazy_exports
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, {
     "choice": ["make_engine", "resolve_engine", "available_engines", "fast_available", "default_engine", "ENGINES"],
-    "reference": ["ReferenceEngine", "Trace"],
-    "common": ["names_for", "lb_source"],
+    "reference": ["ReferenceEngine"],
+    "common": ["names_for", "lb_source", "Trace"],
     "fast": ["FastEngine", "Unsupported", "check_supported"],
     "compiler": ["Headers", "RuleTable", "HEADER_COLUMNS", "build_tuple_space", "first_match_reference"],
     "classifier": ["make_classifier", "FastClassifier", "ReferenceClassifier", "Classifier"],

@@ -1,10 +1,14 @@
 """What both engines take from the semantics as it is: the cloud's own service addresses, the
-address a load balancer forwards from (S14) and the name tables of a topology's verdicts. The
+address a load balancer forwards from (S14) and the name tables of a topology's verdicts; and the
+:class:`Trace` of an explanation, which the API names without running the reference engine. The
 reference engine (:mod:`sgdp.engine.reference`, the semantics written plainly) uses them as the fast
 engine does; they live here so that the fast engine starts without importing the reference one.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
 
 from sgdp.capture import Names
 from sgdp.topology import LoadBalancer, Net, Topology
@@ -39,3 +43,13 @@ def names_for(topo: Topology) -> Names:
     for acl in topo.network_acls.values():
         rules.extend(r.id for r in acl.inbound + acl.outbound)
     return Names(list(topo.instances), list(topo.security_groups) + list(topo.network_acls), rules)
+
+
+@dataclass(slots=True)
+class Trace:
+    """What `explain` shows: every step of the decision."""
+
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, **step: Any) -> None:
+        self.steps.append(step)

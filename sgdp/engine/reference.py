@@ -19,7 +19,7 @@ from sgdp.topology import GRE, ICMP, ICMPV6, PORT_PROTOS, TCP, UDP, AclRule, Loa
 from sgdp.capture import ACK, FIN, MALFORMED, NON_IP, RST, SYN, Names, Packet, PacketBatch, Verdict, VerdictBatch
 from sgdp.topology import Policy, format_net, rule_matches_packet, rule_mismatch
 from sgdp.engine.common import (BROADCAST, CLOUD_SERVICES, LINK_MULTICAST, METADATA, SERVICE_V4, SERVICE_V6,  # noqa: F401
-                               SHARED_LB_SOURCE, lb_source, names_for)
+                               SHARED_LB_SOURCE, Trace, lb_source, names_for)
 
 # -------------------------------------------------------------------------- fixed addresses and numbers
 
@@ -107,16 +107,6 @@ class View:
     acl_src: int
     acl_dst: int
     acl_exempt: bool
-
-
-@dataclass(slots=True)
-class Trace:
-    """What `explain` shows: every step of the decision."""
-
-    steps: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, **step: Any) -> None:
-        self.steps.append(step)
 
 
 class ReferenceEngine:

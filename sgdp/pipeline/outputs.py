@@ -35,6 +35,20 @@ OUTPUT_NAMES = ("verdicts.csv", "verdicts.jsonl", "verdicts.parquet", "allowed.p
 SUMMARY = "summary.json"
 
 
+def _identities(paths: Iterable[str]) -> set:
+    """What names each file, whichever path reaches it: its real path, and its device and inode
+    (a bind mount or a case-insensitive file system reach one file by two real paths)."""
+    out: set = set()
+    for path in paths:
+        out.add(os.path.realpath(path))
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        out.add((st.st_dev, st.st_ino))
+    return out
+
+
 class OutputDir:
     """One replay's outputs in ``directory``: partial files while it runs, renamed when it ends."""
 
@@ -57,9 +71,9 @@ class OutputDir:
             remove_quietly(os.path.join(directory, SUMMARY))
         except OSError as exc:
             raise cannot_write(os.path.join(directory, SUMMARY), exc) from None
-        read = [os.path.realpath(p) for p in inputs]
+        read = _identities(inputs)
         earlier = [path for path in (self.final(n) for n in OUTPUT_NAMES)
-                   if os.path.lexists(path) and os.path.realpath(path) not in read]
+                   if os.path.lexists(path) and not (_identities([path]) & read)]
         if earlier:
             self._clearing = threading.Thread(target=self._remove_earlier, args=(earlier,), name="sgdp-outputs",
                                               daemon=True)
@@ -69,9 +83,9 @@ class OutputDir:
         for path in paths:
             try:
                 remove_quietly(path)
-            except OSError as exc:
-                self._clear_error = (path, exc)  # commit() reports it
-                return
+            except OSError as exc:  # commit() reports the first (as it would have failed to replace it)
+                if self._clear_error is None:
+                    self._clear_error = (path, exc)
 
     def _wait_for_clearing(self) -> None:
         if self._clearing is not None:

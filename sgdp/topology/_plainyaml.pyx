@@ -36,9 +36,6 @@ cdef extern from "yaml.h" nogil:
         YAML_ANY_SCALAR_STYLE
         YAML_PLAIN_SCALAR_STYLE
 
-    ctypedef enum yaml_encoding_t:
-        YAML_UTF8_ENCODING
-
     # the members of libyaml's anonymous structs that are read here (only ever reached through
     # yaml_event_t, never declared as variables, so these names do not reach the C code)
     ctypedef struct _scalar_data "__sgdp_scalar_data":
@@ -68,7 +65,6 @@ cdef extern from "yaml.h" nogil:
     int yaml_parser_initialize(yaml_parser_t* parser)
     void yaml_parser_delete(yaml_parser_t* parser)
     void yaml_parser_set_input_string(yaml_parser_t* parser, const unsigned char* input, size_t size)
-    void yaml_parser_set_encoding(yaml_parser_t* parser, yaml_encoding_t encoding)
     int yaml_parser_parse(yaml_parser_t* parser, yaml_event_t* event)
     void yaml_event_delete(yaml_event_t* event)
 
@@ -149,8 +145,9 @@ def load(str text, object unusual, int max_depth, int max_digits):
     if not yaml_parser_initialize(&parser):
         return unusual
     try:
+        # the encoding is left to libyaml's detection, as PyYAML leaves it: the detection is what
+        # takes a leading byte-order mark off (and the scanner a second one)
         yaml_parser_set_input_string(&parser, <const unsigned char*><char*>data, len(data))
-        yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
         while True:
             if not yaml_parser_parse(&parser, &event):
                 return unusual

@@ -133,6 +133,17 @@ def test_gc_paused_restores_the_collector_as_it_was():
         gc.enable()
 
 
+def test_the_command_line_called_in_process_does_not_pause_or_freeze():
+    """main(argv) from a program (tests, an embedding tool): the collector is left alone."""
+    import gc
+
+    from sgdp.cli import main
+
+    frozen = gc.get_freeze_count()
+    assert main(["check", str(ROOT / "examples" / "figure1" / "topology.yaml")]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+
+
 def test_the_command_lines_start_up_pause_ends_with_the_outermost_block():
     """The command line pauses the collector from its entry; the outermost gc_paused block (the
     start-up) ends the pause, freezing what was made by then; the collector then runs as usual."""
@@ -142,6 +153,7 @@ def test_the_command_lines_start_up_pause_ends_with_the_outermost_block():
 
     assert gc.isenabled()
     frozen = gc.get_freeze_count()
+    startup._paused_once = False  # (this test process may have had its pause)
     try:
         startup.pause_until_started()
         assert not gc.isenabled()
@@ -166,7 +178,8 @@ def test_a_replay_collects_garbage_after_its_start_up(tmp_path):
             "orig = run.VerdictWriter.write; "
             "run.VerdictWriter.write = lambda self, *a: (seen.append(gc.isenabled()), orig(self, *a))[1]; "
             "from sgdp.cli import main; "
-            f"rc = main(['replay', {str(ROOT / 'examples/figure1/topology.yaml')!r}, {str(ROOT / 'pcaps/figure1.pcap')!r}, "
-            f"'-o', {str(tmp_path)!r}]); print(rc, seen)")
+            f"sys.argv = ['sgdp', 'replay', {str(ROOT / 'examples/figure1/topology.yaml')!r}, "
+            f"{str(ROOT / 'pcaps/figure1.pcap')!r}, '-o', {str(tmp_path)!r}]; "
+            "rc = main(); print(rc, seen, gc.get_freeze_count() > 0)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split("\n")[-2] == "0 [True]"
+    assert out.split("\n")[-2] == "0 [True] True"  # collecting, after the start-up was frozen

@@ -424,6 +424,19 @@ def test_an_earlier_output_this_run_reads_stays_until_it_is_replaced(setup):
     assert sorted(p.name for p in out.iterdir()) == ["allowed.pcap", "denied.pcap", "summary.json", "verdicts.csv"]
 
 
+def test_an_earlier_output_reached_by_another_name_stays_until_it_is_replaced(setup):
+    """An input that is an earlier output under another name (a hard link here; a bind mount or a
+    case-insensitive file system alike) is recognised by its device and inode."""
+    out = setup / "out"
+    first = sgdp("replay", "topo.yaml", "c.pcap", "-o", "out", "--split", "--json", cwd=setup)
+    assert first.code == 0, first.err
+    os.link(out / "allowed.pcap", setup / "again.pcap")
+    split = sgdp("replay", "topo.yaml", "again.pcap", "-o", "out", "--json", cwd=setup)
+    assert split.code == 0, split.err
+    assert json.loads(split.out)["packets"] == json.loads(first.out)["allowed"]
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "verdicts.csv"]
+
+
 def test_an_earlier_output_that_cannot_be_removed_is_an_error(setup):
     """(The background removal's error is the run's, at its end, in one line.)"""
     out = setup / "out"

@@ -169,3 +169,19 @@ def test_a_plain_topology_loads_without_pyyaml(tmp_path):
             f"d = read_structured_file({str(path)!r}, 'topology'); print(d['vpcs'][0]['cidr'], 'yaml' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["10.0.0.0/16", "False"]
+
+
+@pytest.mark.parametrize("text", ["\ufeffa: 1\n", "\ufeff\ufeffa: 1\n", "\ufeff\ufeff", "\ufeff\ufeff: 1\n",
+                                  "a: 1\r\nb: [x, 2]\r\n"])
+def test_compiled_path_reads_byte_order_marks_as_pyyaml_does(tmp_path, text):
+    """libyaml's own encoding detection takes a leading byte-order mark off (its scanner a second
+    one): the compiled path leaves the detection to it, as PyYAML does."""
+    compiled_module()
+    got = fast(text, "compiled")
+    if got is not structured._UNUSUAL:
+        assert ("ok", repr(got)) == bounded(text)
+    path = tmp_path / "t.yaml"
+    path.write_bytes(text.encode())
+    want = bounded(text)
+    if want[0] == "ok":
+        assert repr(structured.read_structured_file(str(path), "topology")) == want[1]
