@@ -3,7 +3,6 @@ for ``--expect``."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from dataclasses import dataclass, field
@@ -347,6 +346,8 @@ def read_verdict_file(path: str) -> Iterator[tuple[int, Verdict]]:
         if v.verdict not in VERDICTS:
             raise InputError(f"{path}: {where}: verdict {v.verdict!r} is not one of {', '.join(VERDICTS)}")
         return index, v
+
+    import csv
 
     try:
         if path.endswith(".parquet"):
