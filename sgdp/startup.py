@@ -5,9 +5,9 @@ Python's cyclic garbage collector would scan the growing heap again and again fo
 quarter of the start-up on the larger topologies). It is paused for that stretch and restored
 after, as it was.
 
-:func:`pause_until_started`: the command line pauses the collector from its first line, so that
-the imports (NumPy's alone sets off dozens of collections) are not scanned either. The pause ends
-when the first (outermost) :func:`gc_paused` block ends — the command's start-up — or at
+:func:`pause_until_started`: the command line, run as its own process, pauses the collector from
+its first line, so that the imports (NumPy's alone sets off dozens of collections) are not scanned
+either. The pause ends when the first (outermost) :func:`gc_paused` block ends — the command's start-up — or at
 :func:`started`: what was made by then is moved out of every later collection (``gc.freeze``: it
 lives as long as the process) and the collector runs as usual from there on, so a long replay
 still collects its garbage. A library caller never calls these, and its collector is only paused
@@ -21,10 +21,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 _until_started = False  # the command line paused the collector for its start-up
-_depth = 0  # gc_paused blocks open
-
-
 _paused_once = False  # the pause is the process's: once, at its start
+_depth = 0  # gc_paused blocks open
 
 
 def pause_until_started() -> None:

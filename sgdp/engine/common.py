@@ -13,18 +13,13 @@ from typing import Any
 from sgdp.capture import Names
 from sgdp.topology import LoadBalancer, Net, Topology
 
-SERVICE_V4 = (
-    Net(4, 0x647D0000, 0x647DFFFF),  # 100.125.0.0/16: cloud services (DNS, ELB health checks, shared LB)
-    Net(4, 0xA9FEA9FE, 0xA9FEA9FE),  # 169.254.169.254: metadata
-    Net(4, 0xFFFFFFFF, 0xFFFFFFFF),  # 255.255.255.255: limited broadcast (DHCP)
-    Net(4, 0xE0000000, 0xE00000FF),  # 224.0.0.0/24: link-local multicast
-)
-SERVICE_V6 = (Net(6, 0xFF02 << 112, (0xFF02 << 112) | ((1 << 112) - 1)),)  # ff02::/16
-CLOUD_SERVICES = Net(4, 0x647D0000, 0x647DFFFF)
+CLOUD_SERVICES = Net(4, 0x647D0000, 0x647DFFFF)  # 100.125.0.0/16: cloud services (DNS, ELB health checks, shared LB)
 SHARED_LB_SOURCE = 0x647D0001  # 100.125.0.1: the address a shared LB forwards from (S14)
-METADATA = 0xA9FEA9FE
-BROADCAST = 0xFFFFFFFF
-LINK_MULTICAST = Net(4, 0xE0000000, 0xE00000FF)
+METADATA = 0xA9FEA9FE  # 169.254.169.254
+BROADCAST = 0xFFFFFFFF  # 255.255.255.255: limited broadcast (DHCP)
+LINK_MULTICAST = Net(4, 0xE0000000, 0xE00000FF)  # 224.0.0.0/24
+SERVICE_V4 = (CLOUD_SERVICES, Net(4, METADATA, METADATA), Net(4, BROADCAST, BROADCAST), LINK_MULTICAST)
+SERVICE_V6 = (Net(6, 0xFF02 << 112, (0xFF02 << 112) | ((1 << 112) - 1)),)  # ff02::/16
 
 
 def lb_source(topo: Topology, lb: LoadBalancer) -> int:

@@ -11,15 +11,15 @@ Each stage that allows a packet updates its NIC's connection tracking.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sgdp.topology import Net, format_ip
 from sgdp.topology import GRE, ICMP, ICMPV6, PORT_PROTOS, TCP, UDP, AclRule, LoadBalancer, Nic, Topology
 from sgdp.capture import ACK, FIN, MALFORMED, NON_IP, RST, SYN, Names, Packet, PacketBatch, Verdict, VerdictBatch
 from sgdp.topology import Policy, format_net, rule_matches_packet, rule_mismatch
-from sgdp.engine.common import (BROADCAST, CLOUD_SERVICES, LINK_MULTICAST, METADATA, SERVICE_V4, SERVICE_V6,  # noqa: F401
-                               SHARED_LB_SOURCE, Trace, lb_source, names_for)
+from sgdp.engine.common import (BROADCAST, CLOUD_SERVICES, LINK_MULTICAST, METADATA, SERVICE_V4, SERVICE_V6,
+                               Trace, lb_source, names_for)
 
 # -------------------------------------------------------------------------- fixed addresses and numbers
 

@@ -89,8 +89,7 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         else:
             failures = None
         # from here on, every output is partial until commit() (sgdp.pipeline.outputs)
-        outputs = OutputDir(out_dir, inputs=[*captures, *([expect] if expect else []), topology,
-                                             *([timeline] if timeline else [])])
+        outputs = OutputDir(out_dir, inputs=[*captures, *([expect] if expect else [])])
     except BaseException:
         executor.close()  # no worker outlives a run that could not start (the API may go on)
         raise

@@ -157,18 +157,19 @@ class VerdictWriter:
             # the system allocator gives pages back; Arrow's default pool keeps tens of MB cached
             _ARROW_POOL = pa.system_memory_pool()
         if self._arrow_names is None:
-            # each table's names once (a dictionary with a name twice would make the writer fall
-            # back to plain strings), the empty name among them: -1's
-            names = [list(t) for t in (VERDICTS, REASONS, self.instances[:-1], DIRECTIONS, self.groups[:-1], self.rules[:-1])]
-            self._arrow_sizes = tuple(len(t) for t in names)  # the codes each column may hold (besides -1)
-            self._arrow_empty = tuple(t.index("") if "" in t else len(t) for t in names)
-            self._arrow_names = tuple(_arrow_strings(t if "" in t else t + [""]) for t in names)
+            # per name column: its names, each once (a dictionary with a name twice would make the
+            # writer fall back to plain strings) and the empty one among them; the code of the
+            # empty name (-1's); how many codes the column may hold
+            self._arrow_names = tuple(
+                (_arrow_strings(t if "" in t else t + [""]), t.index("") if "" in t else len(t), len(t))
+                for t in (list(n) for n in (VERDICTS, REASONS, self.instances[:-1], DIRECTIONS, self.groups[:-1],
+                                            self.rules[:-1])))
         codes = (vb.verdict, vb.reason, vb.instance, vb.direction, vb.group, vb.rule)
-        _check_codes(vb, len(ts), list(self._arrow_sizes))
+        _check_codes(vb, len(ts), [size for _, _, size in self._arrow_names])
         n = len(vb)
         cols = [_arrow_numbers(np.arange(self._index, self._index + n, dtype=np.int64)),
                 _arrow_numbers(np.array(ts, np.float64))]
-        for code, table, empty in zip(codes, self._arrow_names, self._arrow_empty):
+        for code, (table, empty, _) in zip(codes, self._arrow_names):
             idx = code.astype(np.int32)
             idx[idx < 0] = empty  # -1: the empty name
             if len(table) > max(n // 8, 256):
