@@ -28,7 +28,14 @@ cdef extern from *:
     uint64_t mum "sgdp_dp_mum"(uint64_t a, uint64_t b) noexcept nogil  # 128-bit product, halves XORed
 cdef extern from "sys/mman.h":
     int madvise(void* addr, size_t length, int advice) nogil
+    void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset) nogil
+    int munmap(void* addr, size_t length) nogil
     const int MADV_HUGEPAGE
+    const int PROT_READ
+    const int PROT_WRITE
+    const int MAP_PRIVATE
+    const int MAP_ANONYMOUS
+    void* MAP_FAILED
 DEF HUGE = 2097152  # bytes of a transparent huge page (x86-64)
 
 import numpy as np
@@ -698,22 +705,49 @@ cdef inline bint ct_eq(const CtKey* a, const CtKey* b) noexcept nogil:
             and a.l3 == b.l3 and a.proto == b.proto)
 
 
-cdef CtSlot* alloc_slots(Py_ssize_t cap) noexcept nogil:
-    """Zeroed slots on a cache-line boundary (a 64-byte slot then never spans two lines). A table
-    of 2 MiB or more is placed on 2 MiB boundaries and asked to live on transparent huge pages
-    (where the kernel allows them; else the advice is ignored): its lookups land anywhere in it,
-    and with 4 KiB pages nearly each one would also miss the TLB."""
-    cdef size_t size = cap * sizeof(CtSlot)
-    cdef CtSlot* out
+cdef void* zeroed(size_t size, size_t align, bint huge) noexcept nogil:
+    """``size`` zero bytes on an ``align`` boundary (a power of two below HUGE), NULL when the memory
+    is not there; given back by release(p, size). A block of HUGE bytes or more comes from the
+    kernel (mmap): its pages are zero until written, so nothing is written here — a table that
+    grows by doubling would otherwise write each new block twice, the kernel's zeroing and a
+    memset — and it lies on HUGE boundaries; ``huge`` asks for transparent huge pages there (where
+    the kernel allows them; else the advice is ignored). A smaller block comes from malloc, zeroed."""
+    cdef size_t span, head
+    cdef char* base
+    cdef void* out
     if size >= HUGE:
-        out = <CtSlot*>aligned_alloc(HUGE, (size + HUGE - 1) & ~(<size_t>HUGE - 1))
-        if out != NULL:
-            madvise(out, size, MADV_HUGEPAGE)
-    else:
-        out = <CtSlot*>aligned_alloc(64, size)
+        span = (size + HUGE - 1) & ~(<size_t>HUGE - 1)
+        base = <char*>mmap(NULL, span + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        if <void*>base == MAP_FAILED:
+            return NULL
+        head = (HUGE - (<size_t>base & (HUGE - 1))) & (HUGE - 1)  # up to the first HUGE boundary
+        if head:
+            munmap(base, head)
+        munmap(base + head + span, HUGE - head)
+        if huge:
+            madvise(base + head, span, MADV_HUGEPAGE)
+        return base + head
+    out = aligned_alloc(align, (size + align - 1) & ~(align - 1))
     if out != NULL:
         memset(out, 0, size)
     return out
+
+
+cdef void release(void* p, size_t size) noexcept nogil:
+    """Give back a block of zeroed(size, ...)."""
+    if p == NULL:
+        return
+    if size >= HUGE:
+        munmap(p, (size + HUGE - 1) & ~(<size_t>HUGE - 1))
+    else:
+        free(p)
+
+
+cdef inline CtSlot* alloc_slots(Py_ssize_t cap) noexcept nogil:
+    """Zeroed slots on a cache-line boundary (a 64-byte slot then never spans two lines); a table
+    of 2 MiB or more on transparent huge pages: its lookups land anywhere in it, and with 4 KiB
+    pages nearly each one would also miss the TLB."""
+    return <CtSlot*>zeroed(cap * sizeof(CtSlot), 64, True)
 
 
 cdef inline uint64_t frag_hash(const FragSlot* f) noexcept nogil:
@@ -798,9 +832,10 @@ cdef class Dataplane:
         self.hits_ptr = &h[0, 0]
 
     def __dealloc__(self):
-        free(self.slots)
+        release(self.slots, self.cap * sizeof(CtSlot))
         free(self.frags)
-        free(self.flows)
+        if self.flows != NULL:
+            release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
 
     def __len__(self):
         return self.count
@@ -808,8 +843,12 @@ cdef class Dataplane:
     # -- the connection table --------------------------------------------------------------
 
     cdef inline Py_ssize_t ct_find(self, const CtKey* k) noexcept nogil:
+        return self.ct_find_hashed(k, ct_hash(k))
+
+    cdef inline Py_ssize_t ct_find_hashed(self, const CtKey* k, uint64_t h) noexcept nogil:
+        """ct_find with the key's ct_hash given."""
         cdef Py_ssize_t mask = self.cap - 1
-        cdef Py_ssize_t j = <Py_ssize_t>(ct_hash(k) & <uint64_t>mask)
+        cdef Py_ssize_t j = <Py_ssize_t>(h & <uint64_t>mask)
         while self.slots[j].used:
             if ct_eq(&self.slots[j].key, k):
                 return j
@@ -848,11 +887,13 @@ cdef class Dataplane:
                 while new[t].used:
                     t = (t + 1) & mask
                 new[t] = old[j]
-        free(old)
+        release(old, old_cap * sizeof(CtSlot))
         self.cursor = 0
         # every entry moved: what the flow cache remembers of them is stale (the serials say so)
-        # and the cache, now too small, is made anew
-        self.size_flows(self.cap)
+        # and the cache, now too small, is made anew — when it is in use; else by the next run
+        # that uses it
+        if self.flow_on:
+            self.size_flows(self.cap)
         return 0
 
     cdef int size_flows(self, Py_ssize_t cap) except -1 nogil:
@@ -865,12 +906,12 @@ cdef class Dataplane:
             n <<= 1
         if self.flows != NULL and <uint64_t>n == self.flow_mask + 1:
             return 0
-        fresh = <FlowSlot*>aligned_alloc(128, n * sizeof(FlowSlot))
+        fresh = <FlowSlot*>zeroed(n * sizeof(FlowSlot), 128, False)
         if fresh == NULL:
             with gil:
                 raise MemoryError()
-        memset(fresh, 0, n * sizeof(FlowSlot))
-        free(self.flows)
+        if self.flows != NULL:
+            release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
         self.flows = fresh
         self.flow_mask = <uint64_t>(n - 1)
         return 0
@@ -900,15 +941,20 @@ cdef class Dataplane:
             else:
                 self.cursor = (self.cursor + 1) & (self.cap - 1)
 
-    cdef Py_ssize_t ct_insert(self, const CtKey* k, uint8_t state, uint8_t orig_low, uint8_t inbound,
-                              uint8_t lb) except -1 nogil:
+    cdef inline Py_ssize_t ct_insert(self, const CtKey* k, uint8_t state, uint8_t orig_low, uint8_t inbound,
+                                     uint8_t lb) except -1 nogil:
         """Insert a new entry (the key is not in the table); returns its slot."""
+        return self.ct_insert_hashed(k, ct_hash(k), state, orig_low, inbound, lb)
+
+    cdef Py_ssize_t ct_insert_hashed(self, const CtKey* k, uint64_t h, uint8_t state, uint8_t orig_low,
+                                     uint8_t inbound, uint8_t lb) except -1 nogil:
+        """ct_insert with the key's ct_hash given."""
         cdef Py_ssize_t j, mask
         self.ct_sweep()
         if (self.count + 1) * 2 > self.cap:
             self.ct_grow()
         mask = self.cap - 1
-        j = <Py_ssize_t>(ct_hash(k) & <uint64_t>mask)
+        j = <Py_ssize_t>(h & <uint64_t>mask)
         while self.slots[j].used:
             j = (j + 1) & mask
         self.slots[j].key = k[0]
@@ -1010,7 +1056,7 @@ cdef class Dataplane:
         if fresh == NULL:
             raise MemoryError()
         if drop_acl.shape[0] != n_new:
-            free(fresh)
+            release(fresh, self.cap * sizeof(CtSlot))
             raise ValueError("remap: drop_sg and drop_acl differ in length")
         mask = self.cap - 1
         self.count = 0
@@ -1031,7 +1077,7 @@ cdef class Dataplane:
             self.count += 1
         self.slots = fresh
         self.cursor = 0
-        free(old)
+        release(old, self.cap * sizeof(CtSlot))
         self.clear_flows()  # entries moved to other NICs: the remembered stage paths are of the old ones
 
     # -- pass 2 ---------------------------------------------------------------------------
@@ -1155,6 +1201,8 @@ cdef class Dataplane:
         if p is not self.flow_plan:
             self.clear_flows()  # early verdicts and stage paths are the plan's
             self.flow_plan = p
+        if use:
+            self.size_flows(self.cap)  # the table may have grown while the cache was off
         cdef Endpoint* S = <Endpoint*>calloc(MAXC, sizeof(Endpoint))
         cdef Endpoint* R = <Endpoint*>calloc(MAXC, sizeof(Endpoint))
         if S == NULL or R == NULL:
@@ -1583,6 +1631,8 @@ cdef class Dataplane:
         cdef Py_ssize_t j
         cdef bint allow
         cdef bint error = is_icmp_error(pk.proto, pk.icmp_type)
+        cdef bint keyed = False  # k, orig_low and h hold the packet's own key at this NIC and table
+        cdef uint64_t h = 0
         rule[0] = -1
         if error and not pk.frag:
             # reference._tracked, ICMP error: related when the embedded header's flow is live
@@ -1596,7 +1646,9 @@ cdef class Dataplane:
         elif not pk.frag:
             if make_key(&k, p, nic, table, pk.l3, pk.proto, src_hi, src_lo, port_or_0(pk, pk.sport),
                         dst_hi, dst_lo, port_or_0(pk, dport), pk.icmp_type, pk.icmp_id, &orig_low):
-                j = self.ct_find(&k)
+                keyed = True
+                h = ct_hash(&k)
+                j = self.ct_find_hashed(&k, h)
                 if j >= 0:
                     if self.now - self.slots[j].last > ct_timeout(k.proto, self.slots[j].state):
                         self.ct_delete(j)
@@ -1616,12 +1668,11 @@ cdef class Dataplane:
             reason[0] = R_DEFAULT if table == 0 else R_ACL
         if not allow:
             return False
-        # reference._open: errors and fragments open nothing
-        if not error and not pk.frag:
-            if make_key(&k, p, nic, table, pk.l3, pk.proto, src_hi, src_lo, port_or_0(pk, pk.sport),
-                        dst_hi, dst_lo, port_or_0(pk, dport), pk.icmp_type, pk.icmp_id, &orig_low):
-                j = self.ct_insert(&k, initial_state(pk.proto, pk.flags), orig_low, direction == D_INGRESS, 0)
-                self.note(j, orig_low)
+        # reference._open: errors and fragments open nothing; the key is the one looked up above
+        # (made for every packet that is neither)
+        if keyed:
+            j = self.ct_insert_hashed(&k, h, initial_state(pk.proto, pk.flags), orig_low, direction == D_INGRESS, 0)
+            self.note(j, orig_low)
         return True
 
     cdef inline void note(self, Py_ssize_t j, uint8_t orig_low) noexcept nogil:
