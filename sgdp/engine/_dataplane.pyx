@@ -481,6 +481,8 @@ cdef void choose(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, uint
         ns = 1
     nr = candidates(p, l3, dh, dl, R)
     s[0] = S[0]; r[0] = R[0]
+    if ns == 1 and nr == 1:
+        return  # the only pair, with a path or not
     for a in range(ns):
         for b in range(nr):
             if has_path(p, S[a], R[b], l3):
