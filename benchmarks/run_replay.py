@@ -174,6 +174,12 @@ def ratios(m: dict[str, list], limits: list[int]) -> list[tuple[str, str]]:
     out = [("`sgdp --help`, wall", fmt(stat(pair("help", lambda x: x)), 2)),
            ("start-up, examples/figure1", fmt(stat(pair("example", first)), 2)),
            ("start-up, 274 instances (first packet)", fmt(stat(pair("replay/generated/none", first)), 2))]
+    phase = lambda r: 1 / r["packet_phase_mpps"] if r["packet_phase_mpps"] else float("nan")  # noqa: E731
+    for loc in ("generated", "uniform"):
+        if f"new:replay/{loc}/none" in m:
+            out.append((f"packet phase, {loc} locality (time)", fmt(stat(pair(f"replay/{loc}/none", phase)), 2)))
+    for key in sorted(k[len("new:replay/generated/"):] for k in m if k.startswith("new:replay/generated/")):
+        out.append((f"end to end `--verdicts {key}`, wall", fmt(stat(pair(f"replay/generated/{key}", lambda r: r["wall_s"])), 2)))
     for n in limits:
         out.append((f"limits {n:,}: `sgdp check` wall / peak", f"{fmt(stat(pair(f'check/{n}', lambda x: x[0])), 2)} / "
                      f"{fmt(stat(pair(f'check/{n}', lambda x: x[1])), 2)}"))
