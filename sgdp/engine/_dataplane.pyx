@@ -19,12 +19,14 @@ from libc.string cimport memset
 
 cdef extern from *:
     """
+    #define sgdp_dp_prefetch_write(p) __builtin_prefetch((p), 1)
     static inline unsigned long long sgdp_dp_mum(unsigned long long a, unsigned long long b) {
         unsigned __int128 p = (unsigned __int128)a * b;
         return (unsigned long long)p ^ (unsigned long long)(p >> 64);
     }
     """
     void prefetch "__builtin_prefetch"(const void* p) noexcept nogil
+    void prefetch_write "sgdp_dp_prefetch_write"(void* p) noexcept nogil
     uint64_t mum "sgdp_dp_mum"(uint64_t a, uint64_t b) noexcept nogil  # 128-bit product, halves XORed
 cdef extern from "sys/mman.h":
     int madvise(void* addr, size_t length, int advice) nogil
@@ -112,6 +114,7 @@ DEF FLOW_MIN = 4096  # slots of the flow cache at least; it grows to a quarter o
 DEF AHEAD = 24  # run() hashes the header of the packet this many rows ahead and prefetches its flow cache slot
 DEF NEAR = 12  # ... and, this many rows ahead, the connection-table lines the slot names (or guesses them)
 DEF RING = 31  # the header hashes of the rows between: a ring of RING + 1 (> AHEAD) entries
+DEF COLUMNS_AHEAD = 64  # run() asks for the packet and verdict columns' lines this many rows ahead
 DEF NO_L4 = 256  # the port or ICMP type/code of a header that has none (fast.py)
 
 # S13 addresses (sgdp.engine.common: BROADCAST, LINK_MULTICAST, METADATA, CLOUD_SERVICES)
@@ -1235,6 +1238,25 @@ cdef class Dataplane:
                                            dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
                 for k in range(m):
                     i = pick[k] if picked else k
+                    if not picked and (k & 7) == 0 and k + COLUMNS_AHEAD < m:
+                        # the columns' lines, a line of each as the rows reach it (eight rows of a
+                        # 64-bit column, 32 of a 16-bit one...): some twenty columns are more
+                        # streams than the processor follows by itself
+                        ahead = k + COLUMNS_AHEAD
+                        prefetch(&ts[ahead]); prefetch(&src_hi[ahead]); prefetch(&src_lo[ahead])
+                        prefetch(&dst_hi[ahead]); prefetch(&dst_lo[ahead]); prefetch(&src_mac[ahead])
+                        if (k & 15) == 0:
+                            prefetch_write(&v_instance[ahead]); prefetch_write(&v_group[ahead])
+                            prefetch_write(&v_rule[ahead])
+                        if (k & 31) == 0:
+                            prefetch(&sport[ahead]); prefetch(&dport[ahead]); prefetch(&tcp_flags[ahead])
+                            prefetch(&icmp_type[ahead]); prefetch(&icmp_code[ahead]); prefetch(&icmp_id[ahead])
+                            prefetch(&frag_offset[ahead])
+                        if (k & 63) == 0:
+                            prefetch(&status[ahead]); prefetch(&l3[ahead]); prefetch(&proto[ahead])
+                            prefetch(&more_fragments[ahead])
+                            prefetch_write(&v_verdict[ahead]); prefetch_write(&v_reason[ahead])
+                            prefetch_write(&v_direction[ahead])
                     if use and k + AHEAD < m:
                         ahead = pick[k + AHEAD] if picked else k + AHEAD
                         ring[(k + AHEAD) & RING] = self.hash_ahead(
