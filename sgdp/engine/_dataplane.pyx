@@ -1119,6 +1119,8 @@ cdef class Dataplane:
             h = flow_hash(dh, dl, sh, sl, bp, ap, l3, proto)
         prefetch(&self.slots[h & <uint64_t>(self.cap - 1)])
         prefetch(&self.slots[(h + 1) & <uint64_t>(self.cap - 1)])
+        prefetch(&self.slots[(h + 2) & <uint64_t>(self.cap - 1)])
+        prefetch(&self.slots[(h + 3) & <uint64_t>(self.cap - 1)])
 
     cdef inline uint64_t hash_ahead(self, uint8_t l3, uint8_t proto, uint64_t sh, uint64_t sl, uint64_t dh,
                                     uint64_t dl, uint16_t sport, uint16_t dport, uint16_t icmp_id,
