@@ -1273,6 +1273,8 @@ cdef class Dataplane:
                         else:
                             self.prefetch_rows(p, l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
                                                dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
+                            prefetch(&p.pairs[pair_hash(l3[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
+                                                        dst_lo[ahead], src_mac[ahead]) & PAIR_MASK])
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
