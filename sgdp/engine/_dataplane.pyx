@@ -598,7 +598,10 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
     else:
         v.mode = M_NORMAL
     internet = s.how == H_EIP or r.how == H_EIP
-    v.exempt = acl_exempt(p, l3, sh, sl, dh, dl, proto, pk.sport, pk.dport, s, r)
+    if (snic >= 0 and p.nic_acl[snic] >= 0) or (rnic >= 0 and p.nic_acl[rnic] >= 0):
+        # only a stage at a NIC with a subnet ACL reads it (stage(): the sender's egress, the
+        # receiver's ingress); without one it stays 0
+        v.exempt = acl_exempt(p, l3, sh, sl, dh, dl, proto, pk.sport, pk.dport, s, r)
     if snic >= 0:
         v.e_nic = snic
         if internet and rnic >= 0:
