@@ -584,8 +584,8 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
         return
     if snic >= 0 and not pk.frag:
         v.reply_nic = snic     # perhaps a backend's reply in a client-IP-transfer session
-    if (rnic >= 0 and r.how == H_FIXED and l3 == 4 and dh == 0 and dl == p.nic_ip[rnic] and not pk.frag
-            and (proto == TCP or proto == UDP) and bypass_listener_to(p, rnic, proto, pk.dport)):
+    if (rnic >= 0 and p.nb_count[rnic] != 0 and r.how == H_FIXED and l3 == 4 and dh == 0 and dl == p.nic_ip[rnic]
+            and not pk.frag and (proto == TCP or proto == UDP) and bypass_listener_to(p, rnic, proto, pk.dport)):
         # reference._forwarded_leg: the forwarded leg as a capture on the backend shows it
         if s.kind == K_EXTERNAL:
             v.fwd = 1
