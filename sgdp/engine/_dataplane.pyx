@@ -815,6 +815,7 @@ cdef class Dataplane:
         while cap < capacity:
             cap <<= 1
         self.slots = alloc_slots(cap)
+        self.cap = cap  # before anything can fail: __dealloc__ gives the slots back by their size
         self.frags = <FragSlot*>calloc(16, sizeof(FragSlot))
         if self.slots == NULL or self.frags == NULL:
             raise MemoryError()
@@ -827,7 +828,6 @@ cdef class Dataplane:
         self.flow_rest = 0
         self.next_serial = 1
         self.size_flows(cap)
-        self.cap = cap
         self.fcap = 16
         self.count = 0
         self.fcount = 0
