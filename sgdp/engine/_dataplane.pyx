@@ -500,6 +500,12 @@ cdef inline uint64_t pair_hash(uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh
     return h ^ (h >> 31)
 
 
+cdef inline PairSlot* pair_slot(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl,
+                                int64_t mac) noexcept nogil:
+    """The endpoint-pair cache slot of these addresses and MAC (resolve_one; run prefetches it)."""
+    return &p.pairs[pair_hash(l3, sh, sl, dh, dl, mac) & PAIR_MASK]
+
+
 cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoint* S, Endpoint* R,
                       View* v) noexcept nogil:
     """reference._evaluate up to the stages: endpoints (S5), path (S6), local, load balancer (S14),
@@ -522,7 +528,7 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
     v.reply_nic = -1
     # the sender and receiver depend on the addresses and the MAC alone: the plan remembers the
     # last answer of each pair's cache slot
-    cdef PairSlot* ps = &p.pairs[pair_hash(l3, sh, sl, dh, dl, mac) & PAIR_MASK]
+    cdef PairSlot* ps = pair_slot(p, l3, sh, sl, dh, dl, mac)
     if ps.used and ps.sl == sl and ps.dl == dl and ps.sh == sh and ps.dh == dh and ps.mac == mac and ps.l3 == l3:
         s = ps.s; r = ps.r
     else:
@@ -842,8 +848,7 @@ cdef class Dataplane:
     def __dealloc__(self):
         release(self.slots, self.cap * sizeof(CtSlot))
         free(self.frags)
-        if self.flows != NULL:
-            release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
+        release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
 
     def __len__(self):
         return self.count
@@ -918,8 +923,7 @@ cdef class Dataplane:
         if fresh == NULL:
             with gil:
                 raise MemoryError()
-        if self.flows != NULL:
-            release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
+        release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
         self.flows = fresh
         self.flow_mask = <uint64_t>(n - 1)
         return 0
@@ -1276,8 +1280,8 @@ cdef class Dataplane:
                         else:
                             self.prefetch_rows(p, l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
                                                dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
-                            prefetch(&p.pairs[pair_hash(l3[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
-                                                        dst_lo[ahead], src_mac[ahead]) & PAIR_MASK])
+                            prefetch(pair_slot(p, l3[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
+                                               dst_lo[ahead], src_mac[ahead]))
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
