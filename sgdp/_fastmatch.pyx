@@ -1191,13 +1191,19 @@ def build_many(store, const int64_t[::1] rows, const int64_t[::1] offsets, int a
     return out
 
 
-def chain(list parts, const int64_t[::1] offsets):
+def chain(list parts, const int64_t[::1] offsets, bint ordered=True):
     """One table made of ``parts`` (TupleClassifiers) laid end to end: part p's rows are the table's
     rows ``offsets[p]`` on (``offsets`` ascending, one per part), and the table's first match is
     the first part's first match, shifted by its offset, as if the parts' rules had been built into
     one table in this order. A NIC's policy table is its groups' walks laid end to end, so each
     group's walk is compiled once and chained per NIC: the start-up no longer compiles the same
-    rules once for every combination of groups."""
+    rules once for every combination of groups.
+
+    ``ordered=False``: the offsets are in any order (each part's rows still below INT32_MAX - 1):
+    the answer is still the first part's first match (in the order of ``parts``), shifted by that
+    part's offset, and ``n_rules`` is the end of the highest part. The dataplane numbers the rows
+    of every compiled group walk in one space so: a match names its rule through arrays the size
+    of the walks, not of every NIC table's rows."""
     cdef Py_ssize_t n = len(parts), p
     if offsets.shape[0] != n or n == 0:
         raise ValueError("chain: one offset per part, and at least one part")
@@ -1206,7 +1212,8 @@ def chain(list parts, const int64_t[::1] offsets):
         part = <TupleClassifier?>parts[p]
         if part.view.n_parts or (part.classes == NULL):
             raise ValueError("chain: parts must be built, plain tables")
-        if offsets[p] < 0 or (p and offsets[p] < offsets[p - 1] + parts[p - 1].n_rules) or offsets[p] + part.n_rules > INT32_MAX - 1:
+        if (offsets[p] < 0 or (ordered and p and offsets[p] < offsets[p - 1] + parts[p - 1].n_rules)
+                or offsets[p] + part.n_rules > INT32_MAX - 1):
             raise ValueError("chain: offsets must leave each part room for its rows")
     c = TupleClassifier.__new__(TupleClassifier, None, None)
     c.part_views = <TupleView*>PyMem_Malloc(n * sizeof(TupleView))
@@ -1225,7 +1232,9 @@ def chain(list parts, const int64_t[::1] offsets):
                 c.part_l3s[p] = 0
     c.view.part_l3 = c.part_l3s
     c.part_refs = list(parts)
-    c.n_rules = offsets[n - 1] + (<TupleClassifier>parts[n - 1]).n_rules
+    c.n_rules = 0
+    for p in range(n):
+        c.n_rules = max(c.n_rules, offsets[p] + (<TupleClassifier>parts[p]).n_rules)
     c.view.parts = c.part_views
     c.view.part_offset = c.part_offsets
     c.view.n_parts = n

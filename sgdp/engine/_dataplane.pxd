@@ -139,13 +139,17 @@ cdef struct View:
     uint8_t path
 
 # One slot of a plan's exact-address hash table (count 0: empty): the candidates of address
-# (l3, hi, lo) are c_kind/c_how/c_idx[start : start + count].
+# (l3, hi, lo) are c_kind/c_how/c_idx[start : start + count]; the first of them also in the slot
+# (kind, how, idx: most addresses have one).
 cdef struct AddrSlot:
     uint64_t hi
     uint64_t lo
     int32_t start
     int32_t count
     uint8_t l3
+    uint8_t kind
+    uint8_t how
+    int32_t idx
 
 # One slot of a plan's endpoint-pair cache (used 0: empty): the sender and receiver that
 # reference._choose gives for the addresses (l3, sh:sl) -> (dh:dl) and the sender's MAC (-1: none).

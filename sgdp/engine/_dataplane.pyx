@@ -204,8 +204,7 @@ cdef class Plan:
     # a table's rows map to global rule indexes (names.rules) and allow flags at [off[t] + row]
     cdef const int32_t[::1] nic_sg
     cdef const int32_t[::1] acl_way
-    cdef const int64_t[::1] sg_off
-    cdef const int32_t[::1] sg_rule
+    cdef const int32_t[::1] sg_rule    # per row of the security-group tables' answers (every group walk's rows)
     cdef const uint8_t[::1] sg_allow
     cdef const int64_t[::1] acl_off
     cdef const int32_t[::1] acl_rule
@@ -247,7 +246,7 @@ cdef class Plan:
         self.lb_vip = a["lb_vip"]; self.lb_eip = a["lb_eip"]; self.lb_has_eip = a["lb_has_eip"]
         self.nb_start = a["nb_start"]; self.nb_count = a["nb_count"]; self.nb_be = a["nb_be"]
         self.nic_sg = a["nic_sg"]; self.acl_way = a["acl_way"]
-        self.sg_off = a["sg_off"]; self.sg_rule = a["sg_rule"]; self.sg_allow = a["sg_allow"]
+        self.sg_rule = a["sg_rule"]; self.sg_allow = a["sg_allow"]
         self.acl_off = a["acl_off"]; self.acl_rule = a["acl_rule"]; self.acl_allow = a["acl_allow"]
         self.rule_group = a["rule_group"]; self.acl_group = a["acl_group"]
         self.sg_views = views_of(a["sg_classifiers"])
@@ -286,6 +285,10 @@ cdef class Plan:
             self.addr_slots[j].lo = self.ak_lo[k]
             self.addr_slots[j].start = self.ak_start[k]
             self.addr_slots[j].count = self.ak_count[k]
+            if self.ak_count[k] == 1:  # (start was checked against len(c_kind) by fast.py)
+                self.addr_slots[j].kind = self.c_kind[self.ak_start[k]]
+                self.addr_slots[j].how = self.c_how[self.ak_start[k]]
+                self.addr_slots[j].idx = self.c_idx[self.ak_start[k]]
         return 0
 
 
@@ -358,6 +361,22 @@ cdef int candidates(Plan p, uint8_t l3, uint64_t hi, uint64_t lo, Endpoint* out)
         out[0].kind = K_EXTERNAL; out[0].how = H_NONE; out[0].idx = -1
         n = 1
     return n
+
+
+cdef inline bint single(Plan p, uint8_t l3, uint64_t hi, uint64_t lo, Endpoint* out) noexcept nogil:
+    """Whether the address is in the exact-address table with one candidate (then candidates()
+    gives just that one, put in ``out``)."""
+    cdef uint64_t j = addr_hash(l3, hi, lo) & p.addr_mask
+    cdef const AddrSlot* slot
+    while p.addr_slots[j].count != 0:
+        slot = &p.addr_slots[j]
+        if slot.lo == lo and slot.hi == hi and slot.l3 == l3:
+            if slot.count != 1:
+                return False
+            out.kind = slot.kind; out.how = slot.how; out.idx = slot.idx
+            return True
+        j = (j + 1) & p.addr_mask
+    return False
 
 
 cdef inline uint64_t eip_private(Plan p, uint64_t lo) noexcept nogil:
@@ -526,15 +545,18 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
     v.b_nic = -1
     v.lbform_lb = -1
     v.reply_nic = -1
-    # the sender and receiver depend on the addresses and the MAC alone: the plan remembers the
-    # last answer of each pair's cache slot
-    cdef PairSlot* ps = pair_slot(p, l3, sh, sl, dh, dl, mac)
-    if ps.used and ps.sl == sl and ps.dl == dl and ps.sh == sh and ps.dh == dh and ps.mac == mac and ps.l3 == l3:
-        s = ps.s; r = ps.r
-    else:
-        choose(p, l3, sh, sl, dh, dl, mac, S, R, &s, &r)
-        ps.used = 1; ps.l3 = l3; ps.sh = sh; ps.sl = sl; ps.dh = dh; ps.dl = dl; ps.mac = mac
-        ps.s = s; ps.r = r
+    # the sender and receiver depend on the addresses and the MAC alone. Most addresses denote one
+    # endpoint, found in the exact-address table (small: in the cache), and then the pair is those
+    # two (choose); else the plan remembers the last answer of each pair's cache slot.
+    cdef PairSlot* ps
+    if not (mac_lookup(p, mac) < 0 and single(p, l3, sh, sl, &s) and single(p, l3, dh, dl, &r)):
+        ps = pair_slot(p, l3, sh, sl, dh, dl, mac)
+        if ps.used and ps.sl == sl and ps.dl == dl and ps.sh == sh and ps.dh == dh and ps.mac == mac and ps.l3 == l3:
+            s = ps.s; r = ps.r
+        else:
+            choose(p, l3, sh, sl, dh, dl, mac, S, R, &s, &r)
+            ps.used = 1; ps.l3 = l3; ps.sh = sh; ps.sl = sl; ps.dh = dh; ps.dl = dl; ps.mac = mac
+            ps.s = s; ps.r = r
     snic = s.idx if s.kind == K_NIC else -1
     rnic = r.idx if r.kind == K_NIC else -1
     if s.kind == K_LB and r.kind != K_LB:
@@ -800,6 +822,8 @@ cdef class Dataplane:
     cdef int64_t* hits_ptr  # hits' data: [rule * 3 + direction]; rule < n_rules by construction
     cdef public uint32_t next_serial  # CtKey.serial of the next insertion (public: tests start it near the wrap)
     cdef FlowSlot* flows  # the flow cache (run): direct-mapped, a slot simply overwritten
+    cdef void* spare  # the connection table's block before it last grew (spare_size bytes), kept for
+    cdef size_t spare_size  # the flow cache, which then needs just that size (size_flows), or NULL
     cdef uint64_t flow_mask  # its slots - 1
     cdef object flow_plan  # the plan the flow cache's early verdicts and stage paths are of
     # Whether run uses the flow cache: a batch in which fewer than half its lookups hit turns it off
@@ -828,6 +852,8 @@ cdef class Dataplane:
         if sizeof(FlowSlot) != 128:
             raise AssertionError("FlowSlot must be 128 bytes")
         self.flows = NULL
+        self.spare = NULL
+        self.spare_size = 0
         self.flow_mask = 0
         self.flow_plan = None
         self.flow_on = True
@@ -849,6 +875,7 @@ cdef class Dataplane:
         release(self.slots, self.cap * sizeof(CtSlot))
         free(self.frags)
         release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
+        release(self.spare, self.spare_size)
 
     def __len__(self):
         return self.count
@@ -900,7 +927,16 @@ cdef class Dataplane:
                 while new[t].used:
                     t = (t + 1) & mask
                 new[t] = old[j]
-        release(old, old_cap * sizeof(CtSlot))
+        # the old block is just the size of the flow cache the new table calls for (a quarter as many
+        # slots of twice the size): kept for it, it is memory already there — fresh memory has to
+        # be zeroed by the kernel page by page, on some machines slower than the lookups it serves
+        release(self.spare, self.spare_size)
+        self.spare = NULL
+        if old_cap * sizeof(CtSlot) >= HUGE:
+            self.spare = old
+            self.spare_size = old_cap * sizeof(CtSlot)
+        else:
+            release(old, old_cap * sizeof(CtSlot))
         self.cursor = 0
         # every entry moved: what the flow cache remembers of them is stale (the serials say so)
         # and the cache, now too small, is made anew — when it is in use; else by the next run
@@ -919,7 +955,13 @@ cdef class Dataplane:
             n <<= 1
         if self.flows != NULL and <uint64_t>n == self.flow_mask + 1:
             return 0
-        fresh = <FlowSlot*>zeroed(n * sizeof(FlowSlot), 128, False)
+        if self.spare != NULL and self.spare_size == n * sizeof(FlowSlot):
+            # the table's old block (ct_grow; on a HUGE boundary, so 128-byte aligned)
+            fresh = <FlowSlot*>self.spare
+            memset(fresh, 0, self.spare_size)
+            self.spare = NULL
+        else:
+            fresh = <FlowSlot*>zeroed(n * sizeof(FlowSlot), 128, False)
         if fresh == NULL:
             with gil:
                 raise MemoryError()
@@ -1280,8 +1322,6 @@ cdef class Dataplane:
                         else:
                             self.prefetch_rows(p, l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
                                                dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
-                            prefetch(pair_slot(p, l3[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
-                                               dst_lo[ahead], src_mac[ahead]))
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
@@ -1749,13 +1789,13 @@ cdef int32_t classify_groups(Plan p, const Pkt* pk, const View* v, int32_t nic, 
         dp = dport
     else:
         dp = 0
-    # t < number of tables and the row < that table's rows: built so by fast.py
+    # t < number of tables and the row < len(sg_rule): built so by fast.py (and checked, _check_plan)
     row = tuple_lookup(&p.sg_views[t], pk.l3, peer_hi, peer_lo, 0, gen, sp, dp, pk.proto)
     if row < 0:
         allow[0] = False
         return -1
-    allow[0] = p.sg_allow[p.sg_off[t] + row] != 0
-    return p.sg_rule[p.sg_off[t] + row]
+    allow[0] = p.sg_allow[row] != 0
+    return p.sg_rule[row]
 
 
 cdef int32_t classify_acl(Plan p, const Pkt* pk, const View* v, int32_t nic, uint8_t direction, uint16_t dport,

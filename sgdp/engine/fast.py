@@ -83,7 +83,7 @@ class _StoreTable:
     classifier chains the segments' classifiers (``sgdp._fastmatch.chain``), each compiled once
     however many tables use it; no RuleTable is kept (the store goes once everything is built)."""
 
-    __slots__ = ("rows", "segments", "row_rule", "row_allow", "compiled")
+    __slots__ = ("rows", "segments", "row_rule", "row_allow", "compiled", "walk_compiled")
 
     def __init__(self, store: "_RuleRows", segments: list[tuple]):
         self.segments = segments  # segment keys (group, kind, direction, version), in walk order
@@ -91,6 +91,7 @@ class _StoreTable:
         self.row_rule = store.row_rule[self.rows]
         self.row_allow = store.row_allow[self.rows]
         self.compiled = None  # the TupleClassifier, set by _RuleRows.build
+        self.walk_compiled = None  # the same, answering in the rows of every walk (_RuleRows.build)
 
     @property
     def nbytes(self) -> int:
@@ -190,6 +191,13 @@ class _RuleRows:
         rows = np.concatenate(parts + [np.zeros(0, np.int64)])
         compiled = dict(zip(keys, build_many(self.store, rows, offsets, ADDRESS_STEP, BUCKET_LIMIT)))
         self.compiled_bytes = sum(int(c.nbytes) for c in compiled.values())
+        # the rows of every compiled walk, laid end to end: what the dataplane's tables answer in
+        # (walk_compiled), so that a match names its rule and action through these two arrays, the
+        # size of the walks, rather than through per-table arrays the size of every table's rows
+        # (a hundred times larger on the benchmark topology: a cache miss for each classification)
+        base = dict(zip(keys, offsets[:-1].tolist()))
+        self.walk_rule = self.row_rule[rows]
+        self.walk_allow = self.row_allow[rows]
         empty = None
         for t in tables:
             used, starts, at = [], [], 0
@@ -203,11 +211,14 @@ class _RuleRows:
                 if empty is None:
                     empty = build_many(self.store, np.zeros(0, np.int64), np.zeros(2, np.int64), ADDRESS_STEP,
                                        BUCKET_LIMIT)[0]
-                t.compiled = empty
-            elif len(used) == 1 and starts[0] == 0:
+                t.compiled = t.walk_compiled = empty
+                continue
+            if len(used) == 1 and starts[0] == 0:
                 t.compiled = used[0]
             else:
                 t.compiled = chain(used, np.array(starts, np.int64))
+            t.walk_compiled = chain(used, np.array([base[key] for key in t.segments if len(self.segments[key])],
+                                                   np.int64), ordered=False)
 
 
 def _within(count: np.ndarray) -> np.ndarray:
@@ -319,6 +330,8 @@ class FastEngine:
         self._compiled_bytes = store.compiled_bytes  # the segments' classifiers, each counted once
         self.nic_table = nic_table
         self._sg_compiled = [t.compiled for t in self.sg_tables]
+        self._sg_walks = [t.walk_compiled for t in self.sg_tables]
+        self._walk_rule, self._walk_allow = store.walk_rule, store.walk_allow
         self.acl_tables: list[_Table] = []
         acl_ids = {name: j for j, name in enumerate(topo.network_acls)}
         acl_table = np.zeros((max(len(acl_ids), 1), 3), np.int32)
@@ -339,11 +352,13 @@ class FastEngine:
 
         a: dict[str, Any] = {"nic_sg": self.nic_table.reshape(-1).astype(np.int32),
                              "acl_way": self.acl_table.reshape(-1).astype(np.int32)}
-        a["sg_off"], a["sg_rule"], a["sg_allow"] = rows(self.sg_tables)
+        # the security-group tables answer in the rows of every group walk (_RuleRows.build)
+        a["sg_rule"] = self._walk_rule.astype(np.int32)
+        a["sg_allow"] = self._walk_allow.astype(np.uint8)
         a["acl_off"], a["acl_rule"], a["acl_allow"] = rows(self.acl_tables)
         a["rule_group"] = self.rule_group
         a["acl_group"] = self.acl_group
-        a["sg_classifiers"] = self._sg_compiled
+        a["sg_classifiers"] = self._sg_walks
         a["acl_classifiers"] = self._acl_compiled
         return a
 
@@ -598,8 +613,10 @@ def _check_plan(a: dict[str, Any], n_nic: int, n_vpc: int, n_rules: int) -> None
     within("acl_way", max(n_acl, 1))
     within("sg_rule", max(n_rules, 1))
     within("acl_rule", max(n_rules, 1))
-    if len(a["sg_off"]) != n_sg + 1 or len(a["acl_off"]) != n_acl + 1:
+    if len(a["acl_off"]) != n_acl + 1:
         raise AssertionError("plan: table offsets do not match the tables")
+    if len(a["sg_allow"]) != len(a["sg_rule"]) or any(c.n_rules > len(a["sg_rule"]) for c in a["sg_classifiers"]):
+        raise AssertionError("plan: a security-group table answers past its rows")
     for k, v in a.items():
         if isinstance(v, np.ndarray):
             a[k] = np.ascontiguousarray(v)

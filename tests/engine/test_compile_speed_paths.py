@@ -195,6 +195,76 @@ def test_chained_parts_answer_as_one_table(data):
     same_answers(chained, FastClassifier(table), table, Headers.from_tuples(data.draw(headers_for(rule_list))))
 
 
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_unordered_chain_answers_the_first_part_with_a_match_at_its_offset(data):
+    """chain(..., ordered=False): parts placed anywhere in one row space (in any order, with gaps)
+    answer as the same parts chained in order, each answer moved from the part's place in the
+    ordered chain to its place in that space: the first part (in the order given) with a match wins."""
+    from sgdp._fastmatch import build_many, chain
+
+    rule_list = data.draw(st.lists(rules(), min_size=1, max_size=40))
+    table = RuleTable.from_rules(rule_list)
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(rule_list)), max_size=4))) | {0, len(rule_list)})
+    parts = [(a, b) for a, b in zip(cuts, cuts[1:]) if b > a]
+    built = build_many(table, np.arange(len(rule_list), dtype=np.int64),
+                       np.array([0] + [b for _, b in parts], np.int64), 16, 16)
+    ordered = chain(built, np.array([a for a, _ in parts], np.int64))
+    # each part somewhere in a larger space: shuffled, with a gap before each
+    order = data.draw(st.permutations(range(len(parts))))
+    place, at = {}, 0
+    for k in order:
+        at += data.draw(st.integers(0, 5))
+        place[k] = at
+        at += parts[k][1] - parts[k][0]
+    spread = chain(built, np.array([place[k] for k in range(len(parts))], np.int64), ordered=False)
+    assert spread.n_rules == max(place[k] + b - a for k, (a, b) in enumerate(parts))
+    h = Headers.from_tuples(data.draw(headers_for(rule_list)))
+    want = np.empty(len(h), np.int32)
+    got = np.empty(len(h), np.int32)
+    if len(h):
+        ordered.classify(h.l3, h.src_hi, h.src_lo, h.dst_hi, h.dst_lo, h.sport, h.dport, h.proto, want)
+        spread.classify(h.l3, h.src_hi, h.src_lo, h.dst_hi, h.dst_lo, h.sport, h.dport, h.proto, got)
+    for w, g in zip(want.tolist(), got.tolist()):
+        if w < 0:
+            assert g == -1
+        else:
+            k = next(k for k, (a, b) in enumerate(parts) if a <= w < b)
+            assert g == place[k] + w - parts[k][0]
+
+
+def test_the_dataplane_tables_name_the_rules_of_the_engine_tables():
+    """The security-group tables the dataplane reads answer in the rows of every group walk; the
+    rule and action they name are those the NIC table's own classifier names by its rows."""
+    from sgdp.capture.synth import generated_topology
+    from sgdp.engine.fast import FastEngine
+    from sgdp.topology.model import topology_from_data
+
+    pytest.importorskip("sgdp.engine._dataplane")
+    topo = topology_from_data(generated_topology(instances=24, groups=6, rules_per_group=20), "t")
+    engine = FastEngine(topo)
+    rng = np.random.default_rng(5)
+    n = 4000
+    h = Headers(l3=np.full(n, 4, np.uint8), src_hi=np.zeros(n, np.uint64),
+                src_lo=np.where(rng.random(n) < 0.5, rng.integers(0x0A000000, 0x0A0003FF, n),
+                                rng.integers(0, 1 << 32, n)).astype(np.uint64),
+                dst_hi=np.zeros(n, np.uint64), dst_lo=rng.integers(0, 2, n).astype(np.uint64),
+                sport=np.zeros(n, np.uint16), dport=rng.integers(0, 1200, n).astype(np.uint16),
+                proto=rng.choice(np.array([1, 6, 17], np.uint8), n))
+    matched = 0
+    for t in engine.sg_tables:
+        want = np.empty(n, np.int32)
+        got = np.empty(n, np.int32)
+        t.compiled.classify(h.l3, h.src_hi, h.src_lo, h.dst_hi, h.dst_lo, h.sport, h.dport, h.proto, want)
+        t.walk_compiled.classify(h.l3, h.src_hi, h.src_lo, h.dst_hi, h.dst_lo, h.sport, h.dport, h.proto, got)
+        assert ((want < 0) == (got < 0)).all()
+        hit = want >= 0
+        assert (t.row_rule[want[hit]] == engine._walk_rule[got[hit]]).all()
+        assert (t.row_allow[want[hit]] == engine._walk_allow[got[hit]]).all()
+        matched += int(hit.sum())
+    assert matched > 1000
+
+
 def test_chain_rejects_overlapping_offsets_and_chains():
     from sgdp._fastmatch import build_many, chain
     from sgdp.engine.compiler import Rule
