@@ -28,6 +28,7 @@ from sgdp.pipeline.executors import engine_spec, make_executor
 from sgdp.pipeline.writers import FORMATS, Summary, VerdictWriter, read_verdict_file
 
 MAX_DIFFERENCES = 10
+FIRST_BATCH = 4096  # rows of a replay's first batch (the others: batch_size)
 
 
 @dataclass
@@ -105,9 +106,11 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         bar = _progress_bar(captures) if progress else None
         index = 0
         try:
+            # a short first batch: the engine starts on it while the reader reads on (the reader
+            # and the engine overlap from the first milliseconds instead of after a whole batch)
             for batch, (vb,) in executor.run(read_batches(captures, batch_size, keep_frames=split,
                                                       tees=failures.tees(captures) if failures is not None else None,
-                                                      blocks=executor.blocks)):
+                                                      blocks=executor.blocks, first_batch=FIRST_BATCH)):
                 if PHASES is not None and "first_packet" not in PHASES:
                     _mark("first_packet")
                 summary.add(vb, batch)
