@@ -54,6 +54,15 @@ def _mark(name: str) -> None:
         PHASES[name] = time.time()
 
 
+def _marked(batches: Iterator[CaptureBatch]) -> Iterator[CaptureBatch]:
+    """The batches, the time of the first one's arrival marked as ``first_packet`` (the end of the
+    start-up: the first packets are there for the engine; in whichever thread reads them)."""
+    for batch in batches:
+        if PHASES is not None and "first_packet" not in PHASES:
+            _mark("first_packet")
+        yield batch
+
+
 def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdicts: str = "csv",
            split: bool = False, engine_name: str | None = None, expect: str | None = None,
            progress: bool = False, batch_size: int = 1 << 16, timeline: str | None = None,
@@ -108,11 +117,9 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         try:
             # a short first batch: the engine starts on it while the reader reads on (the reader
             # and the engine overlap from the first milliseconds instead of after a whole batch)
-            for batch, (vb,) in executor.run(read_batches(captures, batch_size, keep_frames=split,
-                                                      tees=failures.tees(captures) if failures is not None else None,
-                                                      blocks=executor.blocks, first_batch=FIRST_BATCH)):
-                if PHASES is not None and "first_packet" not in PHASES:
-                    _mark("first_packet")
+            for batch, (vb,) in executor.run(_marked(read_batches(
+                    captures, batch_size, keep_frames=split, tees=failures.tees(captures) if failures is not None else None,
+                    blocks=executor.blocks, first_batch=FIRST_BATCH))):
                 summary.add(vb, batch)
                 summary.note_unmodelled(batch, vb)
                 writer.write(batch, vb)
