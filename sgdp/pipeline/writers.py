@@ -112,17 +112,10 @@ class VerdictWriter:
             self._index += n
             return
         if self.fmt == "parquet":
-            # As for the text formats: the Arrow table is made and written in the background thread,
-            # from its own copy of the columns (8 + 15 bytes a row), while the caller evaluates the
-            # next batch. The codes are checked here, so a bad one is raised by this call.
-            self._arrow_names_made()
-            _check_codes(vb, len(batch["ts"]), [size for _, _, size in self._arrow_names])
-            cols = (np.array(batch["ts"], np.float64), vb.verdict.copy(), vb.reason.copy(), vb.instance.copy(),
-                    vb.direction.copy(), vb.group.copy(), vb.rule.copy())
-            first = self._index
+            table = self._arrow_table(batch["ts"], vb)
             self._index += n
             self._wait()
-            self._pending = self._writer().submit(self._table_and_write, first, cols)
+            self._pending = self._writer().submit(self._write_parquet, table)
             return
         sec, nsec = _seconds(batch)
         _check_codes(vb, len(sec), [len(t[1]) - 1 for t in self._tables])
@@ -149,22 +142,8 @@ class VerdictWriter:
         size = _report.format_rows(self.fmt == "jsonl", first, *cols, self._tables, self._row_bound, self._buf)
         self._fh.write(memoryview(self._buf)[:size])
 
-    def _table_and_write(self, first: int, cols: tuple) -> None:
-        self._write_parquet(self._arrow_table(first, cols[0], cols[1:]))
-
-    def _arrow_names_made(self) -> None:
-        """Per name column: its names as an Arrow string array, each once (a dictionary with a name
-        twice would make the writer fall back to plain strings) and the empty one among them; the
-        code of the empty name (-1's); how many codes the column may hold."""
-        if self._arrow_names is None:
-            self._arrow_names = tuple(
-                (_arrow_strings(t if "" in t else t + [""]), t.index("") if "" in t else len(t), len(t))
-                for t in (list(n) for n in (VERDICTS, REASONS, self.instances[:-1], DIRECTIONS, self.groups[:-1],
-                                            self.rules[:-1])))
-
-    def _arrow_table(self, first: int, ts: np.ndarray, codes: tuple):
-        """Rows ``first``... as an Arrow table of the same columns as ``columns`` (``codes``: the
-        verdict, reason, instance, direction, group and rule codes, checked): each name column a
+    def _arrow_table(self, ts: np.ndarray, vb: VerdictBatch):
+        """The batch as an Arrow table of the same columns as ``columns``: each name column a
         dictionary array, its codes over the name table (no string per row: the Parquet writer
         takes the codes as they are instead of hashing every name). A name table much longer than
         the batch is first cut to the names the batch uses, so that a row group's dictionary page
@@ -177,9 +156,19 @@ class VerdictWriter:
         if _ARROW_POOL is None:
             # the system allocator gives pages back; Arrow's default pool keeps tens of MB cached
             _ARROW_POOL = pa.system_memory_pool()
-        self._arrow_names_made()
-        n = len(ts)
-        cols = [_arrow_numbers(np.arange(first, first + n, dtype=np.int64)), _arrow_numbers(ts)]
+        if self._arrow_names is None:
+            # per name column: its names, each once (a dictionary with a name twice would make the
+            # writer fall back to plain strings) and the empty one among them; the code of the
+            # empty name (-1's); how many codes the column may hold
+            self._arrow_names = tuple(
+                (_arrow_strings(t if "" in t else t + [""]), t.index("") if "" in t else len(t), len(t))
+                for t in (list(n) for n in (VERDICTS, REASONS, self.instances[:-1], DIRECTIONS, self.groups[:-1],
+                                            self.rules[:-1])))
+        codes = (vb.verdict, vb.reason, vb.instance, vb.direction, vb.group, vb.rule)
+        _check_codes(vb, len(ts), [size for _, _, size in self._arrow_names])
+        n = len(vb)
+        cols = [_arrow_numbers(np.arange(self._index, self._index + n, dtype=np.int64)),
+                _arrow_numbers(np.array(ts, np.float64))]
         for code, (table, empty, _) in zip(codes, self._arrow_names):
             idx = code.astype(np.int32)
             idx[idx < 0] = empty  # -1: the empty name
