@@ -880,6 +880,11 @@ cdef class Dataplane:
     def __len__(self):
         return self.count
 
+    @property
+    def capacity(self):
+        """Slots of the connection table (a power of two; it doubles when half full)."""
+        return self.cap
+
     # -- the connection table --------------------------------------------------------------
 
     cdef inline Py_ssize_t ct_find(self, const CtKey* k) noexcept nogil:

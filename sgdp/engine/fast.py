@@ -104,7 +104,8 @@ class _StoreTable:
 # subnet keeps a tuple of its own instead of joining a /16 one, so the benchmark capture's lookups
 # probe fewer tuples (1.66 against 1.74) and compare fewer rules (3.4 against 3.9) per walk; the
 # uniform capture's packet phase 2-3 % faster in two A/B runs, the 6,000-instance limits topology's
-# compile 7 % slower (benchmarks/README.md).
+# compile 7 % slower (benchmarks/README.md). Measured on IPv4 walks: an IPv6 walk may now spread
+# over more prefix levels (tuples past the 63rd share the filter's last bit and are probed in turn).
 WALK_ADDRESS_STEP = 8
 
 

@@ -28,7 +28,7 @@ from sgdp.pipeline.executors import engine_spec, make_executor
 from sgdp.pipeline.writers import FORMATS, Summary, VerdictWriter, read_verdict_file
 
 MAX_DIFFERENCES = 10
-FIRST_BATCH = 4096  # rows of a replay's first batch (the others: batch_size)
+FIRST_BATCH = 4096  # rows of a replay's first batch; each next one twice as many, up to batch_size
 
 
 @dataclass
