@@ -483,12 +483,11 @@ cdef bint bypass_listener_to(Plan p, int32_t nic, uint8_t proto, uint16_t port) 
     return False
 
 
-cdef void choose(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl, int64_t mac,
+cdef void choose(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl, int32_t m,
                  Endpoint* S, Endpoint* R, Endpoint* s, Endpoint* r) noexcept nogil:
     """reference._sender_candidates, _candidates and _choose: the first (sender, receiver) pair with
-    a path, else the first pair."""
+    a path, else the first pair (``m``: mac_lookup of the sender's MAC)."""
     cdef int ns, nr, a, b, k
-    cdef int32_t m = mac_lookup(p, mac)
     cdef bint found
     ns = candidates(p, l3, sh, sl, S)
     if m >= 0:
@@ -549,12 +548,13 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
     # endpoint, found in the exact-address table (small: in the cache), and then the pair is those
     # two (choose); else the plan remembers the last answer of each pair's cache slot.
     cdef PairSlot* ps
-    if not (mac_lookup(p, mac) < 0 and single(p, l3, sh, sl, &s) and single(p, l3, dh, dl, &r)):
+    cdef int32_t m = mac_lookup(p, mac)
+    if not (m < 0 and single(p, l3, sh, sl, &s) and single(p, l3, dh, dl, &r)):
         ps = pair_slot(p, l3, sh, sl, dh, dl, mac)
         if ps.used and ps.sl == sl and ps.dl == dl and ps.sh == sh and ps.dh == dh and ps.mac == mac and ps.l3 == l3:
             s = ps.s; r = ps.r
         else:
-            choose(p, l3, sh, sl, dh, dl, mac, S, R, &s, &r)
+            choose(p, l3, sh, sl, dh, dl, m, S, R, &s, &r)
             ps.used = 1; ps.l3 = l3; ps.sh = sh; ps.sl = sl; ps.dh = dh; ps.dl = dl; ps.mac = mac
             ps.s = s; ps.r = r
     snic = s.idx if s.kind == K_NIC else -1
@@ -1327,6 +1327,11 @@ cdef class Dataplane:
                         else:
                             self.prefetch_rows(p, l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
                                                dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
+                            if src_mac[ahead] >= 0:
+                                # a frame's MAC mostly names its NIC: such rows are resolved through
+                                # the endpoint-pair cache (resolve_one), whose slot is asked for here
+                                prefetch(pair_slot(p, l3[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
+                                                   dst_lo[ahead], src_mac[ahead]))
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE
