@@ -190,7 +190,7 @@ def run_replay_process(topology: str, capture: str, out_dir: str, engine: str = 
 
     Returns ``wall_s`` (start to exit), ``phases`` (seconds from process start to the end of each
     phase: ``loaded`` = topology file parsed, ``validated``, ``compiled`` = engine ready,
-    ``first_packet`` = the first batch (4,096 packets) read, ready for the engine — the start-up —, ``packets_done``,
+    ``first_packet`` = the first batch read, ready for the engine — the start-up —, ``packets_done``,
     ``exit``), ``packets``, ``packet_phase_mpps`` (packets over the time from the first packet to
     the last one written), ``mpps_wall`` (packets over the whole wall time) and ``peak_rss_mb`` (the
     child's own high-water mark, VmHWM). ``env`` and ``cwd``: the child's environment and working

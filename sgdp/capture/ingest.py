@@ -332,21 +332,14 @@ class CaptureReader:
     """
 
     def __init__(self, path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, read_size: int = READ_SIZE,
-                 keep_frames: bool = False, tee: BinaryIO | None = None, blocks: BlockPool | None = None,
-                 first_batch: int | None = None):
+                 keep_frames: bool = False, tee: BinaryIO | None = None, blocks: BlockPool | None = None):
         """``path`` may be ``-`` (standard input) or a FIFO: read as a stream. ``keep_frames``: every
         batch carries its frames (``batch.frame(i)``), so nothing has to read the capture again;
         ``tee``: a file that gets a copy of every byte read (to read a stream a second time);
         ``blocks``: where the batches' columns go (a :class:`BlockPool` of ``batch_size`` rows;
-        default: a pool of this reader's own); ``first_batch``: the first batch has at most this
-        many rows and each next one twice as many up to ``batch_size`` (a consumer that works while
-        the reader reads on starts sooner, and has the next batch by the time it is done)."""
+        default: a pool of this reader's own)."""
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if first_batch is not None and (isinstance(first_batch, bool) or not isinstance(first_batch, int)
-                                        or first_batch < 1):
-            raise ValueError(f"first_batch must be a positive integer, got {first_batch!r}")
-        self.first_batch = min(first_batch or batch_size, batch_size)
         if isinstance(read_size, bool) or not isinstance(read_size, int) or read_size < 1:
             raise ValueError(f"read_size must be a positive integer, got {read_size!r}")
         self.path = os.fspath(path)
@@ -398,13 +391,10 @@ class CaptureReader:
         self._started = True
         return self._batches()
 
-    def _new_batch(self, rows: int | None = None) -> tuple[_ingest.Batch, dict[str, np.ndarray]]:
-        """Columns for the next batch (of ``rows`` rows when given, else ``batch_size``)."""
+    def _new_batch(self) -> tuple[_ingest.Batch, dict[str, np.ndarray]]:
         if self._blocks is None:
             self._blocks = BlockPool(self.batch_size)
         cols = self._blocks.columns()
-        if rows is not None and rows < self.batch_size:
-            cols = {k: v[:rows] for k, v in cols.items()}
         return _ingest.Batch(cols), cols
 
     def _emit(self, batch: _ingest.Batch, cols: dict[str, np.ndarray]) -> CaptureBatch:
@@ -441,8 +431,7 @@ class CaptureReader:
         start = end = 0
         self._base = 0          # file offset of buf[0]
         eof = False
-        rows = self.first_batch  # rows of the next batch: from first_batch, doubling up to batch_size
-        batch, cols = self._new_batch(rows)
+        batch, cols = self._new_batch()
         self._parts: list[bytes] = []
         self._kept = 0
         self._pos = np.empty(self.batch_size if self.keep_frames else 0, np.int64)
@@ -454,8 +443,7 @@ class CaptureReader:
                     self._keep(buf, cols, n0, batch.n)
                 if code == _R_FULL:
                     yield self._emit(batch, cols)
-                    rows = min(2 * rows, self.batch_size)
-                    batch, cols = self._new_batch(rows)
+                    batch, cols = self._new_batch()
                 elif code == _R_NEED:
                     need = parser.need
                     if start:                       # keep the unread tail at the front
@@ -486,28 +474,24 @@ class CaptureReader:
 
 
 def open_capture(path: str | os.PathLike, batch_size: int = DEFAULT_BATCH_SIZE, keep_frames: bool = False,
-                 tee: BinaryIO | None = None, blocks: BlockPool | None = None,
-                 first_batch: int | None = None) -> CaptureReader:
+                 tee: BinaryIO | None = None, blocks: BlockPool | None = None) -> CaptureReader:
     """Open a pcap or pcapng file (``-``: standard input; a FIFO) for streaming; iterate the result for
     :class:`CaptureBatch` es."""
-    return CaptureReader(path, batch_size, keep_frames=keep_frames, tee=tee, blocks=blocks, first_batch=first_batch)
+    return CaptureReader(path, batch_size, keep_frames=keep_frames, tee=tee, blocks=blocks)
 
 
 def read_batches(paths: Iterable[str | os.PathLike] | str | os.PathLike,
                  batch_size: int = DEFAULT_BATCH_SIZE, keep_frames: bool = False,
-                 tees: dict[str, BinaryIO] | None = None, blocks: BlockPool | None = None,
-                 first_batch: int | None = None) -> Iterator[CaptureBatch]:
+                 tees: dict[str, BinaryIO] | None = None, blocks: BlockPool | None = None) -> Iterator[CaptureBatch]:
     """The batches of several captures, one file after the other (a batch never spans two files).
 
     ``keep_frames``: each batch carries its frames; ``tees``: capture path -> a file that gets a
     copy of the bytes read from it; ``blocks``: where the columns go (:class:`BlockPool`; the
-    executors' ``blocks``); ``first_batch``: the first batch of the first capture has at most this
-    many rows (CaptureReader)."""
+    executors' ``blocks``)."""
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [os.fspath(p) for p in paths]
     check_captures(paths)
-    for k, path in enumerate(paths):
-        with open_capture(path, batch_size, keep_frames, (tees or {}).get(path), blocks,
-                          first_batch if k == 0 else None) as capture:
+    for path in paths:
+        with open_capture(path, batch_size, keep_frames, (tees or {}).get(path), blocks) as capture:
             yield from capture

@@ -28,7 +28,6 @@ from sgdp.pipeline.executors import engine_spec, make_executor
 from sgdp.pipeline.writers import FORMATS, Summary, VerdictWriter, read_verdict_file
 
 MAX_DIFFERENCES = 10
-FIRST_BATCH = 4096  # rows of a replay's first batch; each next one twice as many, up to batch_size
 
 
 @dataclass
@@ -115,11 +114,9 @@ def replay(topology: str, captures: list[str], out_dir: str = "sgdp-out", verdic
         bar = _progress_bar(captures) if progress else None
         index = 0
         try:
-            # a short first batch: the engine starts on it while the reader reads on (the reader
-            # and the engine overlap from the first milliseconds instead of after a whole batch)
             for batch, (vb,) in executor.run(_marked(read_batches(
                     captures, batch_size, keep_frames=split, tees=failures.tees(captures) if failures is not None else None,
-                    blocks=executor.blocks, first_batch=FIRST_BATCH))):
+                    blocks=executor.blocks))):
                 summary.add(vb, batch)
                 summary.note_unmodelled(batch, vb)
                 writer.write(batch, vb)

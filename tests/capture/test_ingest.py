@@ -896,26 +896,6 @@ def test_batch_and_read_sizes_do_not_change_the_result(tmp_path, batch_size, rea
         read(tmp_path, ng, batch_size=4096, name="c.pcapng")
 
 
-def test_a_short_first_batch_changes_only_where_the_batches_end(tmp_path):
-    """read_batches(first_batch=N) (what a replay reads with): the first batch of the first
-    capture has N rows, each next one twice as many up to batch_size (the second capture's
-    batch_size from the start), and the rows are those of any other cut."""
-    from sgdp.capture import read_batches
-
-    data = mixed_capture()
-    ref = read(tmp_path, data, batch_size=4096)
-    first = write(tmp_path, data, "a.pcap")
-    second = write(tmp_path, data, "b.pcap")
-    batches = list(read_batches([first, second], 64, first_batch=10))
-    assert [len(b) for b in batches] == [10, 20, 40] + [64] * 3 + [38] + [64] * 4 + [44]
-    rows = [{k: b[k][i].item() for k in PACKET_COLUMNS} for b in batches for i in range(len(b))]
-    assert rows == [{k: r[k] for k in PACKET_COLUMNS} for r in ref] * 2
-    assert [b.first for b in batches[:4]] == [0, 10, 30, 70]
-    assert [len(b) for b in read_batches(first, 64, first_batch=1000)] == [64] * 4 + [44]
-    with pytest.raises(ValueError, match="first_batch"):
-        CaptureReader(first, 64, first_batch=0)
-
-
 def test_memory_does_not_grow_with_the_file(tmp_path):
     frame = eth(ipv4(tcp(payload=b"m" * 60)))
     rec = struct.pack("<IIII", 1, 0, len(frame), len(frame)) + frame

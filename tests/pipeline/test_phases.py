@@ -31,8 +31,8 @@ def test_phases_are_marked_in_order(tmp_path, phases):
 
 
 def test_the_first_packet_is_marked_before_the_engine_evaluates_it(tmp_path, phases, monkeypatch):
-    """A replay's first batch is short (FIRST_BATCH rows, then twice as many each) and the start-up
-    ends when it has been read: the engine's first call comes after the mark."""
+    """The start-up ends when the first batch has been read: the engine's first call comes after
+    the mark, so the packet phase holds the evaluation of every packet."""
     import yaml
 
     pytest.importorskip("sgdp.engine._dataplane")
@@ -40,7 +40,7 @@ def test_the_first_packet_is_marked_before_the_engine_evaluates_it(tmp_path, pha
     path = tmp_path / "topology.yaml"
     path.write_text(yaml.safe_dump(topo))
     capture = tmp_path / "c.pcap"
-    write_pcap(str(capture), generated_traffic(topo, packets=3 * run.FIRST_BATCH, flows=50))
+    write_pcap(str(capture), generated_traffic(topo, packets=5000, flows=50))
     calls: list[tuple[int, bool]] = []
     process = FastEngine.process
 
@@ -49,6 +49,6 @@ def test_the_first_packet_is_marked_before_the_engine_evaluates_it(tmp_path, pha
         return process(self, batch)
 
     monkeypatch.setattr(FastEngine, "process", spy)
-    run.replay(str(path), [str(capture)], str(tmp_path / "out"), verdicts="none", engine_name="fast")
-    assert calls[0] == (run.FIRST_BATCH, True)
-    assert [n for n, _ in calls] == [run.FIRST_BATCH, 2 * run.FIRST_BATCH]
+    run.replay(str(path), [str(capture)], str(tmp_path / "out"), verdicts="none", engine_name="fast",
+               batch_size=2000)
+    assert calls == [(2000, True), (2000, True), (1000, True)]

@@ -411,13 +411,6 @@ def test_batches_read_into_shared_memory_and_copied_ones_mix(tmp_path, monkeypat
         got, state = _columns(ex, read_batches([pcap], 300, blocks=ex.blocks))  # streamed: blocks reused
     assert got == want and state == want_state
     assert len(where) == 20 and -1 not in where, where
-    where.clear()
-    with make_executor([EngineSpec(topo, "fast")], 2, batch_size=300) as ex:
-        # a replay's short first batches (first_batch: 40, 80, 160 rows, then 300): views of the
-        # start of a shared block, read in place as well
-        got, state = _columns(ex, read_batches([pcap], 300, blocks=ex.blocks, first_batch=40))
-    assert got == want and state == want_state
-    assert len(where) == 3 + 20 and -1 not in where, where  # 40 + 80 + 160, then 19 of 300 and one of 20
 
 
 def test_a_shard_actor_runs_its_rows_where_they_lie(tmp_path):
