@@ -326,24 +326,30 @@ cdef inline bint in_range(uint8_t l3, uint64_t hi, uint64_t lo, uint8_t rl3, uin
     return True
 
 
+cdef inline const AddrSlot* addr_slot(Plan p, uint8_t l3, uint64_t hi, uint64_t lo) noexcept nogil:
+    """The exact-address table's slot of this address, or NULL."""
+    cdef uint64_t j = addr_hash(l3, hi, lo) & p.addr_mask
+    # the table is at most half full, so the probe ends at an empty slot
+    while p.addr_slots[j].count != 0:
+        if p.addr_slots[j].lo == lo and p.addr_slots[j].hi == hi and p.addr_slots[j].l3 == l3:
+            return &p.addr_slots[j]
+        j = (j + 1) & p.addr_mask
+    return NULL
+
+
 cdef int candidates(Plan p, uint8_t l3, uint64_t hi, uint64_t lo, Endpoint* out) noexcept nogil:
     """reference._candidates: every endpoint an address may denote, most specific first."""
     cdef Py_ssize_t k
     cdef int n = 0
-    cdef uint64_t j = addr_hash(l3, hi, lo) & p.addr_mask
-    cdef const AddrSlot* slot
-    # the table is at most half full, so the probe ends at an empty slot
-    while p.addr_slots[j].count != 0:
-        slot = &p.addr_slots[j]
-        if slot.lo == lo and slot.hi == hi and slot.l3 == l3:
-            # start/count were checked against len(c_kind) and MAXC by fast.py
-            for k in range(slot.start, slot.start + slot.count):
-                out[n].kind = p.c_kind[k]
-                out[n].how = p.c_how[k]
-                out[n].idx = p.c_idx[k]
-                n += 1
-            return n
-        j = (j + 1) & p.addr_mask
+    cdef const AddrSlot* slot = addr_slot(p, l3, hi, lo)
+    if slot != NULL:
+        # start/count were checked against len(c_kind) and MAXC by fast.py
+        for k in range(slot.start, slot.start + slot.count):
+            out[n].kind = p.c_kind[k]
+            out[n].how = p.c_how[k]
+            out[n].idx = p.c_idx[k]
+            n += 1
+        return n
     for k in range(p.sv_l3.shape[0]):
         if in_range(l3, hi, lo, p.sv_l3[k], p.sv_lo_hi[k], p.sv_lo_lo[k], p.sv_hi_hi[k], p.sv_hi_lo[k]):
             out[0].kind = K_SERVICE; out[0].how = H_NONE; out[0].idx = -1
@@ -366,17 +372,11 @@ cdef int candidates(Plan p, uint8_t l3, uint64_t hi, uint64_t lo, Endpoint* out)
 cdef inline bint single(Plan p, uint8_t l3, uint64_t hi, uint64_t lo, Endpoint* out) noexcept nogil:
     """Whether the address is in the exact-address table with one candidate (then candidates()
     gives just that one, put in ``out``)."""
-    cdef uint64_t j = addr_hash(l3, hi, lo) & p.addr_mask
-    cdef const AddrSlot* slot
-    while p.addr_slots[j].count != 0:
-        slot = &p.addr_slots[j]
-        if slot.lo == lo and slot.hi == hi and slot.l3 == l3:
-            if slot.count != 1:
-                return False
-            out.kind = slot.kind; out.how = slot.how; out.idx = slot.idx
-            return True
-        j = (j + 1) & p.addr_mask
-    return False
+    cdef const AddrSlot* slot = addr_slot(p, l3, hi, lo)
+    if slot == NULL or slot.count != 1:
+        return False
+    out.kind = slot.kind; out.how = slot.how; out.idx = slot.idx
+    return True
 
 
 cdef inline uint64_t eip_private(Plan p, uint64_t lo) noexcept nogil:
@@ -386,14 +386,11 @@ cdef inline uint64_t eip_private(Plan p, uint64_t lo) noexcept nogil:
     cdef uint64_t b = eip_bit(lo)
     if not (p.eip_filter[b >> 6] >> (b & 63)) & 1:
         return lo  # not an EIP (the filter has no false negatives)
-    cdef uint64_t j = addr_hash(4, 0, lo) & p.addr_mask
-    while p.addr_slots[j].count != 0:
-        if p.addr_slots[j].lo == lo and p.addr_slots[j].hi == 0 and p.addr_slots[j].l3 == 4:
-            for k in range(p.addr_slots[j].start, p.addr_slots[j].start + p.addr_slots[j].count):
-                if p.c_kind[k] == K_NIC and p.c_how[k] == H_EIP:
-                    return p.nic_ip[p.c_idx[k]]
-            return lo
-        j = (j + 1) & p.addr_mask
+    cdef const AddrSlot* slot = addr_slot(p, 4, 0, lo)
+    if slot != NULL:
+        for k in range(slot.start, slot.start + slot.count):
+            if p.c_kind[k] == K_NIC and p.c_how[k] == H_EIP:
+                return p.nic_ip[p.c_idx[k]]
     return lo
 
 
@@ -520,7 +517,7 @@ cdef inline uint64_t pair_hash(uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh
 
 cdef inline PairSlot* pair_slot(Plan p, uint8_t l3, uint64_t sh, uint64_t sl, uint64_t dh, uint64_t dl,
                                 int64_t mac) noexcept nogil:
-    """The endpoint-pair cache slot of these addresses and MAC (resolve_one; run prefetches it)."""
+    """The endpoint-pair cache slot of these addresses and MAC (resolve_one)."""
     return &p.pairs[pair_hash(l3, sh, sl, dh, dl, mac) & PAIR_MASK]
 
 
@@ -545,11 +542,16 @@ cdef void resolve_one(Plan p, const Pkt* pk, uint8_t status, int64_t mac, Endpoi
     v.lbform_lb = -1
     v.reply_nic = -1
     # the sender and receiver depend on the addresses and the MAC alone. Most addresses denote one
-    # endpoint, found in the exact-address table (small: in the cache), and then the pair is those
-    # two (choose); else the plan remembers the last answer of each pair's cache slot.
+    # endpoint, found in the exact-address table (small: in the cache), and then the pair is what
+    # choose() makes of those two: the sender is the NIC the MAC names, when it names one (the
+    # address's own endpoint if that is the NIC, else the NIC forwarding); else the plan remembers
+    # the last answer of each pair's cache slot.
     cdef PairSlot* ps
     cdef int32_t m = mac_lookup(p, mac)
-    if not (m < 0 and single(p, l3, sh, sl, &s) and single(p, l3, dh, dl, &r)):
+    if single(p, l3, sh, sl, &s) and single(p, l3, dh, dl, &r):
+        if m >= 0 and not (s.kind == K_NIC and s.idx == m):
+            s.kind = K_NIC; s.how = H_FORWARDED; s.idx = m
+    else:
         ps = pair_slot(p, l3, sh, sl, dh, dl, mac)
         if ps.used and ps.sl == sl and ps.dl == dl and ps.sh == sh and ps.dh == dh and ps.mac == mac and ps.l3 == l3:
             s = ps.s; r = ps.r
@@ -1327,11 +1329,7 @@ cdef class Dataplane:
                         else:
                             self.prefetch_rows(p, l3[ahead], proto[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
                                                dst_lo[ahead], sport[ahead], dport[ahead], icmp_id[ahead])
-                            if src_mac[ahead] >= 0:
-                                # a frame's MAC mostly names its NIC: such rows are resolved through
-                                # the endpoint-pair cache (resolve_one), whose slot is asked for here
-                                prefetch(pair_slot(p, l3[ahead], src_hi[ahead], src_lo[ahead], dst_hi[ahead],
-                                                   dst_lo[ahead], src_mac[ahead]))
+
                     if ts[i] > self.now:
                         self.now = ts[i]
                     row.instance = -1; row.group = -1; row.rule = -1; row.direction = D_NONE

@@ -79,24 +79,50 @@ class _Table:
 
 class _StoreTable:
     """A security-group table: the walk of a NIC's groups, each group's segment (its effective rules
-    of one direction and IP version) rows of the shared store (_RuleRows), laid end to end. Its
-    classifier chains the segments' classifiers (``sgdp._fastmatch.chain``), each compiled once
-    however many tables use it; no RuleTable is kept (the store goes once everything is built)."""
+    of one direction and IP version) rows of the shared store (_RuleRows), laid end to end. The
+    dataplane reads ``walk_compiled``: the segments' classifiers (each compiled once however many
+    tables use it) chained (``sgdp._fastmatch.chain``), answering in the rows of every walk
+    (_RuleRows.build). The table's own rows (``rows``, ``row_rule``, ``row_allow``) and a classifier
+    answering in them (``compiled``) are made when asked for, by what checks the tables against the
+    rules one by one; no RuleTable is kept (the store goes once everything is built)."""
 
-    __slots__ = ("rows", "segments", "row_rule", "row_allow", "compiled", "walk_compiled")
+    __slots__ = ("segments", "parts", "store_rule", "store_allow", "used", "starts", "walk_compiled",
+                 "_compiled")
 
     def __init__(self, store: "_RuleRows", segments: list[tuple]):
         self.segments = segments  # segment keys (group, kind, direction, version), in walk order
-        self.rows = np.concatenate([store.segment(*key) for key in segments] + [np.zeros(0, np.int64)])
-        self.row_rule = store.row_rule[self.rows]
-        self.row_allow = store.row_allow[self.rows]
-        self.compiled = None  # the TupleClassifier, set by _RuleRows.build
-        self.walk_compiled = None  # the same, answering in the rows of every walk (_RuleRows.build)
+        self.parts = [store.segment(*key) for key in segments]  # each segment's store rows
+        self.store_rule, self.store_allow = store.row_rule, store.row_allow
+        self.used: list = []  # the classifiers of its non-empty segments, and their first rows (build)
+        self.starts: list[int] = []
+        self.walk_compiled = None  # set by _RuleRows.build
+        self._compiled = None
 
     @property
-    def nbytes(self) -> int:
-        """Its row arrays; the compiled segments are counted once, by the engine."""
-        return self.rows.nbytes + self.row_rule.nbytes + self.row_allow.nbytes
+    def rows(self) -> np.ndarray:
+        return np.concatenate(self.parts + [np.zeros(0, np.int64)])
+
+    @property
+    def row_rule(self) -> np.ndarray:
+        return self.store_rule[self.rows]
+
+    @property
+    def row_allow(self) -> np.ndarray:
+        return self.store_allow[self.rows]
+
+    @property
+    def compiled(self):
+        """The table's classifier answering in its own rows (the segments chained in walk order)."""
+        from sgdp._fastmatch import chain
+
+        if self._compiled is None:
+            if not self.used:
+                self._compiled = self.walk_compiled  # the empty table
+            elif len(self.used) == 1 and self.starts[0] == 0:
+                self._compiled = self.used[0]
+            else:
+                self._compiled = chain(self.used, np.array(self.starts, np.int64))
+        return self._compiled
 
 
 # The address step of the group walks' tuples (build_tuple_space; ClassBench's measured best is 16):
@@ -210,25 +236,21 @@ class _RuleRows:
         self.walk_allow = self.row_allow[rows]
         empty = None
         for t in tables:
-            used, starts, at = [], [], 0
+            at, bases = 0, []
             for key in t.segments:
                 n = len(self.segments[key])
                 if n:
-                    used.append(compiled[key])
-                    starts.append(at)
+                    t.used.append(compiled[key])
+                    t.starts.append(at)
+                    bases.append(base[key])
                 at += n
-            if not used:  # no rule at all: an empty table
+            if not t.used:  # no rule at all: an empty table
                 if empty is None:
                     empty = build_many(self.store, np.zeros(0, np.int64), np.zeros(2, np.int64), WALK_ADDRESS_STEP,
                                        BUCKET_LIMIT)[0]
-                t.compiled = t.walk_compiled = empty
-                continue
-            if len(used) == 1 and starts[0] == 0:
-                t.compiled = used[0]
+                t.walk_compiled = empty
             else:
-                t.compiled = chain(used, np.array(starts, np.int64))
-            t.walk_compiled = chain(used, np.array([base[key] for key in t.segments if len(self.segments[key])],
-                                                   np.int64), ordered=False)
+                t.walk_compiled = chain(t.used, np.array(bases, np.int64), ordered=False)
 
 
 def _within(count: np.ndarray) -> np.ndarray:
@@ -339,7 +361,6 @@ class FastEngine:
         store.build(self.sg_tables)
         self._compiled_bytes = store.compiled_bytes  # the segments' classifiers, each counted once
         self.nic_table = nic_table
-        self._sg_compiled = [t.compiled for t in self.sg_tables]
         self._sg_walks = [t.walk_compiled for t in self.sg_tables]
         self._walk_rule, self._walk_allow = store.walk_rule, store.walk_allow
         self.acl_tables: list[_Table] = []
@@ -413,7 +434,10 @@ class FastEngine:
 
     @property
     def table_bytes(self) -> int:
-        return sum(t.nbytes for t in self.sg_tables + self.acl_tables) + self._compiled_bytes
+        """Memory of what the dataplane reads: the compiled walks (each counted once), the rule and
+        action of each walk row, the ACL tables."""
+        return (self._compiled_bytes + self._walk_rule.nbytes + self._walk_allow.nbytes
+                + sum(t.nbytes for t in self.acl_tables))
 
     # -- run ------------------------------------------------------------------------------------
 

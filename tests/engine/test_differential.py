@@ -241,6 +241,34 @@ def test_fast_equals_reference_across_a_rule_change(data):
                 engine.retarget(new, names, change.nic_map, change.drop_sg, change.drop_acl)
 
 
+def test_the_sender_a_frame_mac_names_on_one_endpoint_addresses():
+    """Addresses with one endpoint each are resolved without the endpoint-pair cache; a frame's
+    MAC still decides the sender as choose() would: the address's own NIC when the MAC is its, the
+    NIC the MAC names forwarding (source/destination check on and off) when it is another's, the
+    address's endpoint when the MAC names no NIC or there is none — in both directions, with
+    replies, against the reference engine."""
+    from sgdp.capture import generated_topology
+    from sgdp.capture.packet import Packet
+
+    topo = generated_topology(instances=6, groups=4, rules_per_group=8)
+    for k, inst in enumerate(topo["instances"]):
+        inst["mac"] = f"fa:16:3e:00:01:{k:02x}"
+    topo["instances"][2]["source_dest_check"] = False
+    ips = [int.from_bytes(bytes(map(int, inst["ip"].split("."))), "big") for inst in topo["instances"]]
+    macs = [int(inst["mac"].replace(":", ""), 16) for inst in topo["instances"]] + [0x0200_0000_0001, -1]
+    packets, t = [], 0.0
+    for a in range(len(ips)):
+        for b in range(len(ips)):
+            if a == b:
+                continue
+            for mac in (macs[a], macs[(a + 2) % len(ips)], macs[-2], macs[-1]):
+                for sport, dport, src, dst in ((40000 + a, 22, ips[a], ips[b]), (22, 40000 + a, ips[b], ips[a])):
+                    t += 0.5
+                    packets.append(Packet(ts=t, src=src, dst=dst, proto=6, sport=sport, dport=dport,
+                                          tcp_flags=0x02 if dport == 22 else 0x12, src_mac=mac))
+    _run_both(topo, packets, cuts=[len(packets) // 3])
+
+
 def test_the_flow_cache_turns_itself_off_and_on_by_its_hit_rate():
     """A batch of thousands of first-seen headers (no hit) turns the flow cache off for the next
     batches, then one batch tries it again; a batch of one header repeated keeps it on. Verdicts
