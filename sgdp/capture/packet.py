@@ -165,17 +165,26 @@ class Verdict:
 
 class VerdictBatch:
     """Verdict columns: codes into ``VERDICTS``/``REASONS``/``DIRECTIONS`` and indexes into the name
-    tables of :class:`Names` (-1 for empty)."""
+    tables of :class:`Names` (-1 for empty).
 
-    __slots__ = ("verdict", "reason", "instance", "direction", "group", "rule")
+    ``counts``: None, or how many rows have each verdict code and each reason code (int64, the
+    verdicts' ``len(VERDICTS)`` counts then the reasons' ``len(REASONS)``), as an engine that
+    counted them while writing the rows hands them on (the replay's summary then need not count
+    the columns again). Whoever changes the columns afterwards sets it back to None."""
 
-    def __init__(self, n: int):
-        self.verdict = np.zeros(n, np.uint8)
-        self.reason = np.zeros(n, np.uint8)
-        self.instance = np.full(n, -1, np.int32)
-        self.direction = np.zeros(n, np.uint8)
-        self.group = np.full(n, -1, np.int32)
-        self.rule = np.full(n, -1, np.int32)
+    COLUMNS = ("verdict", "reason", "instance", "direction", "group", "rule")
+    __slots__ = COLUMNS + ("counts",)
+
+    def __init__(self, n: int, fill: bool = True):
+        """``fill=False``: the columns are left unwritten, for an engine that writes every row."""
+        make = np.zeros if fill else np.empty
+        self.verdict = make(n, np.uint8)
+        self.reason = make(n, np.uint8)
+        self.instance = np.full(n, -1, np.int32) if fill else np.empty(n, np.int32)
+        self.direction = make(n, np.uint8)
+        self.group = np.full(n, -1, np.int32) if fill else np.empty(n, np.int32)
+        self.rule = np.full(n, -1, np.int32) if fill else np.empty(n, np.int32)
+        self.counts: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.verdict)

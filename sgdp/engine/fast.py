@@ -29,7 +29,7 @@ from sgdp.engine.classifier import FastClassifier
 from sgdp.engine.compiler import Rule as Box, RuleTable
 from sgdp.errors import SgdpError
 from sgdp.topology import ICMP, ICMPV6, Rule, Topology
-from sgdp.capture import Names, PacketBatch, VerdictBatch
+from sgdp.capture import REASONS, VERDICTS, Names, PacketBatch, VerdictBatch
 from sgdp.topology import Policy
 from sgdp.engine.common import SERVICE_V4, SERVICE_V6, lb_source, names_for
 
@@ -443,9 +443,10 @@ class FastEngine:
 
     def process(self, batch: PacketBatch) -> VerdictBatch:
         """Verdict columns for a batch, continuing the state of earlier batches."""
-        out = VerdictBatch(len(batch))
-        cols = {k: getattr(out, k) for k in ("verdict", "reason", "instance", "direction", "group", "rule")}
-        self.dp.run(self.plan, batch.columns, cols)
+        out = VerdictBatch(len(batch), fill=False)  # run writes every row
+        counts = np.zeros(len(VERDICTS) + len(REASONS), np.int64)
+        self.dp.run(self.plan, batch.columns, {k: getattr(out, k) for k in VerdictBatch.COLUMNS}, None, counts)
+        out.counts = counts
         return out
 
     def process_into(self, columns: dict[str, np.ndarray], out: dict[str, np.ndarray],

@@ -242,7 +242,7 @@ class Timeline:
             return pieces[0][1]
         out = VerdictBatch(n)
         for first, vb in pieces:
-            for name in VerdictBatch.__slots__:
+            for name in VerdictBatch.COLUMNS:
                 getattr(out, name)[first:first + len(vb)] = getattr(vb, name)
         return out
 

@@ -288,6 +288,9 @@ class Summary:
         that the capture may not belong to the topology)."""
         from sgdp.capture import VERDICT_CODE
 
+        counts = getattr(vb, "counts", None)
+        if counts is not None and counts[VERDICT_CODE["unmodelled"]] == 0:
+            return
         rows = np.flatnonzero((vb.verdict == VERDICT_CODE["unmodelled"]) & (batch["status"] == OK))
         if len(rows) == 0:
             return
@@ -310,13 +313,17 @@ class Summary:
         evaluated from their headers (S15: ``truncated`` and not malformed)."""
         self.packets += len(vb)
         if batch is not None:
-            cut = (batch.flags & _F_TRUNC) != 0
-            self.truncated += int(np.count_nonzero(cut & (batch["status"] == OK)))
-        # codes are small integers: one counting pass each (no sort)
-        for code, n in enumerate(np.bincount(vb.verdict, minlength=len(VERDICTS)).tolist()):
+            cut = batch.flags & _F_TRUNC
+            if cut.any():
+                self.truncated += int(np.count_nonzero(cut.astype(bool) & (batch["status"] == OK)))
+        counts = getattr(vb, "counts", None)  # the engine's own counts (VerdictBatch.counts), else:
+        if counts is None:  # codes are small integers: one counting pass each (no sort)
+            counts = np.concatenate((np.bincount(vb.verdict, minlength=len(VERDICTS)),
+                                     np.bincount(vb.reason, minlength=len(REASONS))))
+        for code, n in enumerate(counts[:len(VERDICTS)].tolist()):
             if n:
                 self.by_verdict[VERDICTS[code]] += n
-        for code, n in enumerate(np.bincount(vb.reason, minlength=len(REASONS)).tolist()):
+        for code, n in enumerate(counts[len(VERDICTS):].tolist()):
             if n:
                 self.by_reason[REASONS[code]] = self.by_reason.get(REASONS[code], 0) + n
 

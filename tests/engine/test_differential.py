@@ -22,13 +22,14 @@ import os
 import struct
 import tempfile
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sgdp.engine.choice import fast_available
 from sgdp.topology.model import topology_from_data
-from sgdp.capture.packet import PacketBatch
+from sgdp.capture.packet import REASONS, VERDICTS, PacketBatch
 from sgdp.engine.reference import ReferenceEngine
 from tests.topogen import packet_sequences, topologies
 
@@ -59,6 +60,9 @@ def _run_both(topo_dict, packets, cuts, ct_capacity=1024, serial=None, flow=None
         if flow:
             fast.dp.flow_on = flow[k % len(flow)]
         out = fast.process(PacketBatch.from_packets(packets[a:b]))
+        # the counts the engine hands the summary are those of the rows it wrote
+        assert out.counts.tolist() == (np.bincount(out.verdict, minlength=len(VERDICTS)).tolist()
+                                       + np.bincount(out.reason, minlength=len(REASONS)).tolist())
         for c in COLUMNS:
             got[c].extend(getattr(out, c).tolist())
     for i in range(len(packets)):
