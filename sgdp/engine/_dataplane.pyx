@@ -1399,7 +1399,9 @@ cdef class Dataplane:
                                 pk.inner_src_hi = 0; pk.inner_src_lo = 0; pk.inner_dst_hi = 0; pk.inner_dst_lo = 0
                                 pk.inner_sport = 0; pk.inner_dport = 0
                             resolve_one(p, &pk, status[i], src_mac[i], S, R, &view)
-                            self.rec_n = 0
+                            # the entries the filters pass are noted for the flow cache's slot
+                            # (remember); without the cache, note() finds nothing to do (5: none)
+                            self.rec_n = 0 if fs != NULL else 5
                             self.rec_low = 0
                             plain = self.evaluate(p, &pk, &row, &view)
                             if fs != NULL:
