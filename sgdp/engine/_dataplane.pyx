@@ -886,6 +886,26 @@ cdef class Dataplane:
     def __len__(self):
         return self.count
 
+    def check_table(self):
+        """For tests: the connection table's invariants, as a list of what is wrong (empty when all
+        hold): every entry is reached from its home slot without an empty slot between (what
+        lookups and the backward-shift deletion rely on), and the count is right."""
+        cdef Py_ssize_t j, t, n = 0, mask = self.cap - 1
+        wrong = []
+        for j in range(self.cap):
+            if not self.slots[j].used:
+                continue
+            n += 1
+            t = <Py_ssize_t>(ct_hash(&self.slots[j].key) & <uint64_t>mask)
+            while t != j:
+                if not self.slots[t].used:
+                    wrong.append(f"slot {j}: empty slot {t} between its home and it")
+                    break
+                t = (t + 1) & mask
+        if n != self.count:
+            wrong.append(f"{n} entries, count {self.count}")
+        return wrong
+
     @property
     def capacity(self):
         """Slots of the connection table (a power of two; it doubles when half full)."""
