@@ -15,11 +15,12 @@ cimport cython
 cdef extern from "stdlib.h":
     void* aligned_alloc(size_t alignment, size_t size) nogil
 from libc.stdlib cimport calloc, free
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 cdef extern from *:
     """
     #define sgdp_dp_prefetch_write(p) __builtin_prefetch((p), 1)
+    #define SGDP_DP_RESERVE ((size_t)1 << 36)
     static inline unsigned long long sgdp_dp_mum(unsigned long long a, unsigned long long b) {
         unsigned __int128 p = (unsigned __int128)a * b;
         return (unsigned long long)p ^ (unsigned long long)(p >> 64);
@@ -28,6 +29,8 @@ cdef extern from *:
     void prefetch "__builtin_prefetch"(const void* p) noexcept nogil
     void prefetch_write "sgdp_dp_prefetch_write"(void* p) noexcept nogil
     uint64_t mum "sgdp_dp_mum"(uint64_t a, uint64_t b) noexcept nogil  # 128-bit product, halves XORed
+    # address space (not memory) kept for a table that grows in place: 64 GiB
+    const size_t RESERVE "SGDP_DP_RESERVE"
 cdef extern from "sys/mman.h":
     int madvise(void* addr, size_t length, int advice) nogil
     void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset) nogil
@@ -37,6 +40,7 @@ cdef extern from "sys/mman.h":
     const int PROT_WRITE
     const int MAP_PRIVATE
     const int MAP_ANONYMOUS
+    const int MAP_NORESERVE
     void* MAP_FAILED
 DEF HUGE = 2097152  # bytes of a transparent huge page (x86-64)
 
@@ -785,6 +789,23 @@ cdef void release(void* p, size_t size) noexcept nogil:
         free(p)
 
 
+cdef char* reserve_space() noexcept nogil:
+    """RESERVE bytes of address space on a HUGE boundary, for a table that grows in place
+    (Dataplane.ct_grow, size_flows): nothing is committed (MAP_NORESERVE); a page becomes memory when
+    first written, a huge page where the kernel allows. NULL when the space cannot be had."""
+    cdef char* base = <char*>mmap(NULL, RESERVE + HUGE, PROT_READ | PROT_WRITE,
+                                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+    cdef size_t head
+    if <void*>base == MAP_FAILED:
+        return NULL
+    head = (HUGE - (<size_t>base & (HUGE - 1))) & (HUGE - 1)
+    if head:
+        munmap(base, head)
+    munmap(base + head + RESERVE, HUGE - head)
+    madvise(base + head, RESERVE, MADV_HUGEPAGE)
+    return base + head
+
+
 cdef inline CtSlot* alloc_slots(Py_ssize_t cap) noexcept nogil:
     """Zeroed slots on a cache-line boundary (a 64-byte slot then never spans two lines); a table
     of 2 MiB or more on transparent huge pages: its lookups land anywhere in it, and with 4 KiB
@@ -828,6 +849,17 @@ cdef class Dataplane:
     cdef int64_t* hits_ptr  # hits' data: [rule * 3 + direction]; rule < n_rules by construction
     cdef public uint32_t next_serial  # CtKey.serial of the next insertion (public: tests start it near the wrap)
     cdef FlowSlot* flows  # the flow cache (run): direct-mapped, a slot simply overwritten
+    # Address space kept for the connection table and for the flow cache (RESERVE bytes each; NULL:
+    # none yet, or none to be had): from in_place_from slots on, the table is the first cap * 64
+    # bytes of its space and doubles in place (ct_grow), and the flow cache is the first bytes of
+    # its own and grows in place too (size_flows), so that the kernel supplies fresh pages only for
+    # the part each adds — fresh memory, which the kernel zeroes page by page, is what a growing
+    # table costs most on some machines. Before, and where the address space cannot be had (strict
+    # overcommit, a limit on it), each is a block of its own, the table copied into one twice its
+    # size at each doubling and its old block kept for the flow cache (spare).
+    cdef char* ct_space
+    cdef char* flow_space
+    cdef public Py_ssize_t in_place_from  # slots (0: never in place); public: tests start it small
     cdef void* spare  # the connection table's block before it last grew (spare_size bytes), kept for
     cdef size_t spare_size  # the flow cache, which then needs just that size (size_flows), or NULL
     cdef uint64_t flow_mask  # its slots - 1
@@ -858,6 +890,9 @@ cdef class Dataplane:
         if sizeof(FlowSlot) != 128:
             raise AssertionError("FlowSlot must be 128 bytes")
         self.flows = NULL
+        self.ct_space = NULL
+        self.flow_space = NULL
+        self.in_place_from = 32768  # a table of HUGE bytes
         self.spare = NULL
         self.spare_size = 0
         self.flow_mask = 0
@@ -878,9 +913,15 @@ cdef class Dataplane:
         self.hits_ptr = &h[0, 0]
 
     def __dealloc__(self):
-        release(self.slots, self.cap * sizeof(CtSlot))
+        if <char*>self.slots != self.ct_space:
+            release(self.slots, self.cap * sizeof(CtSlot))
         free(self.frags)
-        release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
+        if <char*>self.flows != self.flow_space:
+            release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
+        if self.ct_space != NULL:
+            munmap(self.ct_space, RESERVE)
+        if self.flow_space != NULL:
+            munmap(self.flow_space, RESERVE)
         release(self.spare, self.spare_size)
 
     def __len__(self):
@@ -888,14 +929,17 @@ cdef class Dataplane:
 
     def check_table(self):
         """For tests: the connection table's invariants, as a list of what is wrong (empty when all
-        hold): every entry is reached from its home slot without an empty slot between (what
-        lookups and the backward-shift deletion rely on), and the count is right."""
+        hold): every entry is final (used 1, none left pending by a doubling in place) and reached
+        from its home slot without an empty slot between (what lookups and the backward-shift
+        deletion rely on), and the count is right."""
         cdef Py_ssize_t j, t, n = 0, mask = self.cap - 1
         wrong = []
         for j in range(self.cap):
             if not self.slots[j].used:
                 continue
             n += 1
+            if self.slots[j].used != 1:
+                wrong.append(f"slot {j}: used {self.slots[j].used}")
             t = <Py_ssize_t>(ct_hash(&self.slots[j].key) & <uint64_t>mask)
             while t != j:
                 if not self.slots[t].used:
@@ -905,6 +949,11 @@ cdef class Dataplane:
         if n != self.count:
             wrong.append(f"{n} entries, count {self.count}")
         return wrong
+
+    @property
+    def in_place(self):
+        """Whether the connection table lies in its reserved space (it doubles in place)."""
+        return self.ct_space != NULL and <char*>self.slots == self.ct_space
 
     @property
     def capacity(self):
@@ -943,12 +992,68 @@ cdef class Dataplane:
         self.count -= 1
 
     cdef int ct_grow(self) except -1 nogil:
-        cdef Py_ssize_t old_cap = self.cap, j, t, mask
+        cdef Py_ssize_t old_cap = self.cap
+        cdef size_t size = <size_t>old_cap * 2 * sizeof(CtSlot)
+        cdef CtSlot* new
+        if self.ct_space != NULL and <char*>self.slots == self.ct_space and size <= RESERVE:
+            self.grow_in_place()
+        else:
+            if self.ct_space == NULL and 0 < self.in_place_from <= old_cap * 2 and size <= RESERVE:
+                self.ct_space = reserve_space()
+            if self.ct_space != NULL and <char*>self.slots != self.ct_space and size <= RESERVE:
+                new = <CtSlot*>self.ct_space  # never written yet: zero pages
+            else:
+                new = alloc_slots(old_cap * 2)
+            if new == NULL:
+                with gil:
+                    raise MemoryError()
+            self.move_into(new, old_cap)
+        self.cursor = 0
+        # entries moved: what the flow cache remembers of them is stale (the serials say so) and
+        # the cache, now too small, is made anew — when it is in use; else by the next run that
+        # uses it
+        if self.flow_on:
+            self.size_flows(self.cap)
+        return 0
+
+    cdef void grow_in_place(self) noexcept nogil:
+        """Double the table where it lies (the next cap * 64 bytes of its space were never written:
+        empty slots). Every entry is marked pending (used 2); then each pending entry, slot by slot,
+        goes to the first slot from its new home that is not final (used 1): it stays when that is
+        its own slot, moves when it is empty, and is swapped with the pending entry there, which is
+        placed next, otherwise. A final entry never moves again, and every slot between its home and
+        it was final when it was placed, so no probe chain has a hole — the invariant of lookups and
+        of the backward-shift deletion (SwissTable's rehash in place, with linear probing)."""
+        cdef Py_ssize_t old_cap = self.cap, j, t
+        cdef Py_ssize_t mask = old_cap * 2 - 1
+        cdef CtSlot tmp
+        cdef CtSlot* sl = self.slots
+        for j in range(old_cap):
+            if sl[j].used:
+                sl[j].used = 2
+        self.cap = old_cap * 2
+        for j in range(old_cap):  # pending entries stay below old_cap: a swap fills a pending slot
+            while sl[j].used == 2:
+                t = <Py_ssize_t>(ct_hash(&sl[j].key) & <uint64_t>mask)
+                while sl[t].used == 1:
+                    t = (t + 1) & mask
+                if t == j:
+                    sl[j].used = 1
+                elif sl[t].used == 0:
+                    sl[t] = sl[j]
+                    sl[t].used = 1
+                    sl[j].used = 0
+                else:
+                    tmp = sl[t]
+                    sl[t] = sl[j]
+                    sl[t].used = 1
+                    sl[j] = tmp  # pending: placed in the loop's next turn
+
+    cdef void move_into(self, CtSlot* new, Py_ssize_t old_cap) noexcept nogil:
+        """Double the table into ``new`` (zero, twice the slots); the old block is given back, or,
+        of HUGE bytes or more, kept for the flow cache."""
+        cdef Py_ssize_t j, t, mask
         cdef CtSlot* old = self.slots
-        cdef CtSlot* new = alloc_slots(old_cap * 2)
-        if new == NULL:
-            with gil:
-                raise MemoryError()
         self.slots = new
         self.cap = old_cap * 2
         mask = self.cap - 1
@@ -968,13 +1073,6 @@ cdef class Dataplane:
             self.spare_size = old_cap * sizeof(CtSlot)
         else:
             release(old, old_cap * sizeof(CtSlot))
-        self.cursor = 0
-        # every entry moved: what the flow cache remembers of them is stale (the serials say so)
-        # and the cache, now too small, is made anew — when it is in use; else by the next run
-        # that uses it
-        if self.flow_on:
-            self.size_flows(self.cap)
-        return 0
 
     cdef int size_flows(self, Py_ssize_t cap) except -1 nogil:
         """A flow cache (emptied) of a quarter as many slots as the connection table, at least
@@ -986,6 +1084,18 @@ cdef class Dataplane:
             n <<= 1
         if self.flows != NULL and <uint64_t>n == self.flow_mask + 1:
             return 0
+        if self.flow_space == NULL and self.in_place_from > 0 and n * sizeof(FlowSlot) >= HUGE:
+            self.flow_space = reserve_space()
+        if self.flow_space != NULL and n * sizeof(FlowSlot) <= RESERVE:
+            # in place: the part already written is emptied, the rest was never written (the cache
+            # only grows, as the table does)
+            if <char*>self.flows == self.flow_space:
+                memset(self.flows, 0, (self.flow_mask + 1) * sizeof(FlowSlot))
+            else:
+                release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
+                self.flows = <FlowSlot*>self.flow_space
+            self.flow_mask = <uint64_t>(n - 1)
+            return 0
         if self.spare != NULL and self.spare_size == n * sizeof(FlowSlot):
             # the table's old block (ct_grow; on a HUGE boundary, so 128-byte aligned)
             fresh = <FlowSlot*>self.spare
@@ -996,7 +1106,8 @@ cdef class Dataplane:
         if fresh == NULL:
             with gil:
                 raise MemoryError()
-        release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
+        if <char*>self.flows != self.flow_space:
+            release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
         self.flows = fresh
         self.flow_mask = <uint64_t>(n - 1)
         return 0
@@ -1164,9 +1275,14 @@ cdef class Dataplane:
                 t = (t + 1) & mask
             fresh[t] = old[j]
             self.count += 1
-        self.slots = fresh
+        if <char*>old == self.ct_space:
+            # the table stays in its space, where it can grow in place: the rebuilt one is copied back
+            memcpy(old, fresh, self.cap * sizeof(CtSlot))
+            release(fresh, self.cap * sizeof(CtSlot))
+        else:
+            self.slots = fresh
+            release(old, self.cap * sizeof(CtSlot))
         self.cursor = 0
-        release(old, self.cap * sizeof(CtSlot))
         self.clear_flows()  # entries moved to other NICs: the remembered stage paths are of the old ones
 
     # -- pass 2 ---------------------------------------------------------------------------

@@ -44,13 +44,17 @@ def examples(n: int) -> int:
     return n * SCALE
 
 
-def _run_both(topo_dict, packets, cuts, ct_capacity=1024, serial=None, flow=None):
+def _run_both(topo_dict, packets, cuts, ct_capacity=1024, serial=None, flow=None, in_place_from=None):
     """``flow``: per batch in turn, whether the flow cache is used (the engine turns it off by
-    itself only on batches of thousands of packets): off, then on again with what it held."""
+    itself only on batches of thousands of packets): off, then on again with what it held.
+    ``in_place_from``: the table size from which the connection table doubles in place (0: never;
+    None: the engine's own, beyond these tests' tables)."""
     from sgdp.engine.fast import FastEngine
 
     topo = topology_from_data(topo_dict, "generated.yaml")
     ref, fast = ReferenceEngine(topo), FastEngine(topo, ct_capacity=ct_capacity)
+    if in_place_from is not None:
+        fast.dp.in_place_from = in_place_from
     if serial is not None:
         fast.dp.next_serial = serial
     expected = ref.process(PacketBatch.from_packets(packets))
@@ -89,7 +93,8 @@ def test_fast_equals_reference_on_random_topologies(data):
     packets = data.draw(packet_sequences(topo))
     cuts = data.draw(st.lists(st.integers(0, len(packets)), max_size=3))
     _run_both(topo, packets, cuts, ct_capacity=data.draw(st.sampled_from([16, 1024])),
-              flow=data.draw(st.sampled_from([None, [False], [True, False], [False, True]])))
+              flow=data.draw(st.sampled_from([None, [False], [True, False], [False, True]])),
+              in_place_from=data.draw(st.sampled_from([None, 0, 32])))
 
 
 @settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -100,7 +105,8 @@ def test_fast_equals_reference_with_connection_table_churn(data):
     topo = data.draw(topologies())
     packets = data.draw(packet_sequences(topo, max_packets=250))
     cuts = data.draw(st.lists(st.integers(0, len(packets)), max_size=4))
-    _run_both(topo, packets, cuts, ct_capacity=16, flow=data.draw(st.sampled_from([None, [True, False], [False, True]])))
+    _run_both(topo, packets, cuts, ct_capacity=16, flow=data.draw(st.sampled_from([None, [True, False], [False, True]])),
+              in_place_from=data.draw(st.sampled_from([0, 32])))
 
 
 @settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -232,7 +238,8 @@ def test_fast_equals_reference_across_a_rule_change(data):
                 listener["transfer_client_ip"] = not listener.get("transfer_client_ip", False)
     old, new = topology_from_data(old_dict, "v1.yaml"), topology_from_data(new_dict, "v2.yaml")
     names = union_names([old, new])
-    ref, fast = ReferenceEngine(old, names=names), FastEngine(old, names=names)
+    ref, fast = ReferenceEngine(old, names=names), FastEngine(old, names=names, ct_capacity=data.draw(st.sampled_from([16, 1024])))
+    fast.dp.in_place_from = data.draw(st.sampled_from([0, 32]))  # the version change rebuilds a table that grows in place, or not
     packets = data.draw(packet_sequences(old_dict))
     cut = data.draw(st.integers(0, len(packets)))
     change = plan_change(old, new)
@@ -300,9 +307,12 @@ def test_a_table_that_grows_past_the_mmap_size_with_the_flow_cache_off_and_on():
     back by their size; a table that doubles while the flow cache is off leaves the cache as it was
     until the next batch that uses it, which makes it anew. Batches alternately with and without
     the cache, on thousands of flows (the table grows from 1,024 slots past 32,768, 2 MiB),
-    give the reference engine's columns. The 2 MiB block the table leaves when it doubles past
-    32,768 slots is the size of the flow cache it then calls for, which takes it (zeroed): once
-    when the table doubles in a batch with the cache on, once in a batch with it off."""
+    give the reference engine's columns. Doubling into blocks of its own (in_place_from 0), the
+    2 MiB block the table leaves when it doubles past 32,768 slots is the size of the flow cache it
+    then calls for, which takes it (zeroed): once when the table doubles in a batch with the cache
+    on, once in a batch with it off. From 32,768 slots on (the engine's own setting), the table
+    moves once into its reserved space and then doubles in place, and the flow cache, from 2 MiB
+    on, grows in its own."""
     import numpy as np
 
     from sgdp.capture import generated_topology, generated_traffic
@@ -314,8 +324,10 @@ def test_a_table_that_grows_past_the_mmap_size_with_the_flow_cache_off_and_on():
     ref = ReferenceEngine(topo)
     want = ref.process(traffic)
     cols = {name: traffic[name] for name in traffic.columns}
-    for pattern in ((False, False, True), (True,), (False, True)):  # the cache per batch, in turn
+    for pattern, in_place_from in (((False, False, True), 0), ((True,), 0), ((False, True), 0),
+                                   ((False, False, True), 32768), ((True,), 32768)):  # the cache per batch, in turn
         fast = FastEngine(topo, ct_capacity=1024)
+        fast.dp.in_place_from = in_place_from
         got = {c: [] for c in COLUMNS}
         for k, a in enumerate(range(0, len(traffic), 5_000)):
             fast.dp.flow_on = pattern[k % len(pattern)]
@@ -329,8 +341,10 @@ def test_a_table_that_grows_past_the_mmap_size_with_the_flow_cache_off_and_on():
         assert fast.rule_hits() == ref.rule_hits()
 
 
-def test_the_connection_table_keeps_every_probe_chain():
-    """Through thousands of flows, expiries, sweeps and doublings from 16 slots, the connection
+@pytest.mark.parametrize("in_place_from", [0, 32, 4096])
+def test_the_connection_table_keeps_every_probe_chain(in_place_from):
+    """Through thousands of flows, expiries, sweeps and doublings from 16 slots — into blocks of
+    their own (``in_place_from`` 0), or in place from ``in_place_from`` slots on —, the connection
     table keeps its invariants after every batch — each entry reached from its home slot without
     an empty slot between, the count right — with the reference engine's columns."""
     from sgdp.capture import generated_topology, generated_traffic
@@ -341,6 +355,7 @@ def test_the_connection_table_keeps_every_probe_chain():
     traffic = generated_traffic(topo_dict, packets=40_000, flows=12_000, locality="uniform")
     want = ReferenceEngine(topo).process(traffic)
     fast = FastEngine(topo, ct_capacity=16)
+    fast.dp.in_place_from = in_place_from
     cols = {name: traffic[name] for name in traffic.columns}
     got = {c: [] for c in COLUMNS}
     for a in range(0, len(traffic), 2_500):
@@ -348,6 +363,6 @@ def test_the_connection_table_keeps_every_probe_chain():
         for c in COLUMNS:
             got[c].extend(getattr(out, c).tolist())
         assert fast.dp.check_table() == []
-    assert fast.dp.capacity >= 16_384
+    assert fast.dp.capacity >= 16_384 and fast.dp.in_place == (in_place_from > 0)
     for c in COLUMNS:
         assert np.array_equal(np.array(got[c]), getattr(want, c)), c
