@@ -21,6 +21,10 @@ cdef extern from *:
     """
     #define sgdp_dp_prefetch_write(p) __builtin_prefetch((p), 1)
     #define SGDP_DP_RESERVE ((size_t)1 << 36)
+    #include <sys/mman.h>
+    #ifndef MADV_POPULATE_WRITE
+    #define MADV_POPULATE_WRITE 23
+    #endif
     static inline unsigned long long sgdp_dp_mum(unsigned long long a, unsigned long long b) {
         unsigned __int128 p = (unsigned __int128)a * b;
         return (unsigned long long)p ^ (unsigned long long)(p >> 64);
@@ -36,6 +40,7 @@ cdef extern from "sys/mman.h":
     void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset) nogil
     int munmap(void* addr, size_t length) nogil
     const int MADV_HUGEPAGE
+    const int MADV_POPULATE_WRITE
     const int PROT_READ
     const int PROT_WRITE
     const int MAP_PRIVATE
@@ -860,6 +865,9 @@ cdef class Dataplane:
     cdef char* ct_space
     cdef char* flow_space
     cdef public Py_ssize_t in_place_from  # slots (0: never in place); public: tests start it small
+    cdef size_t ct_ready  # bytes at the start of ct_space / flow_space that prefault() made memory
+    cdef size_t flow_ready
+    cdef bint populate_ok  # the kernel knows MADV_POPULATE_WRITE (Linux 5.14 on)
     cdef void* spare  # the connection table's block before it last grew (spare_size bytes), kept for
     cdef size_t spare_size  # the flow cache, which then needs just that size (size_flows), or NULL
     cdef uint64_t flow_mask  # its slots - 1
@@ -893,6 +901,9 @@ cdef class Dataplane:
         self.ct_space = NULL
         self.flow_space = NULL
         self.in_place_from = 32768  # a table of HUGE bytes
+        self.ct_ready = 0
+        self.flow_ready = 0
+        self.populate_ok = True
         self.spare = NULL
         self.spare_size = 0
         self.flow_mask = 0
@@ -926,6 +937,52 @@ cdef class Dataplane:
 
     def __len__(self):
         return self.count
+
+    def prefault(self, size_t budget=4194304):
+        """Make memory of up to ``budget`` bytes of what the connection table and the flow cache
+        take when they next grow in place, and return whether some is left to make: the kernel
+        zeroes a fresh page when it is first written, and a doubling writes a whole new half at
+        once, in the middle of a batch. Called by the capture reader's thread while it waits for the
+        engine (sgdp.pipeline.executors), it moves that work out of the engine's way. Only pages are
+        made (MADV_POPULATE_WRITE: present ones are left as they are, nothing is written), so it may
+        run while the engine works on the same tables; it does nothing without their reserved
+        space or on a kernel without the call."""
+        cdef size_t ct_next, flow_next, step, done = 0
+        cdef Py_ssize_t n
+        cdef bint near
+        if not self.populate_ok:
+            return False
+        with nogil:
+            # what comes next: once the table is three quarters of the way to its next doubling
+            # (it doubles when half full), the space up to twice its size; the flow cache's space up
+            # to the size it calls for when it is next made (size_flows: at that doubling when the
+            # cache is in use, else when a batch tries it again, at the table's size then). Sizes
+            # read while the engine changes them (another thread) may be stale: then what is made
+            # is already there, or is what comes next
+            near = self.count * 8 >= self.cap * 3
+            ct_next = (<size_t>self.cap * 2 * sizeof(CtSlot)
+                       if near and <char*>self.slots == self.ct_space else 0)
+            n = FLOW_MIN
+            while n < (self.cap * 2 if near and self.flow_on else self.cap) // 4:
+                n <<= 1
+            flow_next = <size_t>n * sizeof(FlowSlot) if <char*>self.flows == self.flow_space else 0
+            if self.ct_space != NULL and ct_next <= RESERVE:
+                while self.ct_ready < ct_next and done < budget:
+                    step = min(HUGE, ct_next - self.ct_ready)
+                    if madvise(self.ct_space + self.ct_ready, step, MADV_POPULATE_WRITE) != 0:
+                        self.populate_ok = False
+                        break
+                    self.ct_ready += step
+                    done += step
+            if self.populate_ok and self.flow_space != NULL and flow_next <= RESERVE:
+                while self.flow_ready < flow_next and done < budget:
+                    step = min(HUGE, flow_next - self.flow_ready)
+                    if madvise(self.flow_space + self.flow_ready, step, MADV_POPULATE_WRITE) != 0:
+                        self.populate_ok = False
+                        break
+                    self.flow_ready += step
+                    done += step
+        return self.populate_ok and done >= budget
 
     def check_table(self):
         """For tests: the connection table's invariants, as a list of what is wrong (empty when all

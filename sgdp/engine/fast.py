@@ -449,6 +449,11 @@ class FastEngine:
         out.counts = counts
         return out
 
+    def idle(self) -> bool:
+        """A step of work another thread may do while this engine evaluates a batch: the memory its
+        tables take when they next grow (``Dataplane.prefault``). Returns whether more is left."""
+        return self.dp.prefault()
+
     def process_into(self, columns: dict[str, np.ndarray], out: dict[str, np.ndarray],
                      rows: np.ndarray | None = None) -> None:
         """As :meth:`process`, over packet columns that need not form a :class:`PacketBatch` (e.g.

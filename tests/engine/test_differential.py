@@ -366,3 +366,48 @@ def test_the_connection_table_keeps_every_probe_chain(in_place_from):
     assert fast.dp.capacity >= 16_384 and fast.dp.in_place == (in_place_from > 0)
     for c in COLUMNS:
         assert np.array_equal(np.array(got[c]), getattr(want, c)), c
+
+
+def test_prefault_from_another_thread_leaves_every_answer_as_it_was():
+    """The capture reader's thread makes the memory of the tables' next growth while the engine
+    works (Dataplane.prefault, MADV_POPULATE_WRITE): run from a second thread without pause, as the
+    engine doubles its table in place and its flow cache grows, it changes no answer and no entry."""
+    import threading
+
+    from sgdp.capture import generated_topology, generated_traffic
+    from sgdp.engine.fast import FastEngine
+
+    topo_dict = generated_topology(instances=24)
+    topo = topology_from_data(topo_dict, "generated.yaml")
+    traffic = generated_traffic(topo_dict, packets=40_000, flows=12_000, locality="uniform")
+    want = ReferenceEngine(topo).process(traffic)
+    fast = FastEngine(topo, ct_capacity=16)
+    fast.dp.in_place_from = 32
+    stop = threading.Event()
+    calls = []
+
+    def keep_prefaulting():
+        while not stop.is_set():
+            calls.append(fast.idle())
+
+    helper = threading.Thread(target=keep_prefaulting)
+    helper.start()
+    cols = {name: traffic[name] for name in traffic.columns}
+    got = {c: [] for c in COLUMNS}
+    try:
+        for a in range(0, len(traffic), 2_500):
+            fast.dp.flow_on = (a // 2_500) % 2 == 0
+            out = fast.process(PacketBatch({name: col[a:a + 2_500] for name, col in cols.items()}))
+            for c in COLUMNS:
+                got[c].extend(getattr(out, c).tolist())
+            assert fast.dp.check_table() == []
+    finally:
+        stop.set()
+        helper.join()
+    assert fast.dp.in_place and len(calls) > 0
+    for c in COLUMNS:
+        assert np.array_equal(np.array(got[c]), getattr(want, c)), c
+    # nothing left to make once the table is far from its next doubling
+    while fast.idle():
+        pass
+    assert fast.idle() is False
