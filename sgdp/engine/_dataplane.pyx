@@ -39,6 +39,8 @@ cdef extern from "sys/mman.h":
     int madvise(void* addr, size_t length, int advice) nogil
     void* mmap(void* addr, size_t length, int prot, int flags, int fd, long offset) nogil
     int munmap(void* addr, size_t length) nogil
+    int mprotect(void* addr, size_t length, int prot) nogil
+    const int PROT_NONE
     const int MADV_HUGEPAGE
     const int MADV_POPULATE_WRITE
     const int PROT_READ
@@ -796,9 +798,10 @@ cdef void release(void* p, size_t size) noexcept nogil:
 
 cdef char* reserve_space() noexcept nogil:
     """RESERVE bytes of address space on a HUGE boundary, for a table that grows in place
-    (Dataplane.ct_grow, size_flows): nothing is committed (MAP_NORESERVE); a page becomes memory when
-    first written, a huge page where the kernel allows. NULL when the space cannot be had."""
-    cdef char* base = <char*>mmap(NULL, RESERVE + HUGE, PROT_READ | PROT_WRITE,
+    (Dataplane.ct_grow, size_flows), inaccessible until opened part by part (open_space): address
+    space alone, which even strict overcommit does not count; a page becomes memory when first
+    written (or prefaulted), a huge page where the kernel allows. NULL when it cannot be had."""
+    cdef char* base = <char*>mmap(NULL, RESERVE + HUGE, PROT_NONE,
                                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
     cdef size_t head
     if <void*>base == MAP_FAILED:
@@ -809,6 +812,29 @@ cdef char* reserve_space() noexcept nogil:
     munmap(base + head + RESERVE, HUGE - head)
     madvise(base + head, RESERVE, MADV_HUGEPAGE)
     return base + head
+
+
+def space_available():
+    """Whether this process can reserve the address space in which the tables grow in place (it
+    cannot under a limit on it, ``ulimit -v``); for tests."""
+    cdef char* base = reserve_space()
+    if base == NULL:
+        return False
+    munmap(base, RESERVE)
+    return True
+
+
+cdef inline bint open_space(char* base, size_t* opened, size_t size) noexcept nogil:
+    """Make the first ``size`` bytes of a reserved space readable and writable (the commit charge,
+    where the kernel keeps one, is taken then); ``opened``: how much is known open (only ever set
+    after a success, so a stale value read by another thread only repeats the call). False when
+    the kernel refuses."""
+    if size <= opened[0]:
+        return True
+    if mprotect(base, size, PROT_READ | PROT_WRITE) != 0:
+        return False
+    opened[0] = size
+    return True
 
 
 cdef inline CtSlot* alloc_slots(Py_ssize_t cap) noexcept nogil:
@@ -864,6 +890,10 @@ cdef class Dataplane:
     # size at each doubling and its old block kept for the flow cache (spare).
     cdef char* ct_space
     cdef char* flow_space
+    cdef size_t ct_open  # bytes of each space made accessible (open_space)
+    cdef size_t flow_open
+    cdef size_t flow_dirty  # bytes of flow_space the flow cache has used (emptied when it comes back)
+    cdef bint ct_fresh  # no table has been in ct_space yet (its pages are zero)
     cdef public Py_ssize_t in_place_from  # slots (0: never in place); public: tests start it small
     cdef size_t ct_ready  # bytes at the start of ct_space / flow_space that prefault() made memory
     cdef size_t flow_ready
@@ -900,6 +930,10 @@ cdef class Dataplane:
         self.flows = NULL
         self.ct_space = NULL
         self.flow_space = NULL
+        self.ct_open = 0
+        self.flow_open = 0
+        self.flow_dirty = 0
+        self.ct_fresh = False
         self.in_place_from = 32768  # a table of HUGE bytes
         self.ct_ready = 0
         self.flow_ready = 0
@@ -953,20 +987,20 @@ cdef class Dataplane:
         if not self.populate_ok:
             return False
         with nogil:
-            # what comes next: once the table is three quarters of the way to its next doubling
+            # what comes next: once the table is seven eighths of the way to its next doubling
             # (it doubles when half full), the space up to twice its size; the flow cache's space up
             # to the size it calls for when it is next made (size_flows: at that doubling when the
             # cache is in use, else when a batch tries it again, at the table's size then). Sizes
             # read while the engine changes them (another thread) may be stale: then what is made
             # is already there, or is what comes next
-            near = self.count * 8 >= self.cap * 3
+            near = self.count * 16 >= self.cap * 7
             ct_next = (<size_t>self.cap * 2 * sizeof(CtSlot)
                        if near and <char*>self.slots == self.ct_space else 0)
             n = FLOW_MIN
             while n < (self.cap * 2 if near and self.flow_on else self.cap) // 4:
                 n <<= 1
             flow_next = <size_t>n * sizeof(FlowSlot) if <char*>self.flows == self.flow_space else 0
-            if self.ct_space != NULL and ct_next <= RESERVE:
+            if self.ct_space != NULL and ct_next <= RESERVE and open_space(self.ct_space, &self.ct_open, ct_next):
                 while self.ct_ready < ct_next and done < budget:
                     step = min(HUGE, ct_next - self.ct_ready)
                     if madvise(self.ct_space + self.ct_ready, step, MADV_POPULATE_WRITE) != 0:
@@ -974,7 +1008,8 @@ cdef class Dataplane:
                         break
                     self.ct_ready += step
                     done += step
-            if self.populate_ok and self.flow_space != NULL and flow_next <= RESERVE:
+            if (self.populate_ok and self.flow_space != NULL and flow_next <= RESERVE
+                    and open_space(self.flow_space, &self.flow_open, flow_next)):
                 while self.flow_ready < flow_next and done < budget:
                     step = min(HUGE, flow_next - self.flow_ready)
                     if madvise(self.flow_space + self.flow_ready, step, MADV_POPULATE_WRITE) != 0:
@@ -1052,18 +1087,26 @@ cdef class Dataplane:
         cdef Py_ssize_t old_cap = self.cap
         cdef size_t size = <size_t>old_cap * 2 * sizeof(CtSlot)
         cdef CtSlot* new
-        if self.ct_space != NULL and <char*>self.slots == self.ct_space and size <= RESERVE:
-            self.grow_in_place()
-        else:
-            if self.ct_space == NULL and 0 < self.in_place_from <= old_cap * 2 and size <= RESERVE:
-                self.ct_space = reserve_space()
-            if self.ct_space != NULL and <char*>self.slots != self.ct_space and size <= RESERVE:
-                new = <CtSlot*>self.ct_space  # never written yet: zero pages
+        cdef bint here = self.ct_space != NULL and <char*>self.slots == self.ct_space
+        if self.ct_space == NULL and 0 < self.in_place_from <= old_cap * 2:
+            self.ct_space = reserve_space()
+            self.ct_fresh = True
+            if self.ct_space == NULL:
+                self.in_place_from = 0  # no space to be had: not asked for again
+        if (here or self.ct_fresh) and size <= RESERVE and open_space(self.ct_space, &self.ct_open, size):
+            if here:
+                self.grow_in_place()
             else:
-                new = alloc_slots(old_cap * 2)
+                self.ct_fresh = False
+                self.move_into(<CtSlot*>self.ct_space, old_cap)  # never written yet: zero pages
+        else:
+            # a block of its own (and, should the table leave its space, for good: the space stays
+            # reserved until the end, its pages no longer zero)
+            new = alloc_slots(old_cap * 2)
             if new == NULL:
                 with gil:
                     raise MemoryError()
+            self.ct_fresh = False
             self.move_into(new, old_cap)
         self.cursor = 0
         # entries moved: what the flow cache remembers of them is stale (the serials say so) and
@@ -1125,7 +1168,9 @@ cdef class Dataplane:
         # be zeroed by the kernel page by page, on some machines slower than the lookups it serves
         release(self.spare, self.spare_size)
         self.spare = NULL
-        if old_cap * sizeof(CtSlot) >= HUGE:
+        if <char*>old == self.ct_space:
+            pass  # the reserved space: given back at the end (__dealloc__)
+        elif old_cap * sizeof(CtSlot) >= HUGE and self.flow_space == NULL:
             self.spare = old
             self.spare_size = old_cap * sizeof(CtSlot)
         else:
@@ -1143,15 +1188,17 @@ cdef class Dataplane:
             return 0
         if self.flow_space == NULL and self.in_place_from > 0 and n * sizeof(FlowSlot) >= HUGE:
             self.flow_space = reserve_space()
-        if self.flow_space != NULL and n * sizeof(FlowSlot) <= RESERVE:
-            # in place: the part already written is emptied, the rest was never written (the cache
-            # only grows, as the table does)
-            if <char*>self.flows == self.flow_space:
-                memset(self.flows, 0, (self.flow_mask + 1) * sizeof(FlowSlot))
-            else:
+            if self.flow_space == NULL:
+                self.in_place_from = 0  # no space to be had: not asked for again
+        if (self.flow_space != NULL and n * sizeof(FlowSlot) <= RESERVE
+                and open_space(self.flow_space, &self.flow_open, n * sizeof(FlowSlot))):
+            # in place: the part the cache has used is emptied, the rest was never written
+            memset(self.flow_space, 0, min(self.flow_dirty, n * sizeof(FlowSlot)))
+            if <char*>self.flows != self.flow_space:
                 release(self.flows, (self.flow_mask + 1) * sizeof(FlowSlot))
                 self.flows = <FlowSlot*>self.flow_space
             self.flow_mask = <uint64_t>(n - 1)
+            self.flow_dirty = max(self.flow_dirty, n * sizeof(FlowSlot))
             return 0
         if self.spare != NULL and self.spare_size == n * sizeof(FlowSlot):
             # the table's old block (ct_grow; on a HUGE boundary, so 128-byte aligned)
@@ -1556,7 +1603,7 @@ cdef class Dataplane:
                                     and self.flow_fast(fs, proto[i], icmp_type[i], tcp_flags[i], &row)):
                                 v_verdict[i] = row.verdict; v_reason[i] = row.reason; v_instance[i] = row.instance
                                 v_direction[i] = row.direction; v_group[i] = -1; v_rule[i] = -1
-                                if tally != NULL:
+                                if tally != NULL and row.verdict < N_VERDICTS and row.reason <= R_MALFORMED:
                                     tally[row.verdict] += 1; tally[N_VERDICTS + row.reason] += 1
                                 hit += 1
                                 continue
@@ -1608,7 +1655,7 @@ cdef class Dataplane:
                                 self.frag_store(&f)
                     v_verdict[i] = row.verdict; v_reason[i] = row.reason; v_instance[i] = row.instance
                     v_direction[i] = row.direction; v_group[i] = row.group; v_rule[i] = row.rule
-                    if tally != NULL:
+                    if tally != NULL and row.verdict < N_VERDICTS and row.reason <= R_MALFORMED:
                         tally[row.verdict] += 1; tally[N_VERDICTS + row.reason] += 1
         finally:
             free(S)
