@@ -213,6 +213,12 @@ class Timeline:
         self.engine.retarget(new.topo, self.names, change.nic_map, change.drop_sg, change.drop_acl)  # type: ignore[attr-defined]
         self.current += 1
 
+    def idle(self) -> bool:
+        """The engine's idle work (``FastEngine.idle``) for the capture reader's thread; False for
+        an engine without any."""
+        idle = getattr(self.engine, "idle", None)
+        return bool(idle()) if idle is not None else False
+
     def _run(self, batch: PacketBatch, start: int, stop: int) -> VerdictBatch:
         self.versions[self.current].packets += stop - start
         if start == 0 and stop == len(batch):
