@@ -824,6 +824,31 @@ def space_available():
     return True
 
 
+cdef bint populate(char* base, size_t* opened, size_t* ready, size_t size, size_t* budget) noexcept nogil:
+    """Make the first ``size`` bytes of a reserved space present, from ``ready`` on, HUGE bytes at a
+    time while ``budget`` lasts (MADV_POPULATE_WRITE: pages made, nothing written); ``ready`` and
+    ``budget`` are moved on. False when the kernel refuses the call."""
+    cdef size_t step
+    if not open_space(base, opened, size):
+        return True  # not opened (the commit refused): nothing made, nothing wrong with the call
+    while ready[0] < size and budget[0] > 0:
+        step = min(HUGE, size - ready[0])
+        if madvise(base + ready[0], step, MADV_POPULATE_WRITE) != 0:
+            return False
+        ready[0] += step
+        budget[0] -= min(step, budget[0])
+    return True
+
+
+cdef inline Py_ssize_t flow_slots(Py_ssize_t cap) noexcept nogil:
+    """Slots of the flow cache for a connection table of ``cap`` slots: a quarter as many, at least
+    FLOW_MIN (a power of two)."""
+    cdef Py_ssize_t n = FLOW_MIN
+    while n < cap // 4:
+        n <<= 1
+    return n
+
+
 cdef inline bint open_space(char* base, size_t* opened, size_t size) noexcept nogil:
     """Make the first ``size`` bytes of a reserved space readable and writable (the commit charge,
     where the kernel keeps one, is taken then); ``opened``: how much is known open (only ever set
@@ -885,9 +910,9 @@ cdef class Dataplane:
     # bytes of its space and doubles in place (ct_grow), and the flow cache is the first bytes of
     # its own and grows in place too (size_flows), so that the kernel supplies fresh pages only for
     # the part each adds — fresh memory, which the kernel zeroes page by page, is what a growing
-    # table costs most on some machines. Before, and where the address space cannot be had (strict
-    # overcommit, a limit on it), each is a block of its own, the table copied into one twice its
-    # size at each doubling and its old block kept for the flow cache (spare).
+    # table costs most on some machines. Before, and where the address space cannot be had (a
+    # limit on it), each is a block of its own, the table copied into one twice its size at each
+    # doubling and its old block kept for the flow cache (spare).
     cdef char* ct_space
     cdef char* flow_space
     cdef size_t ct_open  # bytes of each space made accessible (open_space)
@@ -981,8 +1006,7 @@ cdef class Dataplane:
         made (MADV_POPULATE_WRITE: present ones are left as they are, nothing is written), so it may
         run while the engine works on the same tables; it does nothing without their reserved
         space or on a kernel without the call."""
-        cdef size_t ct_next, flow_next, step, done = 0
-        cdef Py_ssize_t n
+        cdef size_t left = budget
         cdef bint near
         if not self.populate_ok:
             return False
@@ -994,30 +1018,13 @@ cdef class Dataplane:
             # read while the engine changes them (another thread) may be stale: then what is made
             # is already there, or is what comes next
             near = self.count * 16 >= self.cap * 7
-            ct_next = (<size_t>self.cap * 2 * sizeof(CtSlot)
-                       if near and <char*>self.slots == self.ct_space else 0)
-            n = FLOW_MIN
-            while n < (self.cap * 2 if near and self.flow_on else self.cap) // 4:
-                n <<= 1
-            flow_next = <size_t>n * sizeof(FlowSlot) if <char*>self.flows == self.flow_space else 0
-            if self.ct_space != NULL and ct_next <= RESERVE and open_space(self.ct_space, &self.ct_open, ct_next):
-                while self.ct_ready < ct_next and done < budget:
-                    step = min(HUGE, ct_next - self.ct_ready)
-                    if madvise(self.ct_space + self.ct_ready, step, MADV_POPULATE_WRITE) != 0:
-                        self.populate_ok = False
-                        break
-                    self.ct_ready += step
-                    done += step
-            if (self.populate_ok and self.flow_space != NULL and flow_next <= RESERVE
-                    and open_space(self.flow_space, &self.flow_open, flow_next)):
-                while self.flow_ready < flow_next and done < budget:
-                    step = min(HUGE, flow_next - self.flow_ready)
-                    if madvise(self.flow_space + self.flow_ready, step, MADV_POPULATE_WRITE) != 0:
-                        self.populate_ok = False
-                        break
-                    self.flow_ready += step
-                    done += step
-        return self.populate_ok and done >= budget
+            if near and self.ct_space != NULL and <char*>self.slots == self.ct_space and self.cap * 2 * sizeof(CtSlot) <= RESERVE:
+                self.populate_ok = populate(self.ct_space, &self.ct_open, &self.ct_ready,
+                                            self.cap * 2 * sizeof(CtSlot), &left)
+            if self.populate_ok and self.flow_space != NULL and <char*>self.flows == self.flow_space:
+                self.populate_ok = populate(self.flow_space, &self.flow_open, &self.flow_ready,
+                                            flow_slots(self.cap * 2 if near and self.flow_on else self.cap) * sizeof(FlowSlot), &left)
+        return self.populate_ok and left == 0
 
     def check_table(self):
         """For tests: the connection table's invariants, as a list of what is wrong (empty when all
@@ -1090,7 +1097,7 @@ cdef class Dataplane:
         cdef bint here = self.ct_space != NULL and <char*>self.slots == self.ct_space
         if self.ct_space == NULL and 0 < self.in_place_from <= old_cap * 2:
             self.ct_space = reserve_space()
-            self.ct_fresh = True
+            self.ct_fresh = self.ct_space != NULL
             if self.ct_space == NULL:
                 self.in_place_from = 0  # no space to be had: not asked for again
         if (here or self.ct_fresh) and size <= RESERVE and open_space(self.ct_space, &self.ct_open, size):
@@ -1180,10 +1187,8 @@ cdef class Dataplane:
         """A flow cache (emptied) of a quarter as many slots as the connection table, at least
         FLOW_MIN: about one slot per flow and direction when the table is half full with the two
         or four entries of each flow. Kept as it is when it has that size already."""
-        cdef Py_ssize_t n = FLOW_MIN
+        cdef Py_ssize_t n = flow_slots(cap)
         cdef FlowSlot* fresh
-        while n < cap // 4:
-            n <<= 1
         if self.flows != NULL and <uint64_t>n == self.flow_mask + 1:
             return 0
         if self.flow_space == NULL and self.in_place_from > 0 and n * sizeof(FlowSlot) >= HUGE:

@@ -598,10 +598,9 @@ def _read_ahead(batches: Iterable[Any], depth: int = 2, idle: Any = None) -> Ite
 
     q: queue.Queue = queue.Queue(depth)
     stop = threading.Event()
-    spare = [idle]  # the idle work, None once it failed
-
     def put(item: tuple) -> bool:
-        busy = spare[0] is not None
+        nonlocal idle  # None once it failed
+        busy = idle is not None
         while not stop.is_set():
             if busy:
                 try:
@@ -610,9 +609,9 @@ def _read_ahead(batches: Iterable[Any], depth: int = 2, idle: Any = None) -> Ite
                 except queue.Full:
                     pass
                 try:
-                    busy = bool(spare[0]())
+                    busy = bool(idle())
                 except Exception:
-                    spare[0] = None
+                    idle = None
                     busy = False
                 continue
             try:
